@@ -1,0 +1,234 @@
+"""ASGI middleware that keeps HTTP/1.1 keep-alive safe when the app answers early.
+
+The cause (read from ``hypercorn/protocol/h11.py`` and ``http_stream.py``, Hypercorn 0.18):
+when the app finishes its response, ``HTTPStream`` emits ``StreamClosed`` and
+``H11Protocol._maybe_recycle`` starts the next request cycle only if *both* h11 sides
+are ``DONE``. If the app answered before the request body had arrived -- an auth error
+raised by a decorator, a 400, 404/405, 413, 429 -- the client side is still in
+``SEND_BODY``, so Hypercorn closes the connection right after the response. Nothing in
+that response said ``Connection: close`` (h11 only adds it when *it* knows it will close),
+so the client reuses the connection for its next request, which is then lost ("Server
+disconnected without sending a response"), or it gets a reset. Quart does read the body
+in a background task, but it does not hold the response back until the body is in.
+
+The fix: on ``http.response.start``, if the request body is not complete yet,
+
+* drain it first (discarding it) when what is left is at most ``max_body_size`` and it
+  arrives within ``drain_timeout``; h11 then reaches ``DONE`` on the client side before the
+  response ends and Hypercorn keeps the connection alive;
+* otherwise (413, a declared length over the limit, a chunked body that grows past the
+  limit, a client that stalls, the client disconnecting) add ``Connection: close`` to the
+  response. h11 marks the connection ``MUST_CLOSE`` when our response carries it, so
+  Hypercorn closes after the response -- but now the client has been told.
+
+Requests without a body (no ``Content-Length``/``Transfer-Encoding``, or a zero length),
+non-HTTP scopes and HTTP/2 and HTTP/3 (no connection reuse problem there, and
+``Connection`` is a forbidden header) go straight to the app with no wrapping at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Final
+
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGIReceiveEvent,
+    ASGISendCallable,
+    ASGISendEvent,
+    HTTPDisconnectEvent,
+    HTTPRequestEvent,
+    HTTPResponseStartEvent,
+    Scope,
+)
+
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "DrainRequestBody"]
+
+#: Seconds to wait for the rest of a body before giving up and closing instead.
+DEFAULT_DRAIN_TIMEOUT: Final = 1.0
+
+_HTTP1: Final = frozenset({"1.0", "1.1"})
+_CHUNKED: Final = -1  # "declared length" of a body without Content-Length
+_CLOSE: Final = (b"connection", b"close")
+
+
+class DrainRequestBody:
+    """Drain a still-arriving request body before an early response, or close the connection.
+
+    ``max_body_size`` bounds how many bytes are read on the app's behalf (use the app's
+    ``MAX_CONTENT_LENGTH``); ``drain_timeout`` bounds how long the response may wait for them.
+    """
+
+    __slots__ = ("app", "drain_timeout", "max_body_size")
+
+    def __init__(
+        self,
+        app: ASGIFramework,
+        max_body_size: int,
+        *,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+    ) -> None:
+        if max_body_size < 0:
+            raise ValueError("max_body_size must be >= 0")
+        self.app = app
+        self.max_body_size = max_body_size
+        self.drain_timeout = drain_timeout
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http" or scope["http_version"] not in _HTTP1:
+            await self.app(scope, receive, send)
+            return
+        declared = _declared_length(scope["headers"])
+        if declared == 0:  # no body: h11 has already seen the end of the request
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(self, declared, receive, send)
+        await self.app(scope, exchange.receive, exchange.send)
+
+
+def _declared_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """0 without a body, the Content-Length, or ``_CHUNKED`` when the length is unknown."""
+    length = 0
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return _CHUNKED
+        elif name == b"transfer-encoding":
+            return _CHUNKED
+    return length
+
+
+class _Exchange:
+    """Per-request state: how much of the body has gone by, and who read it."""
+
+    __slots__ = (
+        "_drain_done",
+        "_progress",
+        "_receive",
+        "_send",
+        "complete",
+        "declared",
+        "disconnected",
+        "middleware",
+        "owed_end",
+        "readers",
+        "received",
+    )
+
+    def __init__(
+        self,
+        middleware: DrainRequestBody,
+        declared: int,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+    ) -> None:
+        self.middleware = middleware
+        self.declared = declared
+        self._receive = receive
+        self._send = send
+        self.received = 0  # body bytes seen so far, by the app or by the drain
+        self.complete = False  # final chunk (or a disconnect) seen
+        self.disconnected = False
+        self.owed_end = False  # the drain swallowed the final chunk the app has not seen
+        self.readers = 0  # app receive() calls waiting on the server right now
+        self._drain_done: asyncio.Event | None = None  # set while/after draining
+        self._progress: asyncio.Event | None = None  # pulses when an app read returns
+
+    def _track(self, message: ASGIReceiveEvent) -> None:
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.complete = True
+        elif message["type"] == "http.disconnect":
+            self.complete = True
+            self.disconnected = True
+
+    async def receive(self) -> ASGIReceiveEvent:
+        if self._drain_done is not None:
+            # A drain started: the body belongs to it; wait for it, then settle up.
+            await self._drain_done.wait()
+            if self.disconnected:
+                return _disconnect()
+            if self.owed_end:
+                self.owed_end = False
+                return _end_of_body()
+        elif self.disconnected:
+            return _disconnect()
+        self.readers += 1
+        try:
+            message = await self._receive()
+            self._track(message)
+        finally:
+            self.readers -= 1
+            if self._progress is not None:
+                self._progress.set()
+        return message
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.start" and not self.complete:
+            message = await self._settle_body(message)
+        await self._send(message)
+
+    async def _settle_body(self, message: HTTPResponseStartEvent) -> HTTPResponseStartEvent:
+        limit = self.middleware.max_body_size
+        if message["status"] == 413 or (
+            self.declared != _CHUNKED and self.declared - self.received > limit
+        ):
+            return _with_close(message)
+        self._drain_done = asyncio.Event()
+        try:
+            drained = await self._drain(limit)
+        finally:
+            self._drain_done.set()
+        if drained and not self.disconnected:
+            return message
+        return _with_close(message)
+
+    async def _drain(self, limit: int) -> bool:
+        """Read and discard the rest of the body; False if it is too big or too slow."""
+        budget_end = self.received + limit
+        try:
+            async with asyncio.timeout(self.middleware.drain_timeout):
+                while not self.complete:
+                    if self.received > budget_end:
+                        return False
+                    if self.readers:
+                        # An app read (Quart's receiver task) is already waiting on the
+                        # server and gets the next message first: let it, and look again.
+                        self._progress = progress = asyncio.Event()
+                        await progress.wait()
+                        continue
+                    message = await self._receive()
+                    self._track(message)
+                    if self.complete and not self.disconnected:
+                        self.owed_end = True
+        except TimeoutError:
+            return False
+        return True
+
+
+def _with_close(message: HTTPResponseStartEvent) -> HTTPResponseStartEvent:
+    headers = [h for h in message.get("headers", ()) if h[0].lower() != b"connection"]
+    headers.append(_CLOSE)
+    closing: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": message["status"],
+        "headers": headers,
+    }
+    if "trailers" in message:
+        closing["trailers"] = message["trailers"]
+    return closing
+
+
+def _end_of_body() -> HTTPRequestEvent:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _disconnect() -> HTTPDisconnectEvent:
+    return {"type": "http.disconnect"}
