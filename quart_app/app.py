@@ -1,0 +1,91 @@
+"""The app factory: settings, extensions, blueprints, error handlers, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Quart, Response
+from quart_schema import HttpSecurityScheme, Info, QuartSchema
+
+from .errors import register_error_handlers
+from .jsonprovider import OrjsonProvider
+from .jwt import JWTManager, RevocationList, RevocationSync
+from .middleware import DrainRequestBody
+from .routes import THROTTLED_ENDPOINTS, register_blueprints
+from .security.passwords import Passwords
+from .security.throttle import init_rate_limits
+from .services import EXTENSION_KEY, Services
+from .settings import load_settings, resolve_secret
+from .store import Database, SqlRevocationStore, UserStore
+
+__version__ = "0.1.0"
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Quart:
+    """Build the app. ``config`` overrides the environment, which overrides the defaults."""
+    settings = load_settings(config)
+    app = Quart(__name__, instance_path=settings["INSTANCE_PATH"])
+    app.config.update(settings)
+    if str(settings["JWT_ALGORITHM"]).startswith("HS"):
+        app.config["JWT_SECRET_KEY"] = resolve_secret(settings)
+
+    QuartSchema(
+        app,
+        info=Info(title="quart_app", version=__version__),
+        security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
+        security=[{"bearer": []}],
+    )
+    app.json = OrjsonProvider(app)
+    jwt = JWTManager(app)
+    jwt.revocations = RevocationList()
+
+    db = Database(
+        settings["DATABASE_URL"],
+        pool_size=settings["DATABASE_POOL_SIZE"],
+        max_overflow=settings["DATABASE_MAX_OVERFLOW"],
+        pool_timeout=settings["DATABASE_POOL_TIMEOUT"],
+        sqlite_busy_timeout=settings["SQLITE_BUSY_TIMEOUT"],
+    )
+    passwords = Passwords(
+        time_cost=settings["ARGON2_TIME_COST"],
+        memory_cost=settings["ARGON2_MEMORY_COST"],
+        parallelism=settings["ARGON2_PARALLELISM"],
+        threads=settings["PASSWORD_HASH_THREADS"],
+    )
+    revocations = RevocationSync(
+        SqlRevocationStore(db), jwt.revocations, settings["REVOCATION_SYNC_INTERVAL"]
+    )
+    app.extensions[EXTENSION_KEY] = Services(
+        db=db,
+        users=UserStore(db),
+        passwords=passwords,
+        revocations=revocations,
+        config=app.config,
+    )
+
+    register_blueprints(app)
+    init_rate_limits(app, THROTTLED_ENDPOINTS)
+    register_error_handlers(app)
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.before_serving
+    async def open_resources() -> None:
+        await db.open(create_tables=settings["DATABASE_CREATE_TABLES"])
+        await passwords.start()
+        await revocations.start()
+
+    @app.after_serving
+    async def close_resources() -> None:
+        await revocations.stop()
+        await passwords.stop()
+        await db.close()
+
+    app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,86 @@
+"""An async, Flask-JWT-Extended-compatible JWT extension for Quart.
+
+Public names are FJE 4.x's. Differences: every loader may be a coroutine function, so
+token creation and decoding are awaited (``await create_access_token(...)``); revocation
+is built in (see ``revocation``); a token must carry ``exp``, ``jti``, ``type`` and its
+identity claim (RFC 8725).
+"""
+
+from __future__ import annotations
+
+from .context import (
+    current_user,
+    get_current_user,
+    get_jwt,
+    get_jwt_header,
+    get_jwt_identity,
+    get_jwt_request_location,
+)
+from .decorators import jwt_required, verify_jwt_in_request
+from .errors import (
+    CSRFError,
+    FreshTokenRequired,
+    InvalidHeaderError,
+    InvalidQueryParamError,
+    JWTDecodeError,
+    JWTExtendedException,
+    NoAuthorizationError,
+    RevokedTokenError,
+    UserClaimsVerificationError,
+    UserLookupError,
+    WrongTokenError,
+)
+from .manager import JWTManager, get_manager
+from .revocation import Revocation, RevocationList, RevocationStore, RevocationSync
+from .utils import (
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    get_csrf_token,
+    get_jti,
+    get_unverified_jwt_headers,
+    set_access_cookies,
+    set_refresh_cookies,
+    unset_access_cookies,
+    unset_jwt_cookies,
+    unset_refresh_cookies,
+)
+
+__all__ = [
+    "CSRFError",
+    "FreshTokenRequired",
+    "InvalidHeaderError",
+    "InvalidQueryParamError",
+    "JWTDecodeError",
+    "JWTExtendedException",
+    "JWTManager",
+    "NoAuthorizationError",
+    "Revocation",
+    "RevocationList",
+    "RevocationStore",
+    "RevocationSync",
+    "RevokedTokenError",
+    "UserClaimsVerificationError",
+    "UserLookupError",
+    "WrongTokenError",
+    "create_access_token",
+    "create_refresh_token",
+    "current_user",
+    "decode_token",
+    "get_csrf_token",
+    "get_current_user",
+    "get_jti",
+    "get_jwt",
+    "get_jwt_header",
+    "get_jwt_identity",
+    "get_jwt_request_location",
+    "get_manager",
+    "get_unverified_jwt_headers",
+    "jwt_required",
+    "set_access_cookies",
+    "set_refresh_cookies",
+    "unset_access_cookies",
+    "unset_jwt_cookies",
+    "unset_refresh_cookies",
+    "verify_jwt_in_request",
+]

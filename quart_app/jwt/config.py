@@ -1,0 +1,153 @@
+"""Every ``JWT_*`` setting with Flask-JWT-Extended's default, read through one object.
+
+``JWTManager.init_app`` puts these defaults into ``app.config`` with ``setdefault`` and
+builds a :class:`JWTConfig` snapshot from it; the hot path reads plain attributes instead
+of looking keys up in the config mapping on every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=15),
+    "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=30),
+    "JWT_ALGORITHM": "HS256",
+    "JWT_DECODE_ALGORITHMS": None,
+    "JWT_SECRET_KEY": None,
+    "JWT_PRIVATE_KEY": None,
+    "JWT_PUBLIC_KEY": None,
+    "JWT_TOKEN_LOCATION": ("headers",),
+    "JWT_HEADER_NAME": "Authorization",
+    "JWT_HEADER_TYPE": "Bearer",
+    "JWT_QUERY_STRING_NAME": "jwt",
+    "JWT_QUERY_STRING_VALUE_PREFIX": "",
+    "JWT_JSON_KEY": "access_token",
+    "JWT_REFRESH_JSON_KEY": "refresh_token",
+    "JWT_ACCESS_COOKIE_NAME": "access_token_cookie",
+    "JWT_REFRESH_COOKIE_NAME": "refresh_token_cookie",
+    "JWT_ACCESS_COOKIE_PATH": "/",
+    "JWT_REFRESH_COOKIE_PATH": "/",
+    "JWT_COOKIE_SECURE": False,
+    "JWT_COOKIE_SAMESITE": None,
+    "JWT_COOKIE_DOMAIN": None,
+    "JWT_SESSION_COOKIE": True,
+    "JWT_COOKIE_CSRF_PROTECT": True,
+    "JWT_CSRF_METHODS": ["POST", "PUT", "PATCH", "DELETE"],
+    "JWT_CSRF_IN_COOKIES": True,
+    "JWT_CSRF_CHECK_FORM": False,
+    "JWT_ACCESS_CSRF_COOKIE_NAME": "csrf_access_token",
+    "JWT_REFRESH_CSRF_COOKIE_NAME": "csrf_refresh_token",
+    "JWT_ACCESS_CSRF_COOKIE_PATH": "/",
+    "JWT_REFRESH_CSRF_COOKIE_PATH": "/",
+    "JWT_ACCESS_CSRF_HEADER_NAME": "X-CSRF-TOKEN",
+    "JWT_REFRESH_CSRF_HEADER_NAME": "X-CSRF-TOKEN",
+    "JWT_ACCESS_CSRF_FIELD_NAME": "csrf_token",
+    "JWT_REFRESH_CSRF_FIELD_NAME": "csrf_token",
+    "JWT_ENCODE_AUDIENCE": None,
+    "JWT_DECODE_AUDIENCE": None,
+    "JWT_ENCODE_ISSUER": None,
+    "JWT_DECODE_ISSUER": None,
+    "JWT_DECODE_LEEWAY": 0,
+    "JWT_IDENTITY_CLAIM": "sub",
+    "JWT_ERROR_MESSAGE_KEY": "msg",
+    "JWT_VERIFY_SUB": True,
+    "JWT_ENCODE_NBF": True,
+    # Not in FJE: claims a token must carry (RFC 8725 hardening, see API.md).
+    "JWT_REQUIRED_CLAIMS": ("exp", "jti", "type"),
+    # Not in FJE: how many verified tokens each worker remembers (0 disables the cache).
+    "JWT_VERIFIED_CACHE_SIZE": 10_000,
+    # Not in FJE: longer tokens are refused before any parsing (422).
+    "JWT_MAX_TOKEN_LENGTH": 8192,
+}
+
+VALID_LOCATIONS = frozenset({"headers", "cookies", "query_string", "json"})
+
+
+def seconds(value: Any, name: str) -> float | None:
+    """``JWT_*_EXPIRES`` may be a timedelta, a number of seconds, or False (never)."""
+    if value is False or value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise RuntimeError(f"{name} must be a timedelta, a number of seconds or False")
+
+
+def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class JWTConfig:
+    """A snapshot of the ``JWT_*`` settings of one app."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        get = config.__getitem__
+        self.access_expires = seconds(get("JWT_ACCESS_TOKEN_EXPIRES"), "JWT_ACCESS_TOKEN_EXPIRES")
+        self.refresh_expires = seconds(
+            get("JWT_REFRESH_TOKEN_EXPIRES"), "JWT_REFRESH_TOKEN_EXPIRES"
+        )
+        self.algorithm: str = get("JWT_ALGORITHM")
+        decode_algorithms = get("JWT_DECODE_ALGORITHMS") or [self.algorithm]
+        self.decode_algorithms = tuple(_names(decode_algorithms))
+        if any(alg.lower() == "none" for alg in (self.algorithm, *self.decode_algorithms)):
+            raise RuntimeError("the 'none' algorithm is never accepted")
+        self.secret_key = get("JWT_SECRET_KEY")
+        self.private_key = get("JWT_PRIVATE_KEY")
+        self.public_key = get("JWT_PUBLIC_KEY")
+
+        self.token_location = _names(get("JWT_TOKEN_LOCATION"))
+        unknown = set(self.token_location) - VALID_LOCATIONS
+        if unknown or not self.token_location:
+            raise RuntimeError(
+                f"JWT_TOKEN_LOCATION must be a subset of {sorted(VALID_LOCATIONS)}, "
+                f"not {list(self.token_location)}"
+            )
+        self.header_name: str = get("JWT_HEADER_NAME")
+        self.header_type: str = get("JWT_HEADER_TYPE")
+        self.query_string_name: str = get("JWT_QUERY_STRING_NAME")
+        self.query_string_value_prefix: str = get("JWT_QUERY_STRING_VALUE_PREFIX")
+        self.json_key: str = get("JWT_JSON_KEY")
+        self.refresh_json_key: str = get("JWT_REFRESH_JSON_KEY")
+
+        self.access_cookie_name: str = get("JWT_ACCESS_COOKIE_NAME")
+        self.refresh_cookie_name: str = get("JWT_REFRESH_COOKIE_NAME")
+        self.access_cookie_path: str = get("JWT_ACCESS_COOKIE_PATH")
+        self.refresh_cookie_path: str = get("JWT_REFRESH_COOKIE_PATH")
+        self.cookie_secure: bool = get("JWT_COOKIE_SECURE")
+        self.cookie_samesite: str | None = get("JWT_COOKIE_SAMESITE")
+        self.cookie_domain: str | None = get("JWT_COOKIE_DOMAIN")
+        self.session_cookie: bool = get("JWT_SESSION_COOKIE")
+        self.csrf_protect: bool = get("JWT_COOKIE_CSRF_PROTECT")
+        self.csrf_request_methods = frozenset(m.upper() for m in get("JWT_CSRF_METHODS"))
+        self.csrf_in_cookies: bool = get("JWT_CSRF_IN_COOKIES")
+        self.csrf_check_form: bool = get("JWT_CSRF_CHECK_FORM")
+        self.access_csrf_cookie_name: str = get("JWT_ACCESS_CSRF_COOKIE_NAME")
+        self.refresh_csrf_cookie_name: str = get("JWT_REFRESH_CSRF_COOKIE_NAME")
+        self.access_csrf_cookie_path: str = get("JWT_ACCESS_CSRF_COOKIE_PATH")
+        self.refresh_csrf_cookie_path: str = get("JWT_REFRESH_CSRF_COOKIE_PATH")
+        self.access_csrf_header_name: str = get("JWT_ACCESS_CSRF_HEADER_NAME")
+        self.refresh_csrf_header_name: str = get("JWT_REFRESH_CSRF_HEADER_NAME")
+        self.access_csrf_field_name: str = get("JWT_ACCESS_CSRF_FIELD_NAME")
+        self.refresh_csrf_field_name: str = get("JWT_REFRESH_CSRF_FIELD_NAME")
+
+        self.encode_audience = get("JWT_ENCODE_AUDIENCE")
+        self.decode_audience = get("JWT_DECODE_AUDIENCE")
+        self.encode_issuer: str | None = get("JWT_ENCODE_ISSUER")
+        self.decode_issuer: str | None = get("JWT_DECODE_ISSUER")
+        leeway = get("JWT_DECODE_LEEWAY")
+        self.leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+        self.identity_claim_key: str = get("JWT_IDENTITY_CLAIM")
+        self.error_msg_key: str = get("JWT_ERROR_MESSAGE_KEY")
+        self.verify_sub: bool = get("JWT_VERIFY_SUB")
+        self.encode_nbf: bool = get("JWT_ENCODE_NBF")
+        self.required_claims = tuple(
+            dict.fromkeys((*_names(get("JWT_REQUIRED_CLAIMS")), self.identity_claim_key))
+        )
+        self.verified_cache_size: int = get("JWT_VERIFIED_CACHE_SIZE")
+        self.max_token_length: int = get("JWT_MAX_TOKEN_LENGTH")
+        # FJE exempts OPTIONS (CORS preflight) from every check.
+        self.exempt_methods = frozenset({"OPTIONS"})

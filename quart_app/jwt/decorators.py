@@ -1,0 +1,243 @@
+"""``jwt_required`` and ``verify_jwt_in_request``: the async, FJE-compatible request checks.
+
+The order of checks is Flask-JWT-Extended's: locate the token, decode and verify it,
+CSRF double submit, token type, freshness, revocation, the verification loader, and the
+user lookup. Only what succeeds in full is stored in the request context.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from quart import current_app, g, request
+
+from . import tokens
+from .errors import (
+    CSRFError,
+    FreshTokenRequired,
+    InvalidHeaderError,
+    InvalidQueryParamError,
+    JWTDecodeError,
+    NoAuthorizationError,
+    WrongTokenError,
+)
+from .manager import Claims, JWTManager, get_manager
+
+F = TypeVar("F", bound=Callable[..., Any])
+_COMMA = re.compile(r",\s*")
+
+
+def _from_headers(manager: JWTManager, refresh: bool) -> tuple[str, str | None]:
+    config = manager.config
+    header_name, header_type = config.header_name, config.header_type
+    value = request.headers.get(header_name, "").strip().strip(",")
+    if not value:
+        raise NoAuthorizationError(f"Missing {header_name} Header")
+    if header_type:
+        # The header may hold several comma-separated fields: "<type> <value>, ...".
+        fields = [f for f in _COMMA.split(value) if f.split(maxsplit=1)[:1] == [header_type]]
+        if len(fields) != 1:
+            raise NoAuthorizationError(
+                f"Missing '{header_type}' type in '{header_name}' header."
+                f" Expected '{header_name}: {header_type} <JWT>'"
+            )
+        parts = fields[0].split()
+        if len(parts) != 2:
+            raise InvalidHeaderError(
+                f"Bad {header_name} header. Expected '{header_name}: {header_type} <JWT>'"
+            )
+        return parts[1], None
+    parts = value.split()
+    if len(parts) != 1:
+        raise InvalidHeaderError(f"Bad {header_name} header. Expected '{header_name}: <JWT>'")
+    return parts[0], None
+
+
+def _from_query_string(manager: JWTManager, refresh: bool) -> tuple[str, str | None]:
+    config = manager.config
+    name, prefix = config.query_string_name, config.query_string_value_prefix
+    value = request.args.get(name)
+    if not value:
+        raise NoAuthorizationError(f'Missing "{name}" query paramater')
+    if not value.startswith(prefix):
+        raise InvalidQueryParamError(
+            f"Invalid value for query parameter '{name}'."
+            f" Expected the value to start with '{prefix}'"
+        )
+    return value[len(prefix) :], None
+
+
+async def _from_cookies(manager: JWTManager, refresh: bool) -> tuple[str, str | None]:
+    config = manager.config
+    if refresh:
+        cookie, csrf_header, csrf_field = (
+            config.refresh_cookie_name,
+            config.refresh_csrf_header_name,
+            config.refresh_csrf_field_name,
+        )
+    else:
+        cookie, csrf_header, csrf_field = (
+            config.access_cookie_name,
+            config.access_csrf_header_name,
+            config.access_csrf_field_name,
+        )
+    encoded = request.cookies.get(cookie)
+    if not encoded:
+        raise NoAuthorizationError(f'Missing cookie "{cookie}"')
+    csrf_value: str | None = None
+    if config.csrf_protect and request.method in config.csrf_request_methods:
+        csrf_value = request.headers.get(csrf_header)
+        if not csrf_value and config.csrf_check_form:
+            csrf_value = (await request.form).get(csrf_field)
+        if not csrf_value:
+            raise CSRFError("Missing CSRF token")
+    return encoded, csrf_value
+
+
+async def _from_json(manager: JWTManager, refresh: bool) -> tuple[str, str | None]:
+    config = manager.config
+    if request.mimetype != "application/json":
+        raise NoAuthorizationError("Invalid content-type. Must be application/json.")
+    key = config.refresh_json_key if refresh else config.json_key
+    data = await request.get_json(silent=True)
+    encoded = data.get(key) if isinstance(data, dict) else None
+    if not encoded or not isinstance(encoded, str):
+        raise NoAuthorizationError(f'Missing "{key}" key in json data.')
+    return encoded, None
+
+
+def check_csrf(claims: Claims, csrf_value: str) -> None:
+    """Double submit: the CSRF value sent with the request must match the token's."""
+    expected = claims.get("csrf")
+    if not isinstance(expected, str):
+        raise JWTDecodeError("Missing claim: csrf")
+    if not hmac.compare_digest(expected, csrf_value):
+        raise CSRFError("CSRF double submit tokens do not match")
+
+
+async def _locate(
+    manager: JWTManager, locations: Sequence[str], refresh: bool
+) -> tuple[str, str | None, str]:
+    errors: list[str] = []
+    for location in locations:
+        try:
+            if location == "headers":
+                encoded, csrf = _from_headers(manager, refresh)
+            elif location == "query_string":
+                encoded, csrf = _from_query_string(manager, refresh)
+            elif location == "cookies":
+                encoded, csrf = await _from_cookies(manager, refresh)
+            else:
+                encoded, csrf = await _from_json(manager, refresh)
+            return encoded, csrf, location
+        except NoAuthorizationError as error:
+            errors.append(str(error))
+    if len(locations) == 1:
+        raise NoAuthorizationError(errors[0])
+    raise NoAuthorizationError(
+        f"Missing JWT in {', '.join(locations[:-1])} or {locations[-1]} ({'; '.join(errors)})"
+    )
+
+
+async def _decode_from_request(
+    manager: JWTManager,
+    locations: Sequence[str] | None,
+    fresh: bool,
+    refresh: bool,
+    verify_type: bool,
+    skip_revocation_check: bool,
+) -> tuple[Claims, Claims, str]:
+    config = manager.config
+    encoded, csrf_value, location = await _locate(
+        manager, locations or config.token_location, refresh
+    )
+    if len(encoded) > config.max_token_length:
+        raise JWTDecodeError("Token is too large")
+    header, claims = await manager.decode(encoded)
+    if csrf_value is not None:
+        check_csrf(claims, csrf_value)
+    if verify_type:
+        token_type = claims.get("type")
+        if refresh and token_type != tokens.REFRESH:
+            raise WrongTokenError("Only refresh tokens are allowed")
+        if not refresh and token_type == tokens.REFRESH:
+            raise WrongTokenError("Only non-refresh tokens are allowed")
+    if fresh and not tokens.is_fresh(claims):
+        raise FreshTokenRequired("Fresh token required", header, claims)
+    if not skip_revocation_check:
+        await manager.check_revoked(header, claims)
+    await manager.check_custom(header, claims)
+    return header, claims, location
+
+
+async def verify_jwt_in_request(
+    optional: bool = False,
+    fresh: bool = False,
+    refresh: bool = False,
+    locations: str | Sequence[str] | None = None,
+    verify_type: bool = True,
+    skip_revocation_check: bool = False,
+) -> tuple[Claims, Claims] | None:
+    """Verify the request's token and store it for ``get_jwt()`` and friends.
+
+    Returns ``(jwt_header, jwt_data)``, or None when ``optional`` and no token was sent.
+    A token that is present but invalid is always an error, optional or not.
+    """
+    manager = get_manager(current_app)
+    if request.method in manager.config.exempt_methods:
+        return None
+    if isinstance(locations, str):
+        locations = (locations,)
+    try:
+        header, claims, location = await _decode_from_request(
+            manager, locations, fresh, refresh, verify_type, skip_revocation_check
+        )
+    except NoAuthorizationError:
+        if not optional:
+            raise
+        g._jwt_extended_jwt = {}
+        g._jwt_extended_jwt_header = {}
+        g._jwt_extended_jwt_user = {"loaded_user": None}
+        g._jwt_extended_jwt_location = None
+        return None
+    user = await manager.load_user(header, claims) if manager.has_user_lookup else None
+    g._jwt_extended_jwt_user = {"loaded_user": user}
+    g._jwt_extended_jwt_header = header
+    g._jwt_extended_jwt = claims
+    g._jwt_extended_jwt_location = location
+    return header, claims
+
+
+def jwt_required(
+    optional: bool = False,
+    fresh: bool = False,
+    refresh: bool = False,
+    locations: str | Sequence[str] | None = None,
+    verify_type: bool = True,
+    skip_revocation_check: bool = False,
+) -> Callable[[F], F]:
+    """Protect a view: it runs only with a valid token (see ``verify_jwt_in_request``).
+
+    Note the parentheses, as in FJE 4: ``@jwt_required()``.
+    """
+
+    def decorator(fn: F) -> F:
+        is_async = inspect.iscoroutinefunction(fn)
+
+        @wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            await verify_jwt_in_request(
+                optional, fresh, refresh, locations, verify_type, skip_revocation_check
+            )
+            if is_async:
+                return await fn(*args, **kwargs)
+            return await current_app.ensure_async(fn)(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator

@@ -1,0 +1,175 @@
+"""Revocation: a shared store behind one small interface, mirrored in each worker's memory.
+
+``jwt_required`` must not await I/O on every request, so each worker keeps a
+:class:`RevocationList` in memory and a background task (:class:`RevocationSync`) pulls
+new entries from the shared :class:`RevocationStore` every ``interval`` seconds. A
+revocation made on one worker is therefore enforced by that worker at once and by every
+other worker within ``interval`` plus one store round trip (1 s + a few ms by default).
+
+Three kinds of entry cover every case:
+
+* ``jti``: one token (logout, a rotated-out refresh token);
+* ``family``: every token descended from one login (logout, refresh-token reuse);
+* ``user``: every token of a user issued before a time (password change).
+
+Each entry is kept until the tokens it kills would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["jti", "family", "user"]
+FAMILY_CLAIM = "fam"
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """One revocation: ``value`` is a jti, a family id, or a user id (the ``sub``)."""
+
+    kind: Kind
+    value: str
+    expires_at: float
+    not_before: float | None = None  # for "user": tokens issued before this are dead
+
+
+class RevocationStore(Protocol):
+    """Where revocations are shared between workers and hosts."""
+
+    async def add(self, entries: Iterable[Revocation]) -> None:
+        """Record ``entries``; recording one that exists already is not an error."""
+
+    async def claim(self, entry: Revocation) -> bool:
+        """Record ``entry`` unless it exists; True if this call recorded it (atomically)."""
+
+    async def contains(self, kind: Kind, value: str) -> bool:
+        """Whether a ``kind`` entry for ``value`` is recorded (authoritative, not the mirror)."""
+
+    async def changes_since(self, cursor: int | None) -> tuple[list[Revocation], int]:
+        """Entries recorded since ``cursor`` (all live ones when None), and the new cursor.
+
+        An implementation may return entries seen before (they are applied idempotently)
+        but must never skip one.
+        """
+
+
+class RevocationList:
+    """The in-memory mirror consulted on every request; all checks are dict lookups."""
+
+    def __init__(self) -> None:
+        self._jtis: dict[str, float] = {}
+        self._families: dict[str, float] = {}
+        self._users: dict[str, tuple[float, float]] = {}  # sub -> (not_before, expires_at)
+
+    def __len__(self) -> int:
+        return len(self._jtis) + len(self._families) + len(self._users)
+
+    def apply(self, entries: Iterable[Revocation]) -> None:
+        for entry in entries:
+            if entry.kind == "jti":
+                self._jtis[entry.value] = entry.expires_at
+            elif entry.kind == "family":
+                self._families[entry.value] = entry.expires_at
+            elif entry.kind == "user" and entry.not_before is not None:
+                known = self._users.get(entry.value)
+                if known is None or known[0] < entry.not_before:
+                    self._users[entry.value] = (entry.not_before, entry.expires_at)
+
+    def has_jti(self, jti: str) -> bool:
+        return jti in self._jtis
+
+    def is_revoked(self, claims: Mapping[str, Any], identity_claim_key: str = "sub") -> bool:
+        if claims.get("jti") in self._jtis:
+            return True
+        family = claims.get(FAMILY_CLAIM)
+        if family is not None and family in self._families:
+            return True
+        if self._users:
+            user = self._users.get(str(claims.get(identity_claim_key)))
+            if user is not None:
+                issued = claims.get("iat")
+                return not isinstance(issued, int | float) or issued < user[0]
+        return False
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget entries whose tokens have all expired; returns how many were dropped."""
+        now = time.time() if now is None else now
+        dropped = 0
+        for table in (self._jtis, self._families):
+            dead = [key for key, expires in table.items() if expires <= now]
+            for key in dead:
+                del table[key]
+            dropped += len(dead)
+        dead_users = [key for key, (_, expires) in self._users.items() if expires <= now]
+        for key in dead_users:
+            del self._users[key]
+        return dropped + len(dead_users)
+
+
+class RevocationSync:
+    """Keeps a :class:`RevocationList` up to date from a :class:`RevocationStore`."""
+
+    def __init__(
+        self, store: RevocationStore, mirror: RevocationList, interval: float = 1.0
+    ) -> None:
+        self.store = store
+        self.mirror = mirror
+        self.interval = interval
+        self._cursor: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    async def revoke(self, entries: Iterable[Revocation]) -> None:
+        """Record ``entries`` in the store and enforce them in this worker at once."""
+        batch = list(entries)
+        await self.store.add(batch)
+        self.mirror.apply(batch)
+
+    async def claim(self, entry: Revocation) -> bool:
+        """Use up ``entry`` (a refresh token's jti) once; False if it was used before."""
+        claimed = await self.store.claim(entry)
+        self.mirror.apply([entry])
+        return claimed
+
+    async def pull(self) -> None:
+        """One round trip to the store: apply what is new."""
+        entries, self._cursor = await self.store.changes_since(self._cursor)
+        self.mirror.apply(entries)
+
+    async def start(self) -> None:
+        await self.pull()  # start-up fails loudly if the store is unreachable
+        self._task = asyncio.create_task(self._run(), name="revocation-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.pull()
+            except Exception:
+                # Keep serving with what we know; say so once, and once when it recovers.
+                if not self._failing:
+                    log.exception("revocation sync failed; retrying every %.1fs", self.interval)
+                self._failing = True
+                continue
+            if self._failing:
+                log.warning("revocation sync recovered")
+                self._failing = False
+            if time.monotonic() - last_prune > 60:
+                self.mirror.prune()
+                last_prune = time.monotonic()

@@ -1,0 +1,118 @@
+"""Pure encode/decode of tokens over PyJWT: no Quart, no app, no I/O."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import jwt
+
+ACCESS = "access"
+REFRESH = "refresh"
+
+_jwt = jwt.PyJWT()
+
+
+def encode_token(
+    *,
+    identity: Any,
+    key: Any,
+    algorithm: str,
+    token_type: str,
+    expires_in: float | None,
+    fresh: bool | float | timedelta = False,
+    csrf: bool = False,
+    audience: str | Iterable[str] | None = None,
+    issuer: str | None = None,
+    identity_claim_key: str = "sub",
+    encode_nbf: bool = True,
+    claims: Mapping[str, Any] | None = None,
+    headers: Mapping[str, Any] | None = None,
+    now: float | None = None,
+) -> str:
+    """Build and sign a token with Flask-JWT-Extended's claim set.
+
+    ``iat`` keeps sub-second precision so that a per-user "revoke everything issued
+    before T" (password change) can tell a token issued just before T from one issued
+    just after it; ``nbf`` and ``exp`` are whole seconds as usual.
+    """
+    now = time.time() if now is None else now
+    if isinstance(fresh, timedelta):
+        fresh = int(now + fresh.total_seconds())
+    data: dict[str, Any] = {
+        "fresh": fresh,
+        "iat": now,
+        "jti": str(uuid.uuid4()),
+        "type": token_type,
+        identity_claim_key: identity,
+    }
+    if encode_nbf:
+        data["nbf"] = int(now)
+    if csrf:
+        data["csrf"] = str(uuid.uuid4())
+    if audience:
+        data["aud"] = audience if isinstance(audience, str) else list(audience)
+    if issuer:
+        data["iss"] = issuer
+    if expires_in is not None:
+        data["exp"] = int(now + expires_in)
+    if claims:
+        data.update(claims)
+    return _jwt.encode(data, key, algorithm=algorithm, headers=dict(headers) if headers else None)
+
+
+def decode_complete(
+    encoded: str,
+    *,
+    key: Any,
+    algorithms: Iterable[str],
+    audience: str | Iterable[str] | None = None,
+    issuer: str | None = None,
+    leeway: float = 0,
+    required_claims: Iterable[str] = ("exp", "jti", "type", "sub"),
+    verify_sub: bool = True,
+    allow_expired: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify ``encoded`` and return ``(header, claims)``; raise PyJWT's errors otherwise.
+
+    Only ``algorithms`` are accepted, whatever the token's own header says.
+    """
+    options = {
+        "require": list(required_claims),
+        "verify_aud": audience is not None,
+        "verify_sub": verify_sub,
+        "verify_exp": not allow_expired,
+    }
+    result = _jwt.decode_complete(
+        encoded,
+        key,
+        algorithms=list(algorithms),
+        options=options,  # type: ignore[arg-type]
+        audience=audience,
+        issuer=issuer,
+        leeway=leeway,
+    )
+    return result["header"], result["payload"]
+
+
+def unverified_header(encoded: str) -> dict[str, Any]:
+    """The token's header, not verified: only for choosing a key."""
+    return jwt.get_unverified_header(encoded)
+
+
+def unverified_claims(encoded: str) -> dict[str, Any]:
+    """The token's claims, not verified: only for choosing a key."""
+    return _jwt.decode(encoded, options={"verify_signature": False})  # type: ignore[no-any-return]
+
+
+def is_fresh(claims: Mapping[str, Any], now: float | None = None) -> bool:
+    """FJE's ``fresh`` claim is either a bool or the time until which the token is fresh."""
+    fresh = claims.get("fresh", False)
+    if isinstance(fresh, bool):
+        return fresh
+    if isinstance(fresh, int | float):
+        return (time.time() if now is None else now) < fresh
+    return False

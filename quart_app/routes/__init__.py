@@ -1,0 +1,17 @@
+"""Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys)."""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from .auth import bp as auth_bp
+from .meta import bp as meta_bp
+from .users import bp as users_bp
+
+#: Endpoints throttled per client address.
+THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh")
+
+
+def register_blueprints(app: Quart) -> None:
+    for blueprint in (auth_bp, users_bp, meta_bp):
+        app.register_blueprint(blueprint)

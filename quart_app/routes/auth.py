@@ -1,0 +1,168 @@
+"""Registration, login (JSON or HTTP Basic), refresh with rotation, logout."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Blueprint, Response, current_app, jsonify, request
+from quart_schema import document_request, document_response, validate_request
+
+from ..errors import AppError, Throttled, describe_validation_error
+from ..jwt import (
+    RevokedTokenError,
+    create_access_token,
+    create_refresh_token,
+    get_jwt,
+    get_jwt_header,
+    get_manager,
+    jwt_required,
+)
+from ..jwt.revocation import FAMILY_CLAIM, Revocation
+from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
+from ..services import services
+from ..store import UsernameTaken
+
+bp = Blueprint("auth", __name__)
+
+BAD_CREDENTIALS = "Bad username or password"
+
+
+@bp.post("/register")
+@validate_request(Credentials)
+@document_response(UserOut, 201)
+async def register(data: Credentials) -> tuple[dict[str, Any], int]:
+    """Create an account. Usernames are unique without regard to case."""
+    svc = services()
+    password_hash = await svc.passwords.hash(data.password)
+    try:
+        user = await svc.users.create(data.username, username_key(data.username), password_hash)
+    except UsernameTaken:
+        raise AppError(409, "Username already exists") from None
+    return {"id": user.id, "username": user.username}, 201
+
+
+async def _credentials() -> Credentials:
+    """Credentials from the JSON body, or from an HTTP Basic header when there is no body."""
+    body = await request.get_data(as_text=False)
+    auth = request.authorization
+    if not body.strip() and auth is not None and auth.type == "basic":
+        raw: Any = {"username": auth.username or "", "password": auth.password or ""}
+    else:
+        if not body.strip():
+            raise AppError(400, "Missing JSON body or HTTP Basic credentials")
+        raw = await request.get_json(force=True)
+    try:
+        return Credentials.model_validate(raw)
+    except ValidationError as error:
+        raise AppError(400, describe_validation_error(error)) from None
+
+
+async def _issue(user_id: str, username: str, *, fresh: bool, family: str) -> Response:
+    svc = services()
+    claims = {"username": username, FAMILY_CLAIM: family}
+    access = await create_access_token(user_id, fresh=fresh, additional_claims=claims)
+    refresh = await create_refresh_token(user_id, additional_claims=claims)
+    response = jsonify(
+        {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "Bearer",
+            "expires_in": int(svc.config["JWT_ACCESS_TOKEN_EXPIRES"]),
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.post("/login")
+@document_request(Credentials)
+@document_response(TokenPair)
+async def login() -> Response:
+    """Exchange a username and password (JSON body or HTTP Basic) for a token pair.
+
+    The account's lock is checked before the password, so a throttled account answers
+    429 whatever the password: the throttle cannot be used to test passwords.
+    """
+    svc = services()
+    config = svc.config
+    creds = await _credentials()
+    user = await svc.users.by_key(username_key(creds.username))
+    now = time.time()
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        raise Throttled(user.locked_until - now, "Too many failed login attempts; try later")
+    if not await svc.passwords.verify(user.password_hash if user else None, creds.password):
+        if user is not None:
+            locked_until = await svc.users.record_failure(
+                user.id,
+                now,
+                config["LOGIN_LOCKOUT_THRESHOLD"],
+                config["LOGIN_LOCKOUT_BASE_SECONDS"],
+                config["LOGIN_LOCKOUT_MAX_SECONDS"],
+            )
+            if locked_until is not None:
+                raise Throttled(locked_until - now, "Too many failed login attempts; try later")
+        raise AppError(401, BAD_CREDENTIALS)
+    assert user is not None  # verify() is never True without a stored hash
+    if user.failed_logins or user.locked_until is not None:
+        await svc.users.record_success(user.id)
+    if svc.passwords.needs_rehash(user.password_hash):
+        await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
+    return await _issue(str(user.id), user.username, fresh=True, family=uuid.uuid4().hex)
+
+
+@bp.post("/token/refresh")
+@jwt_required(refresh=True, skip_revocation_check=True)
+@document_response(TokenPair)
+async def refresh() -> Response:
+    """Swap a refresh token for a new pair (rotation).
+
+    The refresh token is used up on the way: presenting it again means it was stolen or
+    replayed, so its whole family (every token from that login) is revoked. Using it up
+    is one atomic insert in the shared store, so two workers racing with the same token
+    cannot both succeed.
+    """
+    svc = services()
+    header, claims = get_jwt_header(), get_jwt()
+    jti = str(claims["jti"])
+    family = claims.get(FAMILY_CLAIM)
+    family = family if isinstance(family, str) and family else uuid.uuid4().hex
+    try:
+        await get_manager(current_app).check_revoked(header, claims)
+    except RevokedTokenError:
+        if svc.revocations.mirror.has_jti(jti):  # used before: replay
+            await svc.revocations.revoke([_family_revocation(family)])
+        raise
+    expires_at = float(claims.get("exp") or time.time() + svc.config["JWT_REFRESH_TOKEN_EXPIRES"])
+    if not await svc.revocations.claim(Revocation("jti", jti, expires_at)):
+        await svc.revocations.revoke([_family_revocation(family)])
+        raise RevokedTokenError(header, claims)
+    if await svc.revocations.store.contains("family", family):
+        raise RevokedTokenError(header, claims)
+    username = str(claims.get("username", ""))
+    return await _issue(str(claims["sub"]), username, fresh=False, family=family)
+
+
+def _family_revocation(family: str) -> Revocation:
+    svc = services()
+    horizon = max(svc.config["JWT_REFRESH_TOKEN_EXPIRES"], svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
+    return Revocation("family", family, time.time() + horizon)
+
+
+@bp.post("/logout")
+@jwt_required()
+@document_response(Message)
+async def logout() -> dict[str, str]:
+    """Revoke this access token and every token of its login (its refresh family)."""
+    svc = services()
+    claims = get_jwt()
+    expires_at = float(claims.get("exp") or time.time() + svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
+    entries = [Revocation("jti", str(claims["jti"]), expires_at)]
+    family = claims.get(FAMILY_CLAIM)
+    if isinstance(family, str) and family:
+        entries.append(_family_revocation(family))
+    await svc.revocations.revoke(entries)
+    return {"msg": "Successfully logged out"}

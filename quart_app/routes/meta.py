@@ -1,0 +1,35 @@
+"""Liveness/readiness and the public keys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from quart import Blueprint
+from quart_schema import document_response
+
+from ..errors import AppError
+from ..schemas import Health
+from ..services import services
+
+bp = Blueprint("meta", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+@document_response(Health)
+async def healthz() -> tuple[dict[str, Any], int]:
+    """200 when the database answers, 503 otherwise (for load balancers)."""
+    try:
+        await asyncio.wait_for(services().db.ping(), timeout=2.0)
+    except Exception as error:
+        log.warning("health check failed: %s", error)
+        return {"status": "unavailable", "msg": "Database unavailable"}, 503
+    return {"status": "ok"}, 200
+
+
+@bp.get("/.well-known/jwks.json")
+async def jwks() -> dict[str, Any]:
+    """The public keys that verify our tokens (asymmetric algorithms only)."""
+    raise AppError(404, "No public keys: tokens are signed with a shared secret (HS*)")

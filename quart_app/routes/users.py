@@ -1,0 +1,77 @@
+"""The protected routes: /protected (claims only, no I/O), /users, /me, /me/password."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from quart import Blueprint
+from quart_schema import document_response, validate_querystring, validate_request
+
+from ..errors import AppError
+from ..jwt import UserLookupError, get_jwt, get_jwt_header, jwt_required
+from ..jwt.revocation import Revocation
+from ..schemas import LoggedInAs, MeOut, Message, PasswordChange, UserOut, UsersQuery
+from ..services import services
+from ..store import UserRecord
+
+bp = Blueprint("users", __name__)
+
+
+@bp.get("/protected")
+@jwt_required()
+@document_response(LoggedInAs)
+async def protected() -> dict[str, Any]:
+    """Who the token belongs to, from its claims alone: no database on this path."""
+    claims = get_jwt()
+    return {"logged_in_as": claims.get("username", claims["sub"])}
+
+
+@bp.get("/users")
+@jwt_required()
+@validate_querystring(UsersQuery)
+@document_response(list[UserOut])  # type: ignore[arg-type]
+async def list_users(query_args: UsersQuery) -> list[dict[str, Any]]:
+    """Users ordered by id; pass the last id seen as ``after_id`` for the next page."""
+    users = await services().users.page(query_args.limit, query_args.after_id)
+    return [{"id": user.id, "username": user.username} for user in users]
+
+
+async def _current_user() -> UserRecord:
+    """The token's user, or FJE's user-lookup error when it no longer exists."""
+    claims = get_jwt()
+    sub = claims["sub"]
+    user = await services().users.by_id(int(sub)) if str(sub).isdigit() else None
+    if user is None:
+        raise UserLookupError(f"Error loading the user {sub}", get_jwt_header(), claims)
+    return user
+
+
+@bp.get("/me")
+@jwt_required()
+@document_response(MeOut)
+async def me() -> dict[str, Any]:
+    user = await _current_user()
+    return {"id": user.id, "username": user.username, "created_at": user.created_at.isoformat()}
+
+
+@bp.put("/me/password")
+@jwt_required(fresh=True)
+@validate_request(PasswordChange)
+@document_response(Message)
+async def change_password(data: PasswordChange) -> dict[str, str]:
+    """Change the password (needs a fresh token, i.e. one straight from /login).
+
+    Every token of the user issued before the change is revoked, on every worker.
+    """
+    svc = services()
+    user = await _current_user()
+    if not await svc.passwords.verify(user.password_hash, data.old_password):
+        raise AppError(401, "Old password is incorrect")
+    await svc.users.set_password_hash(user.id, await svc.passwords.hash(data.new_password))
+    now = time.time()
+    horizon = max(svc.config["JWT_REFRESH_TOKEN_EXPIRES"], svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
+    await svc.revocations.revoke(
+        [Revocation("user", str(user.id), expires_at=now + horizon, not_before=now)]
+    )
+    return {"msg": "Password changed"}

@@ -1,0 +1,1 @@
+"""Password hashing off the event loop, and throttling."""

@@ -1,0 +1,146 @@
+"""The one place that reads the environment and holds the configuration defaults.
+
+Every setting can come from three places, later ones winning: the defaults below, an
+environment variable of the same name, and the mapping passed to ``create_app``. Values
+read from the environment are converted to the type of their default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_BYTES = 32
+SECRET_FILE = "jwt-secret.key"
+
+#: name -> default. ``None`` defaults are strings when set.
+DEFAULTS: dict[str, Any] = {
+    # Where the SQLite database, the generated secret and generated keys live.
+    "INSTANCE_PATH": "instance",
+    # SQLAlchemy async URL; default is a SQLite file in the instance directory.
+    "DATABASE_URL": None,
+    "DATABASE_POOL_SIZE": 5,
+    "DATABASE_MAX_OVERFLOW": 10,
+    "DATABASE_POOL_TIMEOUT": 10.0,
+    # Seconds SQLite waits for a lock held by another worker before failing.
+    "SQLITE_BUSY_TIMEOUT": 10.0,
+    # Create missing tables at start-up (the zero-config path).
+    "DATABASE_CREATE_TABLES": True,
+    # Redis for revocation fan-out and throttling across hosts; in-process when unset.
+    "REDIS_URL": None,
+    # Tokens.
+    "JWT_SECRET_KEY": None,
+    "JWT_ALGORITHM": "HS256",
+    "JWT_ACCESS_TOKEN_EXPIRES": 900,
+    "JWT_REFRESH_TOKEN_EXPIRES": 30 * 24 * 3600,
+    # How often each worker pulls new revocations from the shared store (seconds).
+    "REVOCATION_SYNC_INTERVAL": 1.0,
+    # Request bodies larger than this get 413.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    # Password hashing (argon2id). OWASP's minimum: m=19 MiB, t=2, p=1.
+    "ARGON2_TIME_COST": 2,
+    "ARGON2_MEMORY_COST": 19 * 1024,
+    "ARGON2_PARALLELISM": 1,
+    "PASSWORD_HASH_THREADS": os.cpu_count() or 2,
+    # Throttling per client address on /login, /register and /token/refresh.
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_AUTH_LIMIT": 100,
+    "RATELIMIT_AUTH_PERIOD": 60,
+    # Number of trusted proxies in front of the service (X-Forwarded-For hops).
+    "TRUSTED_PROXY_HOPS": 0,
+    # Per-account brute-force lockout: failures in a row before back-off starts.
+    "LOGIN_LOCKOUT_THRESHOLD": 10,
+    "LOGIN_LOCKOUT_BASE_SECONDS": 1.0,
+    "LOGIN_LOCKOUT_MAX_SECONDS": 900.0,
+    # Users listing.
+    "USERS_PAGE_DEFAULT": 50,
+    "USERS_PAGE_MAX": 500,
+}
+
+
+def _convert(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{name} must be true or false, not {raw!r}")
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        kind = type(default).__name__
+        raise ValueError(f"{name} must be a number ({kind}), not {raw!r}") from None
+    return raw
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, environment and ``overrides`` into one configuration mapping."""
+    env = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        if name in env and env[name] != "":
+            settings[name] = _convert(name, env[name], default)
+    if overrides:
+        settings.update(overrides)
+    instance = Path(settings["INSTANCE_PATH"]).resolve()
+    settings["INSTANCE_PATH"] = str(instance)
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{instance / 'app.db'}"
+    return settings
+
+
+def resolve_secret(settings: dict[str, Any]) -> str:
+    """Return the HMAC secret: configured, or generated once into the instance directory.
+
+    A generated secret is written to a temporary file with mode 0600 and published with
+    ``os.link``, which fails if the file exists: concurrent workers starting together all
+    end up reading the one secret that won, and restarts keep it.
+    """
+    configured = settings.get("JWT_SECRET_KEY")
+    if configured:
+        secret = configured.decode() if isinstance(configured, bytes) else str(configured)
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise RuntimeError(
+                f"JWT_SECRET_KEY is {len(secret.encode())} bytes; at least {MIN_SECRET_BYTES}"
+                " are required for HS256 (RFC 7518 section 3.2). Unset it to have one"
+                " generated, or make one with"
+                " `python -c 'import secrets; print(secrets.token_hex(64))'`."
+            )
+        return secret
+    instance = Path(settings["INSTANCE_PATH"])
+    instance.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = instance / SECRET_FILE
+    if not path.exists():
+        tmp = instance / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_hex(64).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+            log.info("generated a new JWT secret in %s", path)
+        except FileExistsError:
+            pass  # another worker won the race; use its secret
+        finally:
+            tmp.unlink()
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode)
+    secret = path.read_text().strip()
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise RuntimeError(f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes")
+    return secret

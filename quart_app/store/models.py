@@ -1,0 +1,51 @@
+"""The schema: users and the shared revocation log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Float, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: As registered (NFKC-normalised); shown back to clients.
+    username: Mapped[str] = mapped_column(String(64))
+    #: Case-folded username: the database enforces uniqueness without regard to case.
+    username_key: Mapped[str] = mapped_column(String(256), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: Failed logins in a row, and the time (epoch seconds) until which logins are refused.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+
+
+class RevocationRow(Base):
+    """One revoked token, token family, or "every token of user X issued before T"."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: "jti:<jti>", "family:<id>" or "user:<id>:<random>": unique, so a jti is used once.
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(256))
+    not_before: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_revocations_expires_at", "expires_at"),
+        Index("ix_revocations_created_at", "created_at"),
+    )

@@ -1,0 +1,120 @@
+"""The SQL revocation store: the default shared store of ``quart_app.jwt.revocation``.
+
+Rows are only appended (and pruned once expired). Workers pull what is new by id; the
+last few seconds are read again on every pull because on PostgreSQL ids from concurrent
+transactions can become visible out of order, and re-applying an entry is harmless.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from ..jwt.revocation import Kind, Revocation
+from .db import Database
+from .models import RevocationRow
+
+#: Seconds of recent rows every pull reads again (see the module docstring).
+REREAD_SECONDS = 5.0
+
+
+def _key(entry: Revocation) -> str:
+    if entry.kind == "user":
+        # Several password changes of one user are several rows.
+        return f"user:{entry.value}:{secrets.token_hex(8)}"
+    return f"{entry.kind}:{entry.value}"
+
+
+def _row(entry: Revocation, now: float) -> dict[str, Any]:
+    return {
+        "key": _key(entry),
+        "kind": entry.kind,
+        "value": entry.value,
+        "not_before": entry.not_before,
+        "expires_at": entry.expires_at,
+        "created_at": now,
+    }
+
+
+class SqlRevocationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _insert_ignore(self) -> Any:
+        dialect = self.db.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(RevocationRow).on_conflict_do_nothing(index_elements=["key"])
+        if dialect == "sqlite":
+            return sqlite.insert(RevocationRow).on_conflict_do_nothing(index_elements=["key"])
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+
+    async def add(self, entries: Iterable[Revocation]) -> None:
+        now = time.time()
+        rows = [_row(entry, now) for entry in entries]
+        if not rows:
+            return
+        async with self.db.session() as session, session.begin():
+            await session.execute(self._insert_ignore(), rows)
+
+    async def claim(self, entry: Revocation) -> bool:
+        """Record ``entry`` unless it exists; True if this call recorded it.
+
+        The unique key makes this the one place where two workers racing to use the same
+        refresh token are told apart: exactly one of them wins.
+        """
+        try:
+            async with self.db.session() as session, session.begin():
+                session.add(RevocationRow(**_row(entry, time.time())))
+        except IntegrityError:
+            return False
+        return True
+
+    async def contains(self, kind: Kind, value: str) -> bool:
+        async with self.db.session() as session:
+            found = await session.scalar(
+                select(RevocationRow.id).where(RevocationRow.key == f"{kind}:{value}")
+            )
+            return found is not None
+
+    async def changes_since(self, cursor: int | None) -> tuple[list[Revocation], int]:
+        now = time.time()
+        query = select(RevocationRow).where(RevocationRow.expires_at > now)
+        if cursor is not None:
+            query = query.where(
+                or_(
+                    RevocationRow.id > cursor,
+                    RevocationRow.created_at > now - REREAD_SECONDS,
+                )
+            )
+        async with self.db.session() as session:
+            rows = list(await session.scalars(query.order_by(RevocationRow.id)))
+            if cursor is None:
+                top = await session.scalar(select(func.max(RevocationRow.id)))
+                new_cursor = int(top or 0)
+            else:
+                new_cursor = max([cursor, *(row.id for row in rows)])
+        entries = [
+            Revocation(
+                kind=row.kind,  # type: ignore[arg-type]
+                value=row.value,
+                expires_at=row.expires_at,
+                not_before=row.not_before,
+            )
+            for row in rows
+        ]
+        return entries, new_cursor
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete revocations whose tokens have all expired; returns how many."""
+        now = time.time() if now is None else now
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                delete(RevocationRow).where(RevocationRow.expires_at <= now)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)

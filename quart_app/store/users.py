@@ -1,0 +1,126 @@
+"""UserStore: the only code that touches user rows.
+
+Every write transaction starts with its write statement (INSERT or UPDATE ... RETURNING),
+never with a read it later upgrades: under SQLite's WAL a read-then-write transaction
+can fail at once with "database is locked" when another worker wrote in between, while
+a transaction that starts by writing just waits for the lock (busy timeout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .db import Database
+from .models import User
+
+
+class UsernameTaken(Exception):
+    """The username (compared without regard to case) is registered already."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    password_hash: str
+    created_at: datetime
+    failed_logins: int
+    locked_until: float | None
+
+
+def _record(user: User) -> UserRecord:
+    return UserRecord(
+        id=user.id,
+        username=user.username,
+        password_hash=user.password_hash,
+        # SQLite hands back naive datetimes; they were written in UTC.
+        created_at=user.created_at
+        if user.created_at.tzinfo is not None
+        else user.created_at.replace(tzinfo=UTC),
+        failed_logins=user.failed_logins,
+        locked_until=user.locked_until,
+    )
+
+
+class UserStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, username: str, username_key: str, password_hash: str) -> UserRecord:
+        user = User(
+            username=username,
+            username_key=username_key,
+            password_hash=password_hash,
+            failed_logins=0,
+        )
+        try:
+            async with self.db.session() as session, session.begin():
+                session.add(user)
+        except IntegrityError:
+            raise UsernameTaken(username) from None
+        return _record(user)
+
+    async def by_key(self, username_key: str) -> UserRecord | None:
+        async with self.db.session() as session:
+            user = await session.scalar(select(User).where(User.username_key == username_key))
+            return _record(user) if user else None
+
+    async def by_id(self, user_id: int) -> UserRecord | None:
+        async with self.db.session() as session:
+            user = await session.get(User, user_id)
+            return _record(user) if user else None
+
+    async def page(self, limit: int, after_id: int = 0) -> list[UserRecord]:
+        """Users ordered by id, after ``after_id`` (keyset pagination: no OFFSET scans)."""
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(User).where(User.id > after_id).order_by(User.id).limit(limit)
+            )
+            return [_record(user) for user in rows]
+
+    async def count(self) -> int:
+        async with self.db.session() as session:
+            return int(await session.scalar(select(func.count(User.id))) or 0)
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> bool:
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+                .returning(User.id)
+            )
+            return result.scalar() is not None
+
+    async def record_failure(
+        self, user_id: int, now: float, threshold: int, base: float, cap: float
+    ) -> float | None:
+        """Count a failed login; from ``threshold`` failures on, lock with growing back-off.
+
+        Returns the time until which the account is locked, or None. The count and the
+        lock live in the database, so every worker and host sees the same state.
+        """
+        async with self.db.session() as session, session.begin():
+            failures = await session.scalar(
+                update(User)
+                .where(User.id == user_id)
+                .values(failed_logins=User.failed_logins + 1)
+                .returning(User.failed_logins)
+            )
+            if failures is None or failures < threshold:
+                return None
+            delay = min(cap, base * 2 ** (failures - threshold))
+            await session.execute(
+                update(User).where(User.id == user_id).values(locked_until=now + delay)
+            )
+            return float(now + delay)
+
+    async def record_success(self, user_id: int) -> None:
+        async with self.db.session() as session, session.begin():
+            await session.execute(
+                update(User).where(User.id == user_id).values(failed_logins=0, locked_until=None)
+            )
