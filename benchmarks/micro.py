@@ -1,0 +1,268 @@
+"""In-process micro-benchmarks: what verifying a token costs, and what a request costs
+inside each app with no server and no network.
+
+Rows (µs per operation, best of several repeats, one core):
+
+* the HMAC-SHA256 floor over the token's signing input, and PyJWT's ``jwt.decode``;
+* Flask-JWT-Extended's ``decode_token`` in the baseline app;
+* quart_app's ``verify_jwt_in_request`` in a request context (the decorator's whole work:
+  header parsing, decode, type check, revocation check), less the bare context's cost;
+* one whole GET /protected and one GET /noop through each app's ASGI/WSGI callable.
+
+Run as ``python -m benchmarks.micro [--quick]``; prints a JSON list of rows. A row whose
+code is missing (the app not built yet) carries its error instead of a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+SECRET = "micro-" + secrets.token_hex(32)
+REQUIRED = ["exp", "sub", "jti", "type"]
+
+
+def _time_sync(fn: Callable[[], object], n: int, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e6
+
+
+async def _time_async(fn: Callable[[], Awaitable[object]], n: int, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(n):
+            await fn()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best * 1e6
+
+
+def _mint(username: str = "micro_user") -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {"sub": "1", "iat": now, "nbf": now, "exp": now + 3600, "jti": str(uuid.uuid4())}
+    claims |= {"type": "access", "fresh": False, "username": username}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def _row(name: str, us: float | None, note: str = "", error: str | None = None) -> dict[str, Any]:
+    return {"name": name, "us": us, "note": note, "error": error}
+
+
+def bench_pyjwt(n: int) -> list[dict[str, Any]]:
+    import jwt
+
+    token = _mint()
+    signing_input, _, signature = token.rpartition(".")
+    key = SECRET.encode()
+    expected = jwt.utils.base64url_decode(signature.encode())
+
+    def floor() -> bool:
+        digest = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+        return hmac.compare_digest(digest, expected)
+
+    def decode() -> object:
+        return jwt.decode(token, SECRET, algorithms=["HS256"], options={"require": REQUIRED})
+
+    return [
+        _row("HMAC-SHA256 floor", _time_sync(floor, n * 10), "hmac.new + compare_digest"),
+        _row("PyJWT jwt.decode", _time_sync(decode, n), "HS256, exp checked, claims required"),
+    ]
+
+
+def bench_flask(n: int) -> list[dict[str, Any]]:
+    from flask_jwt_extended import decode_token
+    from werkzeug.test import EnvironBuilder
+
+    from benchmarks.baseline.app import create_app, db
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(
+            {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/micro.db", "JWT_SECRET_KEY": SECRET}
+        )
+        token = _mint()
+        with app.app_context():
+            db.create_all()
+            rows.append(
+                _row(
+                    "Flask-JWT-Extended decode_token",
+                    _time_sync(lambda: decode_token(token), n),
+                    "baseline app context",
+                )
+            )
+        for path, auth in (("/protected", True), ("/noop", False)):
+            headers = {"Authorization": f"Bearer {token}"} if auth else {}
+            environ = EnvironBuilder(path=path, headers=headers).get_environ()
+
+            def call(environ: dict[str, Any] = environ, path: str = path) -> None:
+                status: list[str] = []
+                body = app.wsgi_app(dict(environ), lambda s, h, e=None: status.append(s))
+                b"".join(body)
+                if not status or not status[0].startswith("200"):
+                    raise RuntimeError(f"Flask {path} answered {status}")
+
+            rows.append(_row(f"Flask GET {path}, whole request", _time_sync(call, n), "WSGI"))
+    return rows
+
+
+class _Asgi:
+    """Drive an ASGI app in-process: one GET, no server, no network."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.never = asyncio.Event()
+
+    async def get(self, path: str, headers: dict[str, str]) -> int:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"bench")]
+            + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8000),
+            "extensions": {},
+            "state": {},
+        }
+        sent_body = False
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await self.never.wait()  # the client stays connected
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await self.app(scope, receive, send)
+        return status
+
+
+async def _bench_asgi(
+    name: str, app: Any, token: str, n: int, noop: str = "/noop"
+) -> list[dict[str, Any]]:
+    driver = _Asgi(app)
+    rows = []
+    for path, auth in (("/protected", True), (noop, False)):
+        headers = {"Authorization": f"Bearer {token}"} if auth else {}
+        status = await driver.get(path, headers)
+        if status != 200:
+            rows.append(_row(f"{name} GET {path}", None, error=f"answered {status}"))
+            continue
+
+        async def call(path: str = path, headers: dict[str, str] = headers) -> int:
+            return await driver.get(path, headers)
+
+        us = await _time_async(call, n)
+        rows.append(_row(f"{name} GET {path}, whole request", us, "ASGI, in-process"))
+    return rows
+
+
+async def _bench_quart(n: int) -> list[dict[str, Any]]:
+    from benchmarks.peers.quart_noop import create_app
+
+    app = create_app()
+    rows: list[dict[str, Any]] = []
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        username, password = f"micro_{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(16)
+        creds = {"username": username, "password": password}
+        resp = await client.post("/register", json=creds)
+        if resp.status_code != 201:
+            raise RuntimeError(f"/register answered {resp.status_code}")
+        resp = await client.post("/login", json=creds)
+        token = (await resp.get_json())["access_token"]
+
+        from quart_app.jwt import verify_jwt_in_request
+
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def ctx_only() -> None:
+            async with app.test_request_context("/protected", headers=headers):
+                pass
+
+        async def ctx_verify() -> None:
+            async with app.test_request_context("/protected", headers=headers):
+                await verify_jwt_in_request()
+
+        base = await _time_async(ctx_only, n)
+        full = await _time_async(ctx_verify, n)
+        rows.append(
+            _row(
+                "quart_app verify_jwt_in_request",
+                full - base,
+                f"decorator's work; request context itself {base:.0f} µs excluded",
+            )
+        )
+        rows += await _bench_asgi("quart_app", app, token, n)
+    return rows
+
+
+async def _bench_fastapi(n: int) -> list[dict[str, Any]]:
+    from benchmarks.peers.fastapi_app import create_app
+
+    os.environ["JWT_SECRET_KEY"] = SECRET
+    return await _bench_asgi("FastAPI", create_app(), _mint(), n)
+
+
+def run_all(quick: bool = False) -> list[dict[str, Any]]:
+    """Every micro-benchmark; a failing group becomes rows with the error."""
+    n = 300 if quick else 3000
+    rows: list[dict[str, Any]] = []
+    groups: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
+        ("PyJWT", lambda: bench_pyjwt(n)),
+        ("Flask", lambda: bench_flask(n)),
+        ("quart_app", lambda: asyncio.run(_bench_quart(n))),
+        ("FastAPI", lambda: asyncio.run(_bench_fastapi(n))),
+    ]
+    for name, group in groups:
+        try:
+            rows += group()
+        except Exception as exc:  # report it, keep the other groups
+            rows.append(_row(name, None, error=f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="in-process verification micro-benchmarks")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("INSTANCE_PATH", tmp)
+        os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{tmp}/micro.db")
+        os.environ["JWT_SECRET_KEY"] = SECRET
+        os.environ.setdefault("RATELIMIT_AUTH_LIMIT", "1000000")
+        print(json.dumps(run_all(args.quick)))
+
+
+if __name__ == "__main__":
+    main()
