@@ -529,3 +529,135 @@ def test_fixture_httpx_rejected_then_normal_pairs(fixture_server: int) -> None:
         401,
     )
     assert (slow_lost, slow_connections) == (0, 1)
+
+
+# --------------------------------------------------------------------------------------
+# The real app (quart_app.asgi:app) under Hypercorn
+# --------------------------------------------------------------------------------------
+
+REAL_APP = "quart_app.asgi:app"
+REAL_MAX = 4096  # MAX_CONTENT_LENGTH for these servers
+PASSWORD = "correct horse battery"
+JSON = {"Content-Type": "application/json"}
+
+
+def real_env(instance: Path, **extra: str) -> dict[str, str]:
+    return {
+        "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{instance / 'app.db'}",
+        "JWT_SECRET_KEY": "k" * 64,
+        "MAX_CONTENT_LENGTH": str(REAL_MAX),
+        "RATELIMIT_AUTH_LIMIT": "100000",
+        **extra,
+    }
+
+
+@dataclass
+class RealServer:
+    port: int
+    fresh: str  # access token straight from /login
+    stale: str  # non-fresh access token from /token/refresh
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
+    instance = tmp_path_factory.mktemp("early-answer")
+    with hypercorn(REAL_APP, real_env(instance)) as port:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            user = {"username": "early_bird", "password": PASSWORD}
+            assert client.post("/register", json=user).status_code == 201
+            login = client.post("/login", json=user)
+            assert login.status_code == 200, login.text
+            refreshed = client.post(
+                "/token/refresh",
+                headers={"Authorization": f"Bearer {login.json()['refresh_token']}"},
+            )
+            assert refreshed.status_code == 200, refreshed.text
+        yield RealServer(port, login.json()["access_token"], refreshed.json()["access_token"])
+
+
+BODY = b'{"old_password": "correct horse battery", "new_password": "another good one"}'
+
+# id: (method, path, body, headers(server), expected status)
+REAL_CASES: dict[str, tuple[str, str, bytes, Callable[[RealServer], dict[str, str]], int]] = {
+    "401-missing-header": ("PUT", "/me/password", BODY, lambda s: JSON, 401),
+    "422-bad-token": (
+        "PUT",
+        "/me/password",
+        BODY,
+        lambda s: {**JSON, "Authorization": "Bearer not-a-jwt"},
+        422,
+    ),
+    "401-fresh-required": (
+        "PUT",
+        "/me/password",
+        BODY,
+        lambda s: {**JSON, "Authorization": f"Bearer {s.stale}"},
+        401,
+    ),
+    "400-bad-json": ("POST", "/register", b'{"username": "x", ', lambda s: JSON, 400),
+    "400-not-json": (
+        "POST",
+        "/register",
+        b"username=x",
+        lambda s: {"Content-Type": "application/x-www-form-urlencoded"},
+        400,
+    ),
+    "405-wrong-method": ("POST", "/healthz", BODY, lambda s: JSON, 405),
+    "404-no-route": ("POST", "/no/such/route", BODY, lambda s: JSON, 404),
+}
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("case", list(REAL_CASES))
+def test_early_answer_keeps_the_connection(real_server: RealServer, case: str) -> None:
+    method, path, body, headers, status = REAL_CASES[case]
+    first, second = early_then_healthz(real_server.port, method, path, body, headers(real_server))
+    assert_not_lost(first, second, status, kept_alive=True)
+
+
+@pytest.mark.live
+def test_early_answer_413_says_connection_close(real_server: RealServer) -> None:
+    body = b'{"username": "' + b"x" * REAL_MAX + b'"}'
+    first, second = early_then_healthz(real_server.port, "POST", "/register", body, JSON)
+    assert_not_lost(first, second, 413, kept_alive=False)
+
+
+@pytest.mark.live
+def test_early_answer_429_keeps_the_connection(tmp_path: Path) -> None:
+    env = real_env(tmp_path, RATELIMIT_AUTH_LIMIT="1", RATELIMIT_AUTH_PERIOD="3600")
+    with hypercorn(REAL_APP, env) as port:
+        body = b'{"username": "nobody", "password": "wrong password"}'
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            client.post("/login", content=body, headers=JSON)  # uses up the limit
+        first, second = early_then_healthz(port, "POST", "/login", body, JSON)
+    assert first is not None
+    assert "retry-after" in first.headers
+    assert_not_lost(first, second, 429, kept_alive=True)
+
+
+@pytest.mark.live
+def test_httpx_rejected_then_normal_pairs_lose_nothing(real_server: RealServer) -> None:
+    """300 rejected-then-normal pairs (and 60 with the body sent late): none lost, 1 connection."""
+    kinds = [
+        (
+            {**REAL_CASES[name][3](real_server), "Content-Length": str(len(BODY))},
+            REAL_CASES[name][4],
+        )
+        for name in ("401-missing-header", "422-bad-token", "401-fresh-required")
+    ]
+
+    def rejecter(headers: dict[str, str], slow: bool) -> Callable[[httpx.Client], httpx.Response]:
+        def rejected(client: httpx.Client) -> httpx.Response:
+            content = _slow_body(BODY) if slow else BODY
+            return client.put("/me/password", content=content, headers=headers)
+
+        return rejected
+
+    for slow, pairs in ((False, 300), (True, 60)):
+        for headers, status in kinds:
+            rejected = rejecter(headers, slow)
+            lost, connections = _httpx_pairs(
+                real_server.port, pairs // len(kinds), rejected, status
+            )
+            assert (lost, connections) == (0, 1), (slow, status)
