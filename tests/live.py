@@ -1,0 +1,111 @@
+"""Start real Hypercorn processes on loopback for live tests (bounded, always stopped)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+from support import FAST_HASHING
+
+ROOT = Path(__file__).resolve().parent.parent
+HYPERCORN = [sys.executable, "-m", "hypercorn"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One Hypercorn master (with its workers) serving quart_app.asgi:app."""
+
+    def __init__(
+        self,
+        instance: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        access_log: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access_log = access_log
+        self.log_path = instance.parent / f"hypercorn-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "INSTANCE_PATH": str(instance),
+            **{key: str(value) for key, value in FAST_HASHING.items()},
+            **(env or {}),
+        }
+        if "JWT_SECRET_KEY" not in (env or {}):
+            # Exercise the generated, persisted secret unless a test sets one.
+            self.env.pop("JWT_SECRET_KEY", None)
+        self.args = [
+            *HYPERCORN,
+            "--config",
+            str(ROOT / "hypercorn.toml"),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--graceful-timeout",
+            "2",
+        ]
+        if access_log is not None:
+            self.args += ["--access-logfile", str(access_log), "--access-logformat", "%(p)s %(s)s"]
+        self.args.append("quart_app.asgi:app")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hypercorn exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"hypercorn did not answer in {timeout}s: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def running(instance: Path, **kwargs: object) -> Iterator[Server]:
+    server = Server(instance, **kwargs)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
