@@ -1,0 +1,276 @@
+"""Write REPORT.md and the PNG chart from the runner's measurements."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "quart",
+    "quart-schema",
+    "hypercorn",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "orjson",
+    "pyjwt",
+    "argon2-cffi",
+    "sqlalchemy",
+    "flask",
+    "flask-jwt-extended",
+    "flask-sqlalchemy",
+    "gunicorn",
+    "fastapi",
+    "starlette",
+    "locust",
+)
+
+
+@dataclass
+class Record:
+    """One measured round of one variant of one scenario."""
+
+    scenario: str
+    target: str
+    variant: str
+    round: int
+    tool: str
+    connections: int
+    seconds: float
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    error_detail: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    """Medians over the rounds of one (scenario, target, variant)."""
+
+    scenario: str
+    target: str
+    variant: str
+    tool: str
+    connections: int
+    rounds: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    rps_rounds: list[float]
+    error_detail: dict[str, int]
+    extra: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.target} {self.variant}".strip()
+
+
+def summarise(records: list[Record]) -> list[Summary]:
+    """Group by (scenario, target, variant), in first-seen order; medians over rounds."""
+    groups: dict[tuple[str, str, str], list[Record]] = {}
+    for rec in records:
+        groups.setdefault((rec.scenario, rec.target, rec.variant), []).append(rec)
+    out = []
+    for (scenario, target, variant), recs in groups.items():
+        detail: dict[str, int] = {}
+        for rec in recs:
+            for key, count in rec.error_detail.items():
+                detail[key] = detail.get(key, 0) + count
+        extra: dict[str, Any] = {}
+        for rec in recs:
+            extra.update(rec.extra)
+        out.append(
+            Summary(
+                scenario=scenario,
+                target=target,
+                variant=variant,
+                tool=recs[0].tool,
+                connections=recs[0].connections,
+                rounds=len(recs),
+                rps=statistics.median(r.rps for r in recs),
+                p50_ms=statistics.median(r.p50_ms for r in recs),
+                p99_ms=statistics.median(r.p99_ms for r in recs),
+                errors=sum(r.errors for r in recs),
+                rps_rounds=[r.rps for r in recs],
+                error_detail=detail,
+                extra=extra,
+            )
+        )
+    return out
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info(wrk: str | None) -> dict[str, str]:
+    """Cores, CPU model, OS, Python and the versions of everything measured."""
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    versions = ", ".join(f"{name} {v}" for name in PACKAGES if (v := _version(name)) is not None)
+    missing = [name for name in PACKAGES if _version(name) is None]
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+        "packages": versions + (f" (not installed: {', '.join(missing)})" if missing else ""),
+        "load tool": wrk or "wrk not installed: Python load generator (benchmarks/loadgen.py)",
+        "load average at start": " ".join(f"{x:.2f}" for x in load),
+    }
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _errors(summary: Summary) -> str:
+    if not summary.errors:
+        return "0"
+    detail = ", ".join(f"{k} {v}" for k, v in summary.error_detail.items() if v)
+    return f"{summary.errors} ({detail})" if detail else str(summary.errors)
+
+
+def write_report(
+    out_dir: Path,
+    *,
+    machine: dict[str, str],
+    scenarios: list[tuple[str, str, str]],
+    summaries: list[Summary],
+    micro: list[dict[str, Any]],
+    checks: list[tuple[str, str, str]],
+    notes: list[str],
+    failures: list[str],
+    settings: dict[str, str],
+    chart_name: str,
+) -> Path:
+    """Write REPORT.md; `scenarios` is (key, title, how) in run order."""
+    lines = ["# Benchmark report", ""]
+    lines += [f"- **{key}**: {value}" for key, value in machine.items()]
+    lines += [f"- **{key}**: {value}" for key, value in settings.items()]
+    lines += ["", f"![chart]({chart_name})", ""]
+    if failures:
+        lines += ["## Failures", ""] + [f"- {msg}" for msg in failures] + [""]
+    lines += ["## Targets of issue 5", "", "| target | figure | verdict |", "|---|---|---|"]
+    lines += [f"| {what} | {figure} | {verdict} |" for what, figure, verdict in checks]
+    lines += ["", "## Results", ""]
+    lines += [
+        "Medians over the rounds (A/B interleaved); req/s of completed responses; latency from",
+        "the load tool's view; errors = connect/read/write errors + timeouts + non-2xx, summed.",
+        "",
+        "| scenario | target | variant | tool | conns | req/s | p50 ms | p99 ms | errors |"
+        " req/s per round |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for key, _title, _how in scenarios:
+        for s in (s for s in summaries if s.scenario == key):
+            rounds = " / ".join(_fmt(r, 0) for r in s.rps_rounds)
+            lines.append(
+                f"| {key} | {s.target} | {s.variant} | {s.tool} | {s.connections} |"
+                f" {_fmt(s.rps, 0)} | {_fmt(s.p50_ms)} | {_fmt(s.p99_ms)} | {_errors(s)} |"
+                f" {rounds} |"
+            )
+        if key == "verify-micro":
+            lines.append(f"| {key} | (in-process, see below) | | python | | | | | | |")
+    lines += ["", "## Scenarios", ""]
+    lines += [f"- **{key}** ({title}): {how}" for key, title, how in scenarios]
+    if micro:
+        lines += ["", "## Verification and per-request cost, in-process (µs)", ""]
+        lines += ["| what | µs | note |", "|---|---:|---|"]
+        for row in micro:
+            figure = _fmt(row["us"]) if row.get("us") is not None else "n/a"
+            note = row.get("error") or row.get("note", "")
+            lines.append(f"| {row['name']} | {figure} | {note} |")
+    extras = [s for s in summaries if s.extra]
+    if extras:
+        lines += ["", "## Workers: memory and connection spread", ""]
+        lines += ["| scenario | target | variant | detail |", "|---|---|---|---|"]
+        for s in extras:
+            detail = "; ".join(f"{k}: {v}" for k, v in s.extra.items())
+            lines.append(f"| {s.scenario} | {s.target} | {s.variant} | {detail} |")
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+    path = out_dir / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def draw_chart(
+    path: Path,
+    scenarios: list[tuple[str, str, str]],
+    summaries: list[Summary],
+    micro: list[dict[str, Any]],
+    title: str,
+) -> Path:
+    """One row per scenario: req/s (left) and p50/p99 (right) per target; µs for micro."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(k, t) for k, t, _ in scenarios]
+    fig, axes = plt.subplots(
+        len(rows), 2, figsize=(14, 2.9 * len(rows)), squeeze=False, constrained_layout=True
+    )
+    fig.suptitle(title, fontsize=11)
+    for (key, scen_title), (ax_rps, ax_lat) in zip(rows, axes, strict=True):
+        if key == "verify-micro":
+            ok = [r for r in micro if r.get("us") is not None]
+            names = [r["name"] for r in ok]
+            ax_rps.barh(names, [r["us"] for r in ok], color="tab:purple")
+            ax_rps.invert_yaxis()
+            ax_rps.set_xlabel("µs per operation (in-process)")
+            ax_rps.set_title(f"{key}: {scen_title}", fontsize=9, loc="left")
+            ax_rps.tick_params(axis="y", labelsize=7)
+            ax_lat.axis("off")
+            continue
+        group = [s for s in summaries if s.scenario == key]
+        labels = [f"{s.target}\n{s.variant}\n({s.tool})" for s in group]
+        xs = range(len(group))
+        ax_rps.bar(xs, [s.rps for s in group], color="tab:blue")
+        for x, s in zip(xs, group, strict=True):
+            ax_rps.text(x, s.rps, _fmt(s.rps, 0), ha="center", va="bottom", fontsize=7)
+            if s.rps_rounds:
+                ax_rps.plot([x] * len(s.rps_rounds), s.rps_rounds, "k.", markersize=3)
+        ax_rps.set_xticks(list(xs), labels, fontsize=7)
+        ax_rps.set_ylabel("req/s")
+        ax_rps.set_title(f"{key}: {scen_title}", fontsize=9, loc="left")
+        width = 0.38
+        ax_lat.bar([x - width / 2 for x in xs], [s.p50_ms for s in group], width, label="p50")
+        ax_lat.bar([x + width / 2 for x in xs], [s.p99_ms for s in group], width, label="p99")
+        ax_lat.set_xticks(list(xs), labels, fontsize=7)
+        ax_lat.set_ylabel("ms")
+        if any(s.p99_ms > 0 for s in group):
+            top = max(s.p99_ms for s in group)
+            low = min((s.p50_ms for s in group if s.p50_ms > 0), default=top)
+            if low > 0 and top / low > 50:
+                ax_lat.set_yscale("log")
+        ax_lat.legend(fontsize=7)
+        ax_lat.set_title("latency", fontsize=9, loc="left")
+    # The scenario keys travel in the PNG's metadata, so a test can check the chart's rows.
+    fig.savefig(
+        path, dpi=90, metadata={"Description": "scenarios: " + ", ".join(k for k, _ in rows)}
+    )
+    plt.close(fig)
+    return path
