@@ -354,15 +354,22 @@ def early_then_healthz(
     path: str,
     body: bytes,
     headers: dict[str, str] | None = None,
+    *,
+    answer_first: bool = False,
 ) -> tuple[RawResponse | None, RawResponse | None]:
-    """Head, pause, body + GET /healthz on one socket; the two responses (None: lost)."""
+    """Head, pause, body + GET /healthz on one socket; the two responses (None: lost).
+
+    ``answer_first``: read the first response before sending the body (it must come early).
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
         sock.sendall(request_head(method, path, len(body), headers or {}))
+        reader = Reader(sock)
+        first = reader.response() if answer_first else None
         time.sleep(PAUSE)
         with contextlib.suppress(OSError):  # the server may have closed already
             sock.sendall(body + HEALTHZ)
-        reader = Reader(sock)
-        first = reader.response()
+        if not answer_first:
+            first = reader.response()
         second = reader.response() if first is not None else None
         return first, second
 
@@ -449,7 +456,9 @@ def fixture_server() -> Iterator[int]:
 def test_fixture_bug_reproduces_without_the_middleware() -> None:
     """Guards the reproduction itself: without the fix, the request after a 401 is lost."""
     with hypercorn(FIXTURE_APP, {"EARLY_APP_DRAIN": "0"}) as port:
-        first, second = early_then_healthz(port, "PUT", "/me/password", b'{"a": 1}')
+        first, second = early_then_healthz(
+            port, "PUT", "/me/password", b'{"a": 1}', answer_first=True
+        )
     assert first is not None
     assert first.status == 401
     assert not first.closes
