@@ -147,10 +147,27 @@ class ProtectedUser(ApiUser):
 
 
 class MixedUser(ApiUser):
-    """A realistic client: mostly reads, pages through /users, refreshes, logs out and in."""
+    """A realistic client: mostly reads, pages through /users, refreshes, logs out and in.
+
+    Refresh and logout/login are occasional and paced per user (at most every
+    ``REFRESH_EVERY_S`` and ``RELOGIN_EVERY_S``), so a run stays inside the default
+    per-address throttle of /login and /token/refresh however long it lasts.
+    """
+
+    REFRESH_EVERY_S = 20.0
+    RELOGIN_EVERY_S = 40.0
 
     wait_time = between(0.05, 0.5)
     after_id: int | None = None
+    last_refresh: float = 0.0
+    last_login: float = 0.0
+
+    def on_start(self) -> None:
+        super().on_start()
+        # Stagger the users' first refresh and re-login over the period.
+        now = time.monotonic()
+        self.last_refresh = now - random.uniform(0, self.REFRESH_EVERY_S)
+        self.last_login = now - random.uniform(0, self.RELOGIN_EVERY_S)
 
     @task(10)
     def protected(self) -> None:
@@ -178,14 +195,22 @@ class MixedUser(ApiUser):
 
     @task(1)
     def refresh_tokens(self) -> None:
+        if time.monotonic() - self.last_refresh < self.REFRESH_EVERY_S:
+            return self.protected()
+        self.last_refresh = time.monotonic()
         self.refresh()
+        return None
 
     @task(1)
     def logout_and_login(self) -> None:
+        if time.monotonic() - self.last_login < self.RELOGIN_EVERY_S:
+            return self.me()
+        self.last_login = time.monotonic()
         if self.access_token is not None:
             self.call("POST", "/logout", token=self.access_token)
             self.access_token = self.refresh_token = None
         self.login()
+        return None
 
 
 class LoginUser(ApiUser):
