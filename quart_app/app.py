@@ -47,6 +47,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         pool_size=settings["DATABASE_POOL_SIZE"],
         max_overflow=settings["DATABASE_MAX_OVERFLOW"],
         pool_timeout=settings["DATABASE_POOL_TIMEOUT"],
+        pool_recycle=settings["DATABASE_POOL_RECYCLE"],
+        connect_timeout=settings["DATABASE_CONNECT_TIMEOUT"],
+        statement_timeout=settings["DATABASE_STATEMENT_TIMEOUT"],
         sqlite_busy_timeout=settings["SQLITE_BUSY_TIMEOUT"],
     )
     passwords = Passwords(

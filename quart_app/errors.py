@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from .store.errors import is_transient
+
 log = logging.getLogger(__name__)
 
 
@@ -92,11 +94,17 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(DBAPIError)
     async def database_error(error: DBAPIError) -> Response:
-        if error.connection_invalidated or "locked" in str(error.orig).lower():
+        if is_transient(error):  # busy, locked, unreachable: same answer on every engine
             log.warning("database unavailable or busy: %s", error.orig)
             return _json(503, "Service temporarily unavailable", {"Retry-After": "1"})
         log.exception("database error")
         return _json(500, "Internal server error")
+
+    @app.errorhandler(ConnectionError)
+    async def connection_error(error: ConnectionError) -> Response:
+        # asyncpg raises the OS error itself when the database refuses connections.
+        log.warning("backend unreachable: %s", error)
+        return _json(503, "Service temporarily unavailable", {"Retry-After": "1"})
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

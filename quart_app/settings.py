@@ -28,12 +28,21 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_POOL_SIZE": 5,
     "DATABASE_MAX_OVERFLOW": 10,
     "DATABASE_POOL_TIMEOUT": 10.0,
+    # PostgreSQL: reconnect pooled connections older than this (seconds; 0 = never), give
+    # up connecting after DATABASE_CONNECT_TIMEOUT, cancel statements running longer
+    # than DATABASE_STATEMENT_TIMEOUT (0 = no limit).
+    "DATABASE_POOL_RECYCLE": 1800.0,
+    "DATABASE_CONNECT_TIMEOUT": 10.0,
+    "DATABASE_STATEMENT_TIMEOUT": 30.0,
     # Seconds SQLite waits for a lock held by another worker before failing.
     "SQLITE_BUSY_TIMEOUT": 10.0,
     # Create missing tables at start-up (the zero-config path).
     "DATABASE_CREATE_TABLES": True,
     # Redis for revocation fan-out and throttling across hosts; in-process when unset.
     "REDIS_URL": None,
+    # Namespace of our Redis keys and of the revocation channel (several deployments,
+    # or test runs, can share one Redis).
+    "REDIS_PREFIX": "quart_app:",
     # Tokens.
     "JWT_SECRET_KEY": None,
     "JWT_ALGORITHM": "HS256",

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from .migrate import ensure_schema
 from .models import Base
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ class Database:
         pool_size: int = 5,
         max_overflow: int = 10,
         pool_timeout: float = 10.0,
+        pool_recycle: float = 1800.0,
+        connect_timeout: float = 10.0,
+        statement_timeout: float = 30.0,
         sqlite_busy_timeout: float = 10.0,
         echo: bool = False,
     ) -> None:
@@ -40,8 +44,21 @@ class Database:
         self._options: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.is_sqlite}
         if not self.is_sqlite:
             self._options.update(
-                pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                # Below the idle timeouts of load balancers and PgBouncer in front of PG.
+                pool_recycle=pool_recycle if pool_recycle > 0 else -1,
             )
+        if self.url.get_driver_name() == "asyncpg":
+            settings = {"application_name": "quart_app"}
+            if statement_timeout > 0:
+                # A stuck query fails (57014, answered 503) instead of holding a connection.
+                settings["statement_timeout"] = str(int(statement_timeout * 1000))
+            self._options["connect_args"] = {
+                "timeout": connect_timeout,
+                "server_settings": settings,
+            }
         self._busy_timeout_ms = int(sqlite_busy_timeout * 1000)
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -58,6 +75,12 @@ class Database:
         return self._sessions()
 
     async def open(self, create_tables: bool = True) -> None:
+        """Connect and check the schema is at the migrations' head.
+
+        ``create_tables`` lets SQLite's first start create the schema (and stamp it);
+        any other database behind head raises :class:`~.migrate.SchemaError` naming
+        the upgrade command.
+        """
         if self._engine is not None:
             return
         if self.is_sqlite and self.url.database and self.url.database != ":memory:":
@@ -77,13 +100,16 @@ class Database:
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.close()
 
+        try:
+            await ensure_schema(engine, create_sqlite=create_tables)
+        except BaseException:
+            await engine.dispose()
+            raise
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        if create_tables:
-            await self.create_tables()
 
     async def create_tables(self) -> None:
-        """Create missing tables. Workers starting together may race: the loser retries."""
+        """Create missing tables without migrations (scratch databases only)."""
         for attempt in range(3):
             try:
                 async with self.engine.begin() as conn:

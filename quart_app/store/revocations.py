@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..jwt.revocation import Kind, Revocation
 from .db import Database
+from .errors import retry_conflicts
 from .models import RevocationRow
 
 #: Seconds of recent rows every pull reads again (see the module docstring).
@@ -54,6 +55,7 @@ class SqlRevocationStore:
             return sqlite.insert(RevocationRow).on_conflict_do_nothing(index_elements=["key"])
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
 
+    @retry_conflicts()
     async def add(self, entries: Iterable[Revocation]) -> None:
         now = time.time()
         rows = [_row(entry, now) for entry in entries]
@@ -62,6 +64,7 @@ class SqlRevocationStore:
         async with self.db.session() as session, session.begin():
             await session.execute(self._insert_ignore(), rows)
 
+    @retry_conflicts()
     async def claim(self, entry: Revocation) -> bool:
         """Record ``entry`` unless it exists; True if this call recorded it.
 
@@ -110,6 +113,7 @@ class SqlRevocationStore:
         ]
         return entries, new_cursor
 
+    @retry_conflicts()
     async def prune(self, now: float | None = None) -> int:
         """Delete revocations whose tokens have all expired; returns how many."""
         now = time.time() if now is None else now

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
+from .errors import retry_conflicts
 from .models import User
 
 
@@ -50,6 +51,7 @@ class UserStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    @retry_conflicts()
     async def create(self, username: str, username_key: str, password_hash: str) -> UserRecord:
         user = User(
             username=username,
@@ -86,6 +88,7 @@ class UserStore:
         async with self.db.session() as session:
             return int(await session.scalar(select(func.count(User.id))) or 0)
 
+    @retry_conflicts()
     async def set_password_hash(self, user_id: int, password_hash: str) -> bool:
         async with self.db.session() as session, session.begin():
             result = await session.execute(
@@ -96,6 +99,7 @@ class UserStore:
             )
             return result.scalar() is not None
 
+    @retry_conflicts()
     async def record_failure(
         self, user_id: int, now: float, threshold: int, base: float, cap: float
     ) -> float | None:
@@ -119,6 +123,7 @@ class UserStore:
             )
             return float(now + delay)
 
+    @retry_conflicts()
     async def record_success(self, user_id: int) -> None:
         async with self.db.session() as session, session.begin():
             await session.execute(
