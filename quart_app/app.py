@@ -9,6 +9,7 @@ from typing import Any
 from quart import Quart, Response
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
+from .cli import register_commands
 from .errors import register_error_handlers
 from .jsonprovider import OrjsonProvider
 from .jwt import JWTManager, RevocationList, RevocationSync
@@ -72,6 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     register_blueprints(app)
     init_rate_limits(app, THROTTLED_ENDPOINTS)
     register_error_handlers(app)
+    register_commands(app)
 
     @app.after_request
     async def security_headers(response: Response) -> Response:

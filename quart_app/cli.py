@@ -1,14 +1,36 @@
-"""Command line: ``quart-app init-db`` and friends (also ``quart --app quart_app.asgi ...``)."""
+"""Command line: ``quart-app COMMAND`` or ``quart --app quart_app.asgi COMMAND``.
+
+Both run the same click commands with the server's settings (the environment, see
+``settings.py``), on the same database. Under ``quart`` the app Quart loaded is used;
+``quart-app`` builds one with ``create_app()``. Every failure is one line on stderr
+(``Error: ...``) and exit status 1.
+
+``db`` (Alembic migrations: ``db upgrade`` ...) comes from ``quart_app.store.commands``;
+``register_commands`` hands whatever ``main`` holds to ``app.cli``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from pydantic import ValidationError
+from quart.cli import ScriptInfo
 
-from .app import create_app
-from .services import services
+from .errors import describe_validation_error
+from .store.commands import db as db_commands
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from .services import Services
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -16,19 +38,197 @@ def main() -> None:
     """Operate quart_app (settings come from the environment, as for the server)."""
 
 
-@main.command("init-db")
-def init_db() -> None:
-    """Create the database tables."""
+def register_commands(app: Quart) -> None:
+    """Make every ``quart-app`` command a ``quart --app ...`` command too."""
+    for name, command in main.commands.items():
+        app.cli.add_command(command, name)
 
-    async def run() -> None:
-        app = create_app()
-        db = services(app).db
-        await db.open(create_tables=True)
-        await db.close()
+
+def _one_line(error: BaseException) -> str:
+    """A database error's driver message (first line), or the error's own first line."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _app() -> Quart:
+    info = click.get_current_context().find_object(ScriptInfo)
+    if info is not None:
+        return info.load_app()
+    from .app import create_app
 
     try:
-        asyncio.run(run())
+        return create_app()
     except Exception as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        raise click.ClickException(_one_line(error)) from None
+
+
+def _run(work: Callable[[Services], Awaitable[T]], *, hashing: bool = False) -> T:
+    """Open the database (and the hashing pool), run ``work``, close them again."""
+    from .services import services
+
+    svc = services(_app())
+
+    async def run() -> T:
+        await svc.db.open(create_tables=bool(svc.config["DATABASE_CREATE_TABLES"]))
+        try:
+            if hashing:
+                await svc.passwords.start()
+            return await work(svc)
+        finally:
+            await svc.passwords.stop()
+            await svc.db.close()
+
+    try:
+        return asyncio.run(run())
+    except click.ClickException:
+        raise
+    except Exception as error:
+        raise click.ClickException(_one_line(error)) from None
+
+
+main.add_command(db_commands)
+
+
+@main.command("init-db")
+def init_db() -> None:
+    """Create the tables, or migrate them to this release (the same as ``db upgrade``)."""
+    from .store import migrate
+
+    url = str(_app().config["DATABASE_URL"])
+    try:
+        migrate.upgrade(url, "head")
+    except Exception as error:
+        raise click.ClickException(_one_line(error)) from None
     click.echo("database ready")
+
+
+def _read_password() -> str:
+    """From a hidden prompt on a terminal, else the first line of stdin; never argv."""
+    stdin = sys.stdin
+    if stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    line = stdin.readline()
+    if not line:
+        raise click.ClickException("no password on stdin")
+    return line.rstrip("\r\n")
+
+
+@main.command("create-user")
+@click.argument("username")
+def create_user(username: str) -> None:
+    """Create a user; the password is prompted for, or read from the first line of stdin."""
+    from .schemas import Credentials, username_key
+    from .store import UsernameTaken
+
+    try:
+        creds = Credentials.model_validate({"username": username, "password": _read_password()})
+    except ValidationError as error:
+        raise click.ClickException(describe_validation_error(error)) from None
+
+    async def work(svc: Services) -> tuple[int, str]:
+        password_hash = await svc.passwords.hash(creds.password)
+        try:
+            user = await svc.users.create(
+                creds.username, username_key(creds.username), password_hash
+            )
+        except UsernameTaken:
+            raise click.ClickException(f"username {creds.username!r} already exists") from None
+        return user.id, user.username
+
+    user_id, name = _run(work, hashing=True)
+    click.echo(f"created user {name} (id {user_id})")
+
+
+@main.command("revoke-user")
+@click.argument("username")
+def revoke_user(username: str) -> None:
+    """Revoke every token of USERNAME issued until now, on every worker and host.
+
+    Workers enforce it within REVOCATION_SYNC_INTERVAL. The account itself stays usable:
+    a new login gets new tokens (change the password to lock someone out).
+    """
+    from .jwt.revocation import Revocation
+    from .schemas import username_key
+
+    async def work(svc: Services) -> tuple[int, str, float]:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        now = time.time()
+        config = svc.config
+        horizon = max(config["JWT_REFRESH_TOKEN_EXPIRES"], config["JWT_ACCESS_TOKEN_EXPIRES"])
+        entry = Revocation("user", str(user.id), expires_at=now + horizon, not_before=now)
+        await svc.revocations.store.add([entry])
+        return user.id, user.username, now
+
+    user_id, name, now = _run(work)
+    when = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+    click.echo(f"revoked every token of {name} (id {user_id}) issued before {when}")
+
+
+@main.command("prune")
+def prune() -> None:
+    """Delete revocations whose tokens have all expired anyway."""
+
+    async def work(svc: Services) -> int:
+        store: Any = svc.revocations.store
+        return int(await store.prune())
+
+    click.echo(f"pruned {_run(work)} expired revocations")
+
+
+@main.command("import-users")
+@click.argument("source_url")
+@click.option("--table", "table_name", default="user", show_default=True, help="Source table.")
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--username-column", default="username", show_default=True)
+@click.option("--password-column", default="password", show_default=True)
+@click.option(
+    "--new-ids", is_flag=True, help="Give every user a new id instead of keeping free ones."
+)
+@click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+def import_users_command(
+    source_url: str,
+    table_name: str,
+    id_column: str,
+    username_column: str,
+    password_column: str,
+    new_ids: bool,
+    dry_run: bool,
+) -> None:
+    """Import the Flask app's users from SOURCE_URL (e.g. sqlite:////srv/flask/instance/app.db).
+
+    Passwords keep their Werkzeug hashes and become argon2id at each user's next login.
+    One transaction; running it again imports nothing twice.
+    """
+    from sqlalchemy.engine import make_url
+
+    from .importer import SourceError, import_users, read_source
+
+    async def work(svc: Services) -> list[str]:
+        try:
+            users = await read_source(
+                source_url,
+                table_name=table_name,
+                id_column=id_column,
+                username_column=username_column,
+                password_column=password_column,
+            )
+        except SourceError as error:
+            raise click.ClickException(str(error)) from None
+        try:
+            shown = make_url(source_url).render_as_string(hide_password=True)
+        except Exception:
+            shown = "the source"
+        report = await import_users(
+            svc.db, users, source=shown, keep_ids=not new_ids, dry_run=dry_run
+        )
+        return report.lines()
+
+    for line in _run(work):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -9,12 +9,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from . import werkzeug_hashes
+
 log = logging.getLogger(__name__)
+
+
+class HashObserver(Protocol):
+    """Told about the pool's queue and each hash's wait and run time (for metrics)."""
+
+    def queue_depth(self, depth: int) -> None: ...
+
+    def hashed(self, operation: str, waited: float, ran: float) -> None: ...
+
+
+def _timed(observer: HashObserver, operation: str, func: Any, queued: float, *args: str) -> Any:
+    started = time.perf_counter()
+    try:
+        return func(*args)
+    finally:
+        observer.hashed(operation, started - queued, time.perf_counter() - started)
 
 
 class Passwords:
@@ -32,6 +52,7 @@ class Passwords:
         self._dummy_hash: str | None = None
         #: Hashes waiting for or running in the pool (for metrics and load shedding).
         self.in_flight = 0
+        self.observer: HashObserver | None = None
 
     async def start(self) -> None:
         if self._pool is None:
@@ -47,12 +68,28 @@ class Passwords:
     async def _run(self, func: object, *args: str) -> object:
         if self._pool is None:
             raise RuntimeError("the password pool is not started (is the app serving?)")
+        observer = self.observer
         self.in_flight += 1
+        if observer is not None:
+            observer.queue_depth(self.in_flight)
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, func, *args)  # type: ignore[arg-type]
+            if observer is None:
+                return await loop.run_in_executor(self._pool, func, *args)  # type: ignore[arg-type]
+            operation = getattr(func, "__name__", "hash").lstrip("_")
+            return await loop.run_in_executor(
+                self._pool,
+                _timed,
+                observer,
+                operation,
+                func,
+                time.perf_counter(),
+                *args,
+            )
         finally:
             self.in_flight -= 1
+            if observer is not None:
+                observer.queue_depth(self.in_flight)
 
     async def hash(self, password: str) -> str:
         return str(await self._run(self.hasher.hash, password))
@@ -66,18 +103,25 @@ class Passwords:
         try:
             matched = bool(await self._run(self._verify, target, password))
         except InvalidHashError:
-            log.error("a stored password hash is not a valid argon2 hash")
+            log.error("a stored password hash is neither argon2 nor a supported Werkzeug hash")
             return False
         return matched and password_hash is not None
 
     def _verify(self, password_hash: str, password: str) -> bool:
+        if not password_hash.startswith("$argon2"):
+            # Imported from the Flask app: a Werkzeug hash, re-hashed at the next login.
+            try:
+                return werkzeug_hashes.verify(password_hash, password)
+            except werkzeug_hashes.UnsupportedHash:
+                raise InvalidHashError from None
         try:
             return self.hasher.verify(password_hash, password)
         except (VerifyMismatchError, VerificationError):
             return False
 
     def needs_rehash(self, password_hash: str) -> bool:
-        """True when the hash was made with other parameters than the current ones."""
+        """True when the hash was made with other parameters than the current ones, or is
+        not argon2id at all (a Werkzeug hash imported from the Flask app)."""
         try:
             return self.hasher.check_needs_rehash(password_hash)
         except InvalidHashError:
