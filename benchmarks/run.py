@@ -146,7 +146,8 @@ def build_scenarios(opts: Options) -> list[Scenario]:
         Scenario(
             "verify-micro",
             "verification cost per request, in-process",
-            "python -m benchmarks.micro: best of 5 repeats, µs per operation, one core",
+            "python -m benchmarks.micro: best of 5 repeats, CPU µs per operation"
+            " (process time), one core",
             "micro",
         ),
     ]
@@ -716,7 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     runner.run()
     summaries = summarise(runner.records)
     listed = [(s.key, s.title, s.how) for s in scenarios]
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     settings = {
+        "load average at end": " ".join(f"{x:.2f}" for x in load),
         "run": f"{opts.rounds} round(s) x {opts.seconds:g} s per target and scenario,"
         f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
     }
