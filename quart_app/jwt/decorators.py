@@ -144,6 +144,32 @@ async def _locate(
     )
 
 
+#: RFC 7519 NumericDate claims, with PyJWT's names for them.
+_NUMERIC_DATES = {
+    "exp": "Expiration Time claim (exp)",
+    "nbf": "Not Before claim (nbf)",
+    "iat": "Issued At claim (iat)",
+}
+#: 9999-12-31T23:59:59Z: beyond it a date is an attack (or a bug), not a lifetime.
+_MAX_NUMERIC_DATE = 253_402_300_799
+
+
+def _check_numeric_dates(claims: Claims) -> None:
+    """Refuse ``exp``/``nbf``/``iat`` that PyJWT lets through but no issuer of ours makes.
+
+    PyJWT passes each through ``int()``, so it accepts digit strings and numbers past any
+    float (``10**400``), which later code converting them to float would choke on.
+    """
+    for claim, name in _NUMERIC_DATES.items():
+        if claim not in claims:
+            continue
+        value = claims[claim]
+        if type(value) not in (int, float):
+            raise JWTDecodeError(f"{name} must be an integer.")
+        if not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE:
+            raise JWTDecodeError(f"{name} is out of range")
+
+
 async def _decode_from_request(
     manager: JWTManager,
     locations: Sequence[str] | None,
@@ -159,6 +185,7 @@ async def _decode_from_request(
     if len(encoded) > config.max_token_length:
         raise JWTDecodeError("Token is too large")
     header, claims = await manager.decode(encoded)
+    _check_numeric_dates(claims)
     if csrf_value is not None:
         check_csrf(claims, csrf_value)
     if verify_type:

@@ -37,11 +37,24 @@ async def list_users(query_args: UsersQuery) -> list[dict[str, Any]]:
     return [{"id": user.id, "username": user.username} for user in users]
 
 
+def _user_id(sub: object) -> int | None:
+    """The user id a ``sub`` claim names: the canonical ASCII decimal of a 63-bit integer.
+
+    ``str.isdigit`` alone would let through "\u00b2" (int() fails) and Arabic-Indic
+    digits (int() maps them to another user's id); huge values overflow the database.
+    """
+    if not isinstance(sub, str) or not (sub.isascii() and sub.isdigit()) or len(sub) > 19:
+        return None
+    user_id = int(sub)
+    return user_id if str(user_id) == sub and user_id < 2**63 else None
+
+
 async def _current_user() -> UserRecord:
     """The token's user, or FJE's user-lookup error when it no longer exists."""
     claims = get_jwt()
     sub = claims["sub"]
-    user = await services().users.by_id(int(sub)) if str(sub).isdigit() else None
+    user_id = _user_id(sub)
+    user = await services().users.by_id(user_id) if user_id is not None else None
     if user is None:
         raise UserLookupError(f"Error loading the user {sub}", get_jwt_header(), claims)
     return user
