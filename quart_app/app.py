@@ -20,6 +20,7 @@ from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
 from .settings import load_settings, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
+from .store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
 
 __version__ = "0.1.0"
 log = logging.getLogger(__name__)
@@ -59,8 +60,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         parallelism=settings["ARGON2_PARALLELISM"],
         threads=settings["PASSWORD_HASH_THREADS"],
     )
+    # With Redis, revocations also fan out by pub/sub (milliseconds); SQL stays the truth.
+    bus = RedisRevocationBus.from_settings(settings)
+    app.extensions[BUS_EXTENSION_KEY] = bus
+    revocation_store = SqlRevocationStore(db)
     revocations = RevocationSync(
-        SqlRevocationStore(db), jwt.revocations, settings["REVOCATION_SYNC_INTERVAL"]
+        bus.wrap(revocation_store) if bus else revocation_store,
+        jwt.revocations,
+        settings["REVOCATION_SYNC_INTERVAL"],
     )
     app.extensions[EXTENSION_KEY] = Services(
         db=db,
@@ -85,9 +92,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         await db.open(create_tables=settings["DATABASE_CREATE_TABLES"])
         await passwords.start()
         await revocations.start()
+        if bus is not None:
+            await bus.start(revocations)
 
     @app.after_serving
     async def close_resources() -> None:
+        if bus is not None:
+            await bus.stop()
         await revocations.stop()
         await passwords.stop()
         await db.close()

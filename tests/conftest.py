@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from backend_servers import PostgresRun, RedisRun, run, start_postgres, start_redis
 from quart import Quart
 from quart.typing import TestClientProtocol
 from support import login, make_config, register
@@ -15,11 +17,11 @@ from quart_app import create_app
 
 
 @pytest.fixture
-def app_factory(tmp_path: Path) -> Callable[..., Quart]:
+def app_factory(tmp_path: Path, backend_config: dict[str, Any]) -> Callable[..., Quart]:
     """``app_factory(**overrides)`` builds an app on this test's own database."""
 
     def factory(**overrides: Any) -> Quart:
-        return create_app(make_config(tmp_path, **overrides))
+        return create_app(make_config(tmp_path, **{**backend_config, **overrides}))
 
     return factory
 
@@ -41,3 +43,51 @@ async def tokens(client: TestClientProtocol) -> dict[str, Any]:
     """A registered user "alice" and a fresh token pair from /login."""
     await register(client)
     return await login(client)
+
+
+# Backends (issue 6): "sqlite" is SQLite + in-process state, "postgres" is PostgreSQL +
+# Redis (tests/backend_servers.py). A test that asks for ``backend`` runs on both, and its
+# ``app``/``client``/``app_factory`` follow; every other test runs on TEST_BACKEND.
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresRun]:
+    """This run's own PostgreSQL database, migrated to head; dropped at the end."""
+    server = start_postgres()
+    yield server
+    server.drop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisRun]:
+    """This run's own Redis key prefix; its keys are deleted at the end."""
+    server = start_redis()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings that put this test's apps on its backend (PostgreSQL tables emptied first)."""
+    if "backend" in request.fixturenames:
+        name = str(request.getfixturevalue("backend"))
+    else:
+        name = os.environ.get("TEST_BACKEND", "sqlite")
+    if name == "sqlite":
+        return {}
+    if name != "postgres":
+        raise pytest.UsageError(f"TEST_BACKEND must be one of {BACKENDS}, not {name!r}")
+    postgres: PostgresRun = request.getfixturevalue("postgres_server")
+    redis: RedisRun = request.getfixturevalue("redis_server")
+    run(postgres.reset())
+    return {
+        "DATABASE_URL": postgres.url,
+        "REDIS_URL": redis.url,
+        "REDIS_PREFIX": redis.next_prefix(),
+    }

@@ -43,9 +43,9 @@ def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
     """
     store: Any
     if app.config["REDIS_URL"]:
-        from quart_rate_limiter.redis_store import RedisStore
+        from ..store.redis_limits import RedisLimitStore
 
-        store = RedisStore(app.config["REDIS_URL"])
+        store = RedisLimitStore(app.config["REDIS_URL"], prefix=app.config["REDIS_PREFIX"])
     else:
         store = MemoryStore()
     RateLimiter(app, key_function=_client_key, store=store, enabled=app.config["RATELIMIT_ENABLED"])
