@@ -13,6 +13,7 @@ from .cli import register_commands
 from .errors import register_error_handlers
 from .jsonprovider import OrjsonProvider
 from .jwt import JWTManager, RevocationList, RevocationSync
+from .jwt.keys import keys_from_settings
 from .middleware import DrainRequestBody
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .security.passwords import Passwords
@@ -44,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     jwt = JWTManager(app)
     jwt.revocations = RevocationList()
 
+    jwt.keys = keys_from_settings(app.config)
     db = Database(
         settings["DATABASE_URL"],
         pool_size=settings["DATABASE_POOL_SIZE"],

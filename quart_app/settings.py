@@ -48,6 +48,12 @@ DEFAULTS: dict[str, Any] = {
     "JWT_ALGORITHM": "HS256",
     "JWT_ACCESS_TOKEN_EXPIRES": 900,
     "JWT_REFRESH_TOKEN_EXPIRES": 30 * 24 * 3600,
+    # RS*/PS*/ES*/EdDSA keys: PEM text, or PEM files; when none is given a key pair is
+    # generated once into INSTANCE_PATH/jwt-keys (and rotated there).
+    "JWT_PRIVATE_KEY": None,
+    "JWT_PUBLIC_KEY": None,
+    "JWT_PRIVATE_KEY_FILE": None,
+    "JWT_PUBLIC_KEY_FILE": None,
     # How often each worker pulls new revocations from the shared store (seconds).
     "REVOCATION_SYNC_INTERVAL": 1.0,
     # Request bodies larger than this get 413.

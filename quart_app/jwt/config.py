@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from .keys import SUPPORTED_ALGORITHMS
+
 DEFAULTS: dict[str, Any] = {
     "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=15),
     "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=30),
@@ -91,11 +93,19 @@ class JWTConfig:
             get("JWT_REFRESH_TOKEN_EXPIRES"), "JWT_REFRESH_TOKEN_EXPIRES"
         )
         self.algorithm: str = get("JWT_ALGORITHM")
-        decode_algorithms = get("JWT_DECODE_ALGORITHMS") or [self.algorithm]
-        self.decode_algorithms = tuple(_names(decode_algorithms))
-        if any(alg.lower() == "none" for alg in (self.algorithm, *self.decode_algorithms)):
+        # As FJE: JWT_ALGORITHM is always among the accepted algorithms.
+        decode_algorithms = _names(get("JWT_DECODE_ALGORITHMS") or [self.algorithm])
+        self.decode_algorithms = tuple(dict.fromkeys((*decode_algorithms, self.algorithm)))
+        if any(alg.lower() == "none" for alg in self.decode_algorithms):
             raise RuntimeError("the 'none' algorithm is never accepted")
-        self.secret_key = get("JWT_SECRET_KEY")
+        unsupported = set(self.decode_algorithms) - SUPPORTED_ALGORITHMS
+        if unsupported:
+            raise RuntimeError(
+                f"unsupported JWT algorithm(s) {sorted(unsupported)};"
+                f" choose from {sorted(SUPPORTED_ALGORITHMS)}"
+            )
+        # As FJE: the app's SECRET_KEY when JWT_SECRET_KEY is unset.
+        self.secret_key = get("JWT_SECRET_KEY") or config.get("SECRET_KEY")
         self.private_key = get("JWT_PRIVATE_KEY")
         self.public_key = get("JWT_PUBLIC_KEY")
 

@@ -28,7 +28,9 @@ from .errors import (
     UserLookupError,
     WrongTokenError,
 )
+from .keys import KeySet, family
 from .revocation import RevocationList
+from .verifier import Rules, fast_verify
 
 EXTENSION_KEY = "flask-jwt-extended"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,6 +65,9 @@ class JWTManager:
         self._decode_key: Callable[..., Any] | None = None
         self._encode_key: Callable[..., Any] | None = None
         self._config: JWTConfig | None = None
+        self._keys: KeySet | None = None
+        self._explicit_keys: KeySet | None = None
+        self._rules: Rules | None = None
         self._app_config: Any = None
         #: The in-memory revocation mirror checked on every request (None: no built-in check).
         self.revocations: RevocationList | None = None
@@ -94,6 +99,8 @@ class JWTManager:
     def reload_config(self) -> None:
         """Re-read ``JWT_*`` settings (after changing ``app.config``) and forget cached tokens."""
         self._config = None
+        self._rules = None
+        self._keys = None
         self._verified.clear()
 
     def _set_error_handlers(self, app: Quart) -> None:
@@ -246,42 +253,50 @@ class JWTManager:
 
     # -- keys ------------------------------------------------------------------------
 
-    def _default_encode_key(self) -> Any:
-        config = self.config
-        if config.algorithm.startswith("HS"):
-            return self._require(config.secret_key, "JWT_SECRET_KEY")
-        return self._require(config.private_key, "JWT_PRIVATE_KEY")
+    @property
+    def keys(self) -> KeySet:
+        """The signing and verification keys (built from ``JWT_*`` settings unless set)."""
+        if self._explicit_keys is not None:
+            return self._explicit_keys
+        if self._keys is None:
+            config = self.config
+            self._keys = KeySet.from_config(
+                config.algorithm,
+                secret=config.secret_key,
+                private_key=config.private_key,
+                public_key=config.public_key,
+                decode_algorithms=config.decode_algorithms,
+            )
+        return self._keys
 
-    def _default_decode_key(self, algorithm: str) -> Any:
-        config = self.config
-        if algorithm.startswith("HS"):
-            return self._require(config.secret_key, "JWT_SECRET_KEY")
-        return self._require(config.public_key, "JWT_PUBLIC_KEY")
+    @keys.setter
+    def keys(self, keys: KeySet | None) -> None:
+        """Use ``keys`` (e.g. a ``KeyDirectory``) instead of the ``JWT_*`` key settings."""
+        self._explicit_keys = keys
+        self._verified.clear()
 
-    @staticmethod
-    def _require(value: Any, name: str) -> Any:
-        if not value:
-            raise RuntimeError(f"{name} must be set to sign or verify tokens")
-        return value
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The JWK Set of every public key still accepted (empty for HS* only)."""
+        return self.keys.jwks()
 
     async def _decode_key_for(self, encoded: str) -> tuple[Any, tuple[str, ...]]:
-        """The key to verify ``encoded`` with, and the algorithms that key may be used with.
+        """The key to verify ``encoded`` with, and the algorithms it may be used with.
 
-        A key is only ever offered to algorithms of its own family, so a public key can
-        never be used as an HMAC secret (algorithm confusion).
+        Structural errors surface first, with PyJWT's texts, as in FJE. A key from the
+        ``decode_key_loader`` is only offered to the algorithms of the token's family, a
+        key of the key set only to its own family (see ``keys``): never algorithm confusion.
         """
-        config = self.config
-        algorithms = config.decode_algorithms
-        if self._decode_key is None and all(a.startswith("HS") for a in algorithms):
-            return self._default_decode_key(algorithms[0]), algorithms
+        claims = tokens.unverified_claims(encoded)
         header = tokens.unverified_header(encoded)
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in algorithms:
+        algorithms = self.config.decode_algorithms
+        if self._decode_key is None:
+            key, alg = self.keys.verification_key(header, algorithms)
+            return key, (alg,)
+        token_alg = header.get("alg")
+        if not isinstance(token_alg, str) or token_alg not in algorithms:
             raise jwt.InvalidAlgorithmError("The specified alg value is not allowed")
-        family = tuple(a for a in algorithms if a[:2] == alg[:2])
-        if self._decode_key is not None:
-            return await call(self._decode_key, header, tokens.unverified_claims(encoded)), family
-        return self._default_decode_key(alg), family
+        same_family = tuple(a for a in algorithms if family(a) == family(token_alg))
+        return await call(self._decode_key, header, claims), same_family
 
     # -- encode / decode -------------------------------------------------------------
 
@@ -302,17 +317,19 @@ class JWTManager:
             )
         else:
             expires_in = seconds(expires_delta, "expires_delta")
-        claims = dict(await call(self._additional_claims, identity) or {})
-        if additional_claims:
-            claims.update(additional_claims)
         headers = dict(await call(self._additional_headers, identity) or {})
         if additional_headers:
             headers.update(additional_headers)
-        key = (
-            await call(self._encode_key, identity)
-            if self._encode_key is not None
-            else self._default_encode_key()
-        )
+        claims = dict(await call(self._additional_claims, identity) or {})
+        if additional_claims:
+            claims.update(additional_claims)
+        if self._encode_key is not None:
+            key = await call(self._encode_key, identity)
+        else:
+            signing = self.keys.signing_key(config.algorithm)
+            key = signing.signing_key
+            if signing.kid is not None:
+                headers.setdefault("kid", signing.kid)
         return tokens.encode_token(
             identity=await call(self._user_identity, identity),
             key=key,
@@ -320,7 +337,7 @@ class JWTManager:
             token_type=token_type,
             expires_in=expires_in,
             fresh=fresh,
-            csrf=config.csrf_protect and "cookies" in config.token_location,
+            csrf=config.csrf_protect,
             audience=config.encode_audience,
             issuer=config.encode_issuer,
             identity_claim_key=config.identity_claim_key,
@@ -329,42 +346,79 @@ class JWTManager:
             headers=headers,
         )
 
+    @property
+    def rules(self) -> Rules:
+        if self._rules is None:
+            config = self.config
+            self._rules = Rules(
+                algorithms=frozenset(config.decode_algorithms),
+                required=config.required_claims,
+                identity_claim_key=config.identity_claim_key,
+                audience=config.decode_audience,
+                issuer=config.decode_issuer,
+                leeway=config.leeway,
+                verify_sub=config.verify_sub,
+            )
+        return self._rules
+
     async def decode(self, encoded: str, allow_expired: bool = False) -> tuple[Claims, Claims]:
         """Verify ``encoded``; return ``(header, claims)``. Raises PyJWT's errors.
 
         Tokens verified before are answered from a bounded per-worker cache until their
         ``exp`` (a signature cannot change its verdict); revocation is checked by the
-        caller on every request, cached or not.
+        caller on every request, cached or not. Well-formed tokens take the fast path
+        (``verifier``); anything else gets PyJWT's full decode and its error texts.
         """
-        config = self.config
         cached = self._verified.get(encoded)
         if cached is not None:
             header, claims, exp = cached
-            if exp is None or allow_expired or exp > time.time() - config.leeway:
+            if exp is None or allow_expired or exp > time.time() - self.config.leeway:
                 return header, claims
             del self._verified[encoded]
-            error = jwt.ExpiredSignatureError("Signature has expired")
-            raise error
-        key, algorithms = await self._decode_key_for(encoded)
-        header, claims = tokens.decode_complete(
-            encoded,
-            key=key,
-            algorithms=algorithms,
-            audience=config.decode_audience,
-            issuer=config.decode_issuer,
-            leeway=config.leeway,
-            required_claims=config.required_claims,
-            verify_sub=config.verify_sub,
-            allow_expired=allow_expired,
+            raise _expired(header, claims)
+        fast = (
+            fast_verify(encoded, self.keys, self.rules, allow_expired)
+            if self._decode_key is None
+            else None
         )
+        if fast is not None:
+            header, claims = fast
+        else:
+            header, claims = await self._full_decode(encoded, allow_expired)
         exp = claims.get("exp")
-        cache_size = config.verified_cache_size
-        if cache_size and not allow_expired and (exp is None or isinstance(exp, int | float)):
-            if len(self._verified) >= cache_size:
+        cache_size = self.config.verified_cache_size
+        if cache_size and not allow_expired and (exp is None or type(exp) in (int, float)):
+            verified = self._verified
+            if len(verified) >= cache_size:
                 # Drop the oldest entry (dicts keep insertion order).
-                del self._verified[next(iter(self._verified))]
-            self._verified[encoded] = (header, claims, cast(float | None, exp))
+                del verified[next(iter(verified))]
+            verified[encoded] = (header, claims, exp)
         return header, claims
+
+    async def _full_decode(self, encoded: str, allow_expired: bool) -> tuple[Claims, Claims]:
+        config = self.config
+        key, algorithms = await self._decode_key_for(encoded)
+
+        def run(allow_expired: bool) -> tuple[Claims, Claims]:
+            return tokens.decode_complete(
+                encoded,
+                key=key,
+                algorithms=algorithms,
+                audience=config.decode_audience,
+                issuer=config.decode_issuer,
+                leeway=config.leeway,
+                required_claims=config.required_claims,
+                identity_claim_key=config.identity_claim_key,
+                verify_sub=config.verify_sub,
+                allow_expired=allow_expired,
+            )
+
+        try:
+            return run(allow_expired)
+        except jwt.ExpiredSignatureError as error:
+            # As FJE: the expired_token_loader gets the expired token's header and claims.
+            header, claims = run(True)
+            raise _expired(header, claims) from error
 
     def forget_verified(self) -> None:
         """Drop every cached verification (after a key rotation)."""
@@ -401,6 +455,13 @@ class JWTManager:
             identity = claims.get(self.config.identity_claim_key)
             raise UserLookupError(f"Error loading the user {identity}", header, claims)
         return user
+
+
+def _expired(header: Claims, claims: Claims) -> jwt.ExpiredSignatureError:
+    error = jwt.ExpiredSignatureError("Signature has expired")
+    error.jwt_header = header  # type: ignore[attr-defined]
+    error.jwt_data = claims  # type: ignore[attr-defined]
+    return error
 
 
 def get_manager(app: Quart) -> JWTManager:

@@ -10,6 +10,8 @@ from typing import Any
 
 import jwt
 
+from .errors import JWTDecodeError
+
 ACCESS = "access"
 REFRESH = "refresh"
 
@@ -41,7 +43,7 @@ def encode_token(
     """
     now = time.time() if now is None else now
     if isinstance(fresh, timedelta):
-        fresh = int(now + fresh.total_seconds())
+        fresh = now + fresh.total_seconds()
     data: dict[str, Any] = {
         "fresh": fresh,
         "iat": now,
@@ -72,13 +74,16 @@ def decode_complete(
     audience: str | Iterable[str] | None = None,
     issuer: str | None = None,
     leeway: float = 0,
-    required_claims: Iterable[str] = ("exp", "jti", "type", "sub"),
+    required_claims: Iterable[str] = ("exp", "jti", "type"),
+    identity_claim_key: str = "sub",
     verify_sub: bool = True,
     allow_expired: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify ``encoded`` and return ``(header, claims)``; raise PyJWT's errors otherwise.
 
-    Only ``algorithms`` are accepted, whatever the token's own header says.
+    Only ``algorithms`` are accepted, whatever the token's own header says. The identity
+    claim is normally among ``required_claims`` (PyJWT's "Token is missing the ..." text,
+    API.md); otherwise FJE's own check applies (``Missing claim: <key>``).
     """
     options = {
         "require": list(required_claims),
@@ -95,7 +100,10 @@ def decode_complete(
         issuer=issuer,
         leeway=leeway,
     )
-    return result["header"], result["payload"]
+    claims: dict[str, Any] = result["payload"]
+    if identity_claim_key not in claims:
+        raise JWTDecodeError(f"Missing claim: {identity_claim_key}")
+    return result["header"], claims
 
 
 def unverified_header(encoded: str) -> dict[str, Any]:
@@ -104,7 +112,10 @@ def unverified_header(encoded: str) -> dict[str, Any]:
 
 
 def unverified_claims(encoded: str) -> dict[str, Any]:
-    """The token's claims, not verified: only for choosing a key."""
+    """The token's claims, not verified: only for choosing a key.
+
+    Raises PyJWT's errors for a token that is not well-formed (as FJE's first step does).
+    """
     return _jwt.decode(encoded, options={"verify_signature": False})  # type: ignore[no-any-return]
 
 
@@ -114,5 +125,6 @@ def is_fresh(claims: Mapping[str, Any], now: float | None = None) -> bool:
     if isinstance(fresh, bool):
         return fresh
     if isinstance(fresh, int | float):
-        return (time.time() if now is None else now) < fresh
+        # FJE refuses when ``fresh < now``: the boundary second is still fresh.
+        return fresh >= (time.time() if now is None else now)
     return False

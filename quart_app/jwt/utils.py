@@ -14,6 +14,9 @@ from quart import Response, current_app
 from . import tokens
 from .manager import get_manager
 
+#: FJE's cookie lifetime when JWT_SESSION_COOKIE is False (one year).
+COOKIE_MAX_AGE = 31_540_000
+
 
 async def create_access_token(
     identity: Any,
@@ -86,9 +89,8 @@ def _set_cookies(
     config = get_manager(current_app).config
     name = config.refresh_cookie_name if refresh else config.access_cookie_name
     path = config.refresh_cookie_path if refresh else config.access_cookie_path
-    if max_age is None and not config.session_cookie:
-        expires = config.refresh_expires if refresh else config.access_expires
-        max_age = int(expires) if expires is not None else None
+    # As FJE: a session cookie unless JWT_SESSION_COOKIE is False, then one year.
+    max_age = max_age or (None if config.session_cookie else COOKIE_MAX_AGE)
     response.set_cookie(
         name,
         value=encoded_token,
@@ -100,6 +102,7 @@ def _set_cookies(
         samesite=config.cookie_samesite,
     )
     if config.csrf_protect and config.csrf_in_cookies:
+        # The token was just made by this app; FJE decodes (verifies) it here.
         claims = tokens.unverified_claims(encoded_token)
         csrf_name = config.refresh_csrf_cookie_name if refresh else config.access_csrf_cookie_name
         csrf_path = config.refresh_csrf_cookie_path if refresh else config.access_csrf_cookie_path
@@ -137,24 +140,24 @@ def set_refresh_cookies(
 
 def _unset(response: Response, domain: str | None, refresh: bool) -> None:
     config = get_manager(current_app).config
-    pairs = (
-        [
-            (config.refresh_cookie_name, config.refresh_cookie_path),
-            (config.refresh_csrf_cookie_name, config.refresh_csrf_cookie_path),
-        ]
+    pairs = [
+        (config.refresh_cookie_name, config.refresh_cookie_path, True)
         if refresh
-        else [
-            (config.access_cookie_name, config.access_cookie_path),
-            (config.access_csrf_cookie_name, config.access_csrf_cookie_path),
-        ]
-    )
-    for name, path in pairs:
+        else (config.access_cookie_name, config.access_cookie_path, True)
+    ]
+    if config.csrf_protect and config.csrf_in_cookies:
+        pairs.append(
+            (config.refresh_csrf_cookie_name, config.refresh_csrf_cookie_path, False)
+            if refresh
+            else (config.access_csrf_cookie_name, config.access_csrf_cookie_path, False)
+        )
+    for name, path, httponly in pairs:
         response.set_cookie(
             name,
             value="",
             expires=0,
             secure=config.cookie_secure,
-            httponly=name not in (config.access_csrf_cookie_name, config.refresh_csrf_cookie_name),
+            httponly=httponly,
             domain=domain or config.cookie_domain,
             path=path,
             samesite=config.cookie_samesite,

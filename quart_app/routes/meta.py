@@ -6,10 +6,11 @@ import asyncio
 import logging
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, current_app
 from quart_schema import document_response
 
 from ..errors import AppError
+from ..jwt import get_manager
 from ..schemas import Health
 from ..services import services
 
@@ -30,6 +31,9 @@ async def healthz() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/.well-known/jwks.json")
-async def jwks() -> dict[str, Any]:
-    """The public keys that verify our tokens (asymmetric algorithms only)."""
-    raise AppError(404, "No public keys: tokens are signed with a shared secret (HS*)")
+async def jwks() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Every public key still accepted, newest first (asymmetric algorithms only)."""
+    key_set = get_manager(current_app).jwks()
+    if not key_set["keys"]:
+        raise AppError(404, "No public keys: tokens are signed with a shared secret (HS*)")
+    return key_set, 200, {"Cache-Control": "public, max-age=60"}

@@ -1,0 +1,561 @@
+"""Signing and verification keys: HS* secrets and RS/PS/ES/EdDSA key pairs, with rotation.
+
+A :class:`Key` is bound to one key family and is only ever offered to algorithms of that
+family, whatever a token's header says: an RSA public key is never used as an HMAC
+secret, an HMAC secret never verifies an RS/ES/EdDSA token, and ``none`` is never
+accepted (algorithm confusion, RFC 8725 section 2.1).
+
+Asymmetric tokens carry ``kid`` (the RFC 7638 thumbprint of the public key) and are
+verified with the key of that id. A :class:`KeyDirectory` keeps generated private keys in
+the instance directory (one PEM file per key, mode 0600); :func:`rotate_keys` adds a new
+signing key there and keeps every older public key, for verification and in the JWKS,
+until the last token it can have signed has expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from jwt.algorithms import Algorithm, get_default_algorithms
+
+log = logging.getLogger(__name__)
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "ES256": ec.SECP256R1,
+    "ES384": ec.SECP384R1,
+    "ES512": ec.SECP521R1,
+}
+OKP_ALGORITHMS = frozenset({"EdDSA"})
+ASYMMETRIC_ALGORITHMS = RSA_ALGORITHMS | frozenset(EC_CURVES) | OKP_ALGORITHMS
+SUPPORTED_ALGORITHMS = HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
+
+#: PyJWT's algorithm objects (``none`` left out on purpose).
+ALGORITHMS: dict[str, Algorithm] = {
+    name: obj for name, obj in get_default_algorithms().items() if name in SUPPORTED_ALGORITHMS
+}
+
+KEY_DIR_NAME = "jwt-keys"
+#: Extra seconds an old key stays accepted after its last token's ``exp`` (clock skew).
+RETIREMENT_GRACE = 60.0
+RSA_KEY_BITS = 2048
+
+
+class UnknownKeyError(jwt.InvalidTokenError):
+    """No accepted key matches the token's ``kid`` and ``alg``."""
+
+
+def family(algorithm: str) -> str:
+    """``hmac``, ``rsa``, ``ec`` or ``okp``; raises for anything else (``none`` included)."""
+    if algorithm in HMAC_ALGORITHMS:
+        return "hmac"
+    if algorithm in RSA_ALGORITHMS:
+        return "rsa"
+    if algorithm in EC_CURVES:
+        return "ec"
+    if algorithm in OKP_ALGORITHMS:
+        return "okp"
+    raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
+
+
+def _key_family(private_or_public: Any) -> str:
+    if isinstance(private_or_public, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(private_or_public, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return "ec"
+    okp = (
+        ed25519.Ed25519PrivateKey,
+        ed25519.Ed25519PublicKey,
+        ed448.Ed448PrivateKey,
+        ed448.Ed448PublicKey,
+    )
+    if isinstance(private_or_public, okp):
+        return "okp"
+    raise ValueError(f"unsupported key type {type(private_or_public).__name__}")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def public_jwk(public_key: Any) -> dict[str, Any]:
+    """The public JWK of an RSA, EC or OKP public key (no private members)."""
+    kind = _key_family(public_key)
+    if kind == "rsa":
+        return ALGORITHMS["RS256"].to_jwk(public_key, as_dict=True)
+    if kind == "ec":
+        return ALGORITHMS["ES256"].to_jwk(public_key, as_dict=True)
+    return ALGORITHMS["EdDSA"].to_jwk(public_key, as_dict=True)
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url): the ``kid`` of a public key."""
+    required = {
+        "RSA": ("e", "kty", "n"),
+        "EC": ("crv", "kty", "x", "y"),
+        "OKP": ("crv", "kty", "x"),
+    }
+    members = {name: jwk[name] for name in required[jwk["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _b64(hashlib.sha256(canonical.encode()).digest())
+
+
+class Key:
+    """One key: what it signs with, what it verifies, and until when it is accepted."""
+
+    def __init__(
+        self,
+        algorithm: str,
+        *,
+        private: Any = None,
+        public: Any = None,
+        secret: bytes | None = None,
+        kid: str | None = None,
+        created_at: float = 0.0,
+        expires_at: float | None = None,
+    ) -> None:
+        self.algorithm = algorithm
+        self.family = family(algorithm)
+        self.created_at = created_at
+        #: After this time the key verifies nothing (None: no limit).
+        self.expires_at = expires_at
+        if self.family == "hmac":
+            if not secret:
+                raise ValueError("an HMAC key needs a non-empty secret")
+            self.signing_key: Any = secret
+            self.verifying_key: Any = secret
+            self.kid = kid
+            self.jwk: dict[str, Any] | None = None
+        else:
+            if public is None and private is not None:
+                public = private.public_key()
+            if public is None:
+                raise ValueError(f"{algorithm} needs a public or a private key")
+            if _key_family(public) != self.family:
+                raise ValueError(f"a {type(public).__name__} cannot be used with {algorithm}")
+            if private is not None and _key_family(private) != self.family:
+                raise ValueError(f"a {type(private).__name__} cannot be used with {algorithm}")
+            self.signing_key = private
+            self.verifying_key = public
+            jwk = public_jwk(public)
+            self.kid = kid or thumbprint(jwk)
+            # RFC 7517 4.3: "use" and "key_ops" should not both be present.
+            jwk.pop("key_ops", None)
+            self.jwk = {**jwk, "kid": self.kid, "alg": algorithm, "use": "sig"}
+        # algorithm -> the key prepared by PyJWT for it, or None when it does not fit.
+        self._prepared: dict[str, Any] = {}
+        if self.prepared(algorithm) is None:
+            raise ValueError(f"this key cannot be used with {algorithm}")
+
+    @property
+    def can_sign(self) -> bool:
+        return self.signing_key is not None
+
+    def prepared(self, algorithm: str) -> Any:
+        """The verification key prepared for ``algorithm``, or None if it is not of this key's
+        family (so a public key can never reach the HMAC code, nor a secret the RSA code)."""
+        try:
+            return self._prepared[algorithm]
+        except KeyError:
+            pass
+        prepared: Any = None
+        if algorithm in ALGORITHMS and family(algorithm) == self.family:
+            try:
+                prepared = ALGORITHMS[algorithm].prepare_key(self.verifying_key)
+            except (jwt.InvalidKeyError, TypeError, ValueError):
+                prepared = None
+        self._prepared[algorithm] = prepared
+        return prepared
+
+    def accepted(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+    def __repr__(self) -> str:
+        return f"Key({self.algorithm}, kid={self.kid!r})"
+
+
+class KeySet:
+    """The keys of one app: the one that signs, and every key still accepted."""
+
+    def __init__(self, keys: Iterable[Key] = ()) -> None:
+        self._keys: list[Key] = []
+        self._by_kid: dict[str, Key] = {}
+        self._set(keys)
+
+    def _set(self, keys: Iterable[Key]) -> None:
+        self._keys = sorted(keys, key=lambda k: k.created_at)
+        self._by_kid = {key.kid: key for key in self._keys if key.kid is not None}
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        algorithm: str,
+        secret: str | bytes | None = None,
+        private_key: Any = None,
+        public_key: Any = None,
+        decode_algorithms: Sequence[str] = (),
+    ) -> KeySet:
+        """FJE's settings: ``JWT_SECRET_KEY`` for HS*, ``JWT_PRIVATE_KEY``/``JWT_PUBLIC_KEY``
+        (PEM text or key objects) for the others. Missing material is only an error when
+        a token is signed or verified with it."""
+        keys: list[Key] = []
+        wanted = {algorithm, *decode_algorithms}
+        if secret and wanted & HMAC_ALGORITHMS:
+            raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+            hs = algorithm if algorithm in HMAC_ALGORITHMS else min(wanted & HMAC_ALGORITHMS)
+            keys.append(Key(hs, secret=raw))
+        if (private_key or public_key) and wanted & ASYMMETRIC_ALGORITHMS:
+            asym = (
+                algorithm
+                if algorithm in ASYMMETRIC_ALGORITHMS
+                else sorted(wanted & ASYMMETRIC_ALGORITHMS)[0]
+            )
+            private = load_private_key(private_key) if private_key else None
+            public = load_public_key(public_key) if public_key else None
+            keys.append(Key(asym, private=private, public=public))
+        return cls(keys)
+
+    @classmethod
+    def from_private_keys(cls, pairs: Iterable[tuple[Any, str]]) -> KeySet:
+        """Keys from ``(private key, algorithm)`` pairs, the last one signing."""
+        now = time.time()
+        return cls(
+            Key(alg, private=private, created_at=now + i * 1e-6)
+            for i, (private, alg) in enumerate(pairs)
+        )
+
+    # -- use -------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Pick up keys added or removed elsewhere (a no-op for a fixed set)."""
+
+    def keys(self) -> list[Key]:
+        return list(self._keys)
+
+    def signing_key(self, algorithm: str) -> Key:
+        """The newest key that can sign with ``algorithm``."""
+        self.refresh()
+        for key in reversed(self._keys):
+            if key.can_sign and key.prepared(algorithm) is not None:
+                return key
+        if algorithm in HMAC_ALGORITHMS:
+            raise RuntimeError(
+                f"JWT_SECRET_KEY or SECRET_KEY must be set when using symmetric algorithm"
+                f' "{algorithm}"'
+            )
+        raise RuntimeError(
+            f'JWT_PRIVATE_KEY must be set to use asymmetric cryptography algorithm "{algorithm}"'
+        )
+
+    def verification_key(
+        self, header: Mapping[str, Any], allowed: Sequence[str] | frozenset[str]
+    ) -> tuple[Any, str]:
+        """``(prepared key, algorithm)`` for a token with this (unverified) ``header``.
+
+        ``alg`` must be in ``allowed``; the key must be of that algorithm's family; for
+        asymmetric algorithms the ``kid`` picks the key (without ``kid``, the only key of
+        that algorithm, for tokens from FJE-style single-key set-ups).
+        """
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in allowed or alg not in ALGORITHMS:
+            raise jwt.InvalidAlgorithmError("The specified alg value is not allowed")
+        now = time.time()
+        if alg in HMAC_ALGORITHMS:
+            # As FJE: an HMAC token is checked against the secret whatever its kid says.
+            for key in reversed(self._keys):
+                prepared = key.prepared(alg)
+                if prepared is not None and key.accepted(now):
+                    return prepared, alg
+            self.signing_key(alg)  # raises the configuration error
+        kid = header.get("kid")
+        if kid is None:
+            candidates = [k for k in self._keys if k.prepared(alg) is not None and k.accepted(now)]
+            if len(candidates) == 1:
+                return candidates[0].prepared(alg), alg
+            if not candidates and not any(k.family != "hmac" for k in self._keys):
+                raise RuntimeError(
+                    f'JWT_PUBLIC_KEY must be set to use asymmetric cryptography algorithm "{alg}"'
+                )
+            raise UnknownKeyError('Token has no "kid" header to choose a key with')
+        found = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if found is None:
+            self.refresh()
+            found = self._by_kid.get(kid) if isinstance(kid, str) else None
+        prepared = found.prepared(alg) if found is not None and found.accepted(now) else None
+        if prepared is None:
+            raise UnknownKeyError('No key matches the token\'s "kid" and "alg"')
+        return prepared, alg
+
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The public keys still accepted, as a JWK Set (RFC 7517), newest first."""
+        self.refresh()
+        now = time.time()
+        return {
+            "keys": [
+                dict(k.jwk) for k in reversed(self._keys) if k.jwk is not None and k.accepted(now)
+            ]
+        }
+
+
+# -- PEM ---------------------------------------------------------------------------------
+
+
+def load_private_key(value: Any) -> Any:
+    """A private key object from PEM text/bytes (or a key object, returned as is)."""
+    if isinstance(value, str | bytes):
+        data = value.encode() if isinstance(value, str) else value
+        return serialization.load_pem_private_key(data, password=None)
+    return value
+
+
+def load_public_key(value: Any) -> Any:
+    """A public key object from PEM text/bytes (or a key object, returned as is)."""
+    if isinstance(value, str | bytes):
+        data = value.encode() if isinstance(value, str) else value
+        return serialization.load_pem_public_key(data)
+    return value
+
+
+def private_pem(private_key: Any) -> bytes:
+    return private_key.private_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(public_key: Any) -> bytes:
+    return public_key.public_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def generate_private_key(algorithm: str) -> Any:
+    """A new private key for ``algorithm`` (RSA 2048, the algorithm's EC curve, Ed25519)."""
+    kind = family(algorithm)
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    if kind == "ec":
+        return ec.generate_private_key(EC_CURVES[algorithm]())
+    if kind == "okp":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"{algorithm} uses a shared secret, not a generated key pair")
+
+
+# -- the instance directory --------------------------------------------------------------
+
+
+def _write_new(directory: Path, name: str, data: bytes) -> bool:
+    """Publish ``data`` as ``directory/name`` (0600) unless it exists; True if written.
+
+    Written to a private temporary file and published with ``os.link``, which fails if
+    the name exists, so a reader never sees a partial file and two writers never clobber.
+    """
+    tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, directory / name)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+
+
+class KeyDirectory(KeySet):
+    """Private keys generated once into a directory and rotated there.
+
+    Files are ``key-<created ms>-<alg>.pem``. The newest key of the configured algorithm
+    signs; an older key stays accepted until the key after it was created plus
+    ``max_token_lifetime`` (the longest a token it signed can live) plus a grace minute,
+    then it is deleted at the next rotation. Workers notice new files through the
+    directory's mtime, checked when they sign and when a ``kid`` is unknown.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        algorithm: str,
+        max_token_lifetime: float,
+        extra: Iterable[Key] = (),
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        #: Keys that do not live in the directory (an HS* secret also accepted).
+        self.extra = list(extra)
+        self.algorithm = algorithm
+        self.max_token_lifetime = max_token_lifetime
+        self._mtime_ns = -1
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        family(algorithm)  # fail early on an unknown algorithm
+        if algorithm in HMAC_ALGORITHMS:
+            raise ValueError("HS* algorithms use JWT_SECRET_KEY, not a key directory")
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._locked():
+            self._load()
+            if not any(k.algorithm == algorithm for k in self._keys):
+                self._create(algorithm)
+                self._load()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock between the processes sharing the directory."""
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _files(self) -> list[tuple[float, str, Path]]:
+        found = []
+        for path in self.path.glob("key-*-*.pem"):
+            _, created, alg = path.stem.split("-", 2)
+            if created.isdigit() and alg in ASYMMETRIC_ALGORITHMS:
+                found.append((int(created) / 1000, alg, path))
+        return sorted(found)
+
+    def _lifetimes(self) -> list[tuple[float, str, Path, float | None]]:
+        """Each key file with the time after which its key is no longer accepted."""
+        files = self._files()
+        result = []
+        for i, (created, alg, path) in enumerate(files):
+            successor = files[i + 1][0] if i + 1 < len(files) else None
+            expires = None
+            if successor is not None:
+                expires = successor + self.max_token_lifetime + RETIREMENT_GRACE
+            result.append((created, alg, path, expires))
+        return result
+
+    def _load(self) -> None:
+        self._mtime_ns = self.path.stat().st_mtime_ns
+        keys = []
+        for created, alg, path, expires in self._lifetimes():
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                log.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode)
+            try:
+                private = load_private_key(path.read_bytes())
+                keys.append(Key(alg, private=private, created_at=created, expires_at=expires))
+            except (ValueError, TypeError) as error:
+                log.error("ignoring unreadable key file %s: %s", path, error)
+        self._set([*self.extra, *keys])
+
+    def _create(self, algorithm: str) -> None:
+        created = max([int(time.time() * 1000), *(int(c * 1000) + 1 for c, _, _ in self._files())])
+        pem = private_pem(generate_private_key(algorithm))
+        if _write_new(self.path, f"key-{created:013d}-{algorithm}.pem", pem):
+            log.info("generated a new %s signing key in %s", algorithm, self.path)
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < 0.5:
+            return
+        self._checked = now
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != self._mtime_ns:
+            with self._lock:
+                self._load()
+
+    def rotate(self, algorithm: str | None = None) -> Key:
+        """Make a new signing key; older keys stay accepted until their tokens expire.
+
+        Keys no longer accepted are deleted. Returns the new key.
+        """
+        algorithm = algorithm or self.algorithm
+        family(algorithm)
+        with self._locked():
+            self._create(algorithm)
+            self._load()
+            now = time.time()
+            for _, _, path, expires in self._lifetimes():
+                if expires is not None and expires <= now:
+                    path.unlink(missing_ok=True)
+                    log.info("deleted retired key file %s", path.name)
+            self._load()
+        self._checked = time.monotonic()
+        return self._keys[-1]
+
+
+def rotate_keys(directory: str | Path, algorithm: str, max_token_lifetime: float) -> Key:
+    """Add a new signing key to ``directory`` (the ``rotate-keys`` operation).
+
+    Running workers start signing with it within half a second of their next token;
+    tokens signed with older keys keep verifying until they expire.
+    """
+    return KeyDirectory(directory, algorithm, max_token_lifetime).rotate()
+
+
+def key_directory(instance_path: str | Path) -> Path:
+    return Path(instance_path) / KEY_DIR_NAME
+
+
+def _pem_setting(settings: Mapping[str, Any], name: str) -> Any:
+    value = settings.get(name)
+    if value:
+        return value
+    path = settings.get(f"{name}_FILE")
+    return Path(path).read_bytes() if path else None
+
+
+def keys_from_settings(settings: Mapping[str, Any]) -> KeySet:
+    """The key set for ``create_app``'s settings.
+
+    HS*: ``JWT_SECRET_KEY``. Otherwise ``JWT_PRIVATE_KEY``/``JWT_PUBLIC_KEY`` (PEM text) or
+    ``JWT_PRIVATE_KEY_FILE``/``JWT_PUBLIC_KEY_FILE`` (PEM files) when given, else a
+    :class:`KeyDirectory` in ``INSTANCE_PATH/jwt-keys`` (generated on first start,
+    rotated with :func:`rotate_keys`).
+    """
+    algorithm = settings.get("JWT_ALGORITHM", "HS256")
+    decode = settings.get("JWT_DECODE_ALGORITHMS") or ()
+    decode = (decode,) if isinstance(decode, str) else tuple(decode)
+    secret = settings.get("JWT_SECRET_KEY") or settings.get("SECRET_KEY")
+    private = _pem_setting(settings, "JWT_PRIVATE_KEY")
+    public = _pem_setting(settings, "JWT_PUBLIC_KEY")
+    if algorithm in HMAC_ALGORITHMS or private or public:
+        return KeySet.from_config(algorithm, secret, private, public, decode)
+    # An old key must verify until the longest-lived token it signed has expired.
+    lifetime = 0.0
+    for name in ("JWT_ACCESS_TOKEN_EXPIRES", "JWT_REFRESH_TOKEN_EXPIRES"):
+        value = _seconds(settings.get(name, 30 * 86400))
+        lifetime = float("inf") if value is None else max(lifetime, value)
+    extra = KeySet.from_config(algorithm, secret, None, None, decode).keys()
+    return KeyDirectory(
+        key_directory(settings.get("INSTANCE_PATH", "instance")), algorithm, lifetime, extra
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    if value is False:
+        return None
+    if hasattr(value, "total_seconds"):
+        return float(value.total_seconds())
+    return float(value)
