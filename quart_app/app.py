@@ -15,6 +15,7 @@ from .jsonprovider import OrjsonProvider
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keys import keys_from_settings
 from .middleware import DrainRequestBody
+from .observability import init_observability
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .security.passwords import Passwords
 from .security.throttle import init_rate_limits
@@ -105,5 +106,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         await passwords.stop()
         await db.close()
 
+    init_observability(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     return app

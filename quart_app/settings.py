@@ -73,6 +73,18 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_LOCKOUT_THRESHOLD": 10,
     "LOGIN_LOCKOUT_BASE_SECONDS": 1.0,
     "LOGIN_LOCKOUT_MAX_SECONDS": 900.0,
+    # Logs: "text" or "json" lines on stderr; "none" leaves logging to the host process.
+    "LOG_FORMAT": "text",
+    "LOG_LEVEL": "INFO",
+    # One line per request (method, route, status, duration, request id) on quart_app.access.
+    "ACCESS_LOG": True,
+    # GET /metrics in Prometheus format: off unless enabled; with a token it needs
+    # "Authorization: Bearer <METRICS_TOKEN>". With several workers set the environment
+    # variable PROMETHEUS_MULTIPROC_DIR (an empty directory) so every scrape sees them all.
+    "METRICS_ENABLED": False,
+    "METRICS_TOKEN": None,
+    # Seconds /readyz waits for the database (and Redis) before answering 503.
+    "READINESS_TIMEOUT": 2.0,
     # Users listing.
     "USERS_PAGE_DEFAULT": 50,
     "USERS_PAGE_MAX": 500,

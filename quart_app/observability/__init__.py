@@ -1,0 +1,152 @@
+"""Observability: request ids and structured logs, Prometheus metrics, readiness.
+
+``init_observability(app)`` (called last in ``create_app``) adds
+
+* a first ``before_request`` hook and an ``after_request`` hook: request id (accepted
+  from ``X-Request-ID`` or generated, echoed back), one log line per request, request
+  metrics -- a handful of dict look-ups and counter increments on the hot path;
+* ``GET /readyz`` (database, and Redis when ``REDIS_URL`` is set) beside ``/healthz``;
+* ``GET /metrics`` when ``METRICS_ENABLED`` (behind ``METRICS_TOKEN`` when set);
+* wrappers around the JWT error handlers that count why verifications fail.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, cast
+
+from jwt import InvalidTokenError
+from quart import Quart, Response, g, request
+
+from ..jwt.errors import JWTExtendedException
+from ..security.throttle import client_address
+from ..services import services
+from .health import Readiness
+from .health import bp as health_bp
+from .logs import (
+    ACCESS_LOGGER,
+    REQUEST_ID_HEADER,
+    access_fields,
+    configure_logging,
+    request_id_from,
+    request_id_var,
+)
+from .metrics import Metrics, verification_reason
+
+__all__ = ["EXTENSION_KEY", "Observability", "init_observability", "observability"]
+
+EXTENSION_KEY = "quart_app.observability"
+log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+@dataclass
+class Observability:
+    metrics: Metrics | None
+    readiness: Readiness
+    access_log: bool
+
+
+def observability(app: Quart) -> Observability:
+    return cast(Observability, app.extensions[EXTENSION_KEY])
+
+
+def init_observability(app: Quart) -> None:
+    config = app.config
+    if config["LOG_FORMAT"]:
+        configure_logging(str(config["LOG_FORMAT"]), str(config["LOG_LEVEL"]))
+    metrics = Metrics() if config["METRICS_ENABLED"] else None
+    state = Observability(
+        metrics=metrics,
+        readiness=Readiness(config.get("REDIS_URL"), float(config["READINESS_TIMEOUT"])),
+        access_log=bool(config["ACCESS_LOG"]),
+    )
+    app.extensions[EXTENSION_KEY] = state
+    app.register_blueprint(health_bp)
+    if metrics is not None:
+        from .views import metrics_view
+
+        app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
+        services(app).passwords.observer = metrics
+        _count_verification_failures(app, metrics)
+    _add_request_hooks(app, state)
+
+    @app.before_serving
+    async def announce() -> None:
+        if metrics is not None and not metrics.multiprocess:
+            log.info("metrics are per process: with several workers set PROMETHEUS_MULTIPROC_DIR")
+
+    @app.after_serving
+    async def stopped() -> None:
+        # Runs after create_app's own after_serving: in-flight requests are done and
+        # the pools are closed by now.
+        await state.readiness.close()
+        if metrics is not None:
+            metrics.process_stopped()
+        log.info("worker stopped cleanly")
+
+
+def _add_request_hooks(app: Quart, state: Observability) -> None:
+    metrics = state.metrics
+    log_requests = state.access_log
+
+    async def start_request() -> None:
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        request_id_var.set(request_id)
+        g._obs = (perf_counter(), request_id)
+
+    async def finish_request(response: Response) -> Response:
+        started = g.get("_obs")
+        if started is None:  # a hook before ours failed: nothing to time
+            return response
+        elapsed = perf_counter() - started[0]
+        response.headers[REQUEST_ID_HEADER] = started[1]
+        rule = request.url_rule
+        route = rule.rule if rule is not None else "<unmatched>"
+        status = response.status_code
+        claims = g.get("_jwt_extended_jwt")
+        if metrics is not None:
+            metrics.observe_request(request.method, route, status, elapsed, request.endpoint)
+            if claims and not g.get("_obs_failed"):
+                metrics.observe_verification("ok")
+        if log_requests and access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %s %.2fms",
+                request.method,
+                request.path,
+                status,
+                elapsed * 1000,
+                extra=access_fields(
+                    method=request.method,
+                    path=request.path,
+                    route=route,
+                    status=status,
+                    duration=elapsed,
+                    client=client_address(),
+                    user_id=str(claims["sub"]) if claims and "sub" in claims else None,
+                ),
+            )
+        return response
+
+    # First, so that even a request another hook refuses (429) is timed and logged.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
+    app.after_request(finish_request)
+
+
+def _count_verification_failures(app: Quart, metrics: Metrics) -> None:
+    """Wrap the JWT extension's error handlers so each failure is counted by reason."""
+    handlers: Any = app.error_handler_spec[None][None]
+    for cls, handler in list(handlers.items()):
+        if issubclass(cls, JWTExtendedException | InvalidTokenError):
+            handlers[cls] = _counting(app, handler, metrics)
+
+
+def _counting(app: Quart, handler: Any, metrics: Metrics) -> Any:
+    async def counted(error: Exception) -> Any:
+        g._obs_failed = True
+        metrics.observe_verification(verification_reason(error))
+        return await app.ensure_async(handler)(error)
+
+    return counted

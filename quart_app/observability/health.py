@@ -1,0 +1,70 @@
+"""Readiness for load balancers: ``GET /readyz`` checks every dependency a request needs.
+
+``/healthz`` (routes/meta.py, API.md) answers whether the process serves and its database
+answers. ``/readyz`` answers whether this instance should get traffic: the database, and
+Redis when ``REDIS_URL`` is configured, each within ``READINESS_TIMEOUT`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from quart import Blueprint, current_app
+
+from ..services import services
+
+bp = Blueprint("observability", __name__)
+log = logging.getLogger(__name__)
+
+
+class Readiness:
+    def __init__(self, redis_url: str | None, timeout: float) -> None:
+        self.redis_url = redis_url or None
+        self.timeout = timeout
+        self._redis: Any = None
+
+    def _redis_client(self) -> Any:
+        if self._redis is None:
+            from redis.asyncio import Redis
+
+            self._redis = Redis.from_url(
+                str(self.redis_url),
+                socket_connect_timeout=self.timeout,
+                socket_timeout=self.timeout,
+            )
+        return self._redis
+
+    async def _probe(self, name: str, check: Awaitable[Any]) -> str:
+        try:
+            await asyncio.wait_for(check, self.timeout)
+        except Exception as error:
+            log.warning("readiness: %s unavailable: %s", name, error or type(error).__name__)
+            return "unavailable"
+        return "ok"
+
+    async def check(self) -> dict[str, str]:
+        """``{"database": "ok"|"unavailable", "redis": ...}`` (redis only when configured)."""
+        checks = {"database": await self._probe("database", services().db.ping())}
+        if self.redis_url:
+            checks["redis"] = await self._probe("redis", self._redis_client().ping())
+        return checks
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+@bp.get("/readyz")
+async def readyz() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """200 when the database (and Redis, when configured) answer; 503 otherwise."""
+    from . import observability
+
+    checks = await observability(current_app).readiness.check()
+    headers = {"Cache-Control": "no-store"}
+    if all(state == "ok" for state in checks.values()):
+        return {"status": "ready", "checks": checks}, 200, headers
+    return {"status": "unavailable", "msg": "Not ready", "checks": checks}, 503, headers

@@ -1,0 +1,147 @@
+"""Structured logs: text or JSON lines, a request id on every line, nothing secret.
+
+``configure_logging`` puts one handler on the ``quart_app`` logger (Hypercorn keeps its
+own ``hypercorn.error``/``hypercorn.access`` loggers). Every record logged while a request
+is handled carries that request's id: the one the client sent in ``X-Request-ID`` when it
+is a plain token (letters, digits, ``._:-``, at most 128), else a fresh one; the response
+echoes it. The per-request line (``quart_app.access``) holds method, path, route, status,
+duration, client address and user id -- never headers, the query string or the body, so
+tokens and passwords cannot reach the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+#: The id of the request being handled in this task (None outside requests).
+request_id_var: ContextVar[str | None] = ContextVar("quart_app_request_id", default=None)
+
+ACCESS_LOGGER = "quart_app.access"
+#: LogRecord attributes that are not "extra" fields.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+_MARK = "_quart_app_handler"
+
+
+def request_id_from(header_value: str | None) -> str:
+    """The client's request id when it is safe to log and echo, else a new one."""
+    if header_value and _SAFE_REQUEST_ID.fullmatch(header_value):
+        return header_value
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (or "-") to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, request_id, pid, extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+            "pid": record.process,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(data, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger [request id] message key=value ...``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get() or "-"
+        line = super().format(record)
+        extras = [
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_") and key not in {"msg", "args"}
+        ]
+        return f"{line} {' '.join(extras)}" if extras else line
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """Send ``quart_app.*`` records to stderr as ``log_format`` ("text", "json" or "none").
+
+    Logging is per process, so the last app created decides; calling it again replaces
+    the handler it installed before rather than adding a second one.
+    """
+    log_format = log_format.strip().lower()
+    if log_format not in {"text", "json", "none"}:
+        raise ValueError(f"LOG_FORMAT must be text, json or none, not {log_format!r}")
+    logger = logging.getLogger("quart_app")
+    for handler in [h for h in logger.handlers if getattr(h, _MARK, False)]:
+        logger.removeHandler(handler)
+    if log_format == "none":
+        return
+    resolved = logging.getLevelName(level.strip().upper())
+    if not isinstance(resolved, int):
+        raise ValueError(f"LOG_LEVEL must be a logging level name, not {level!r}")
+    handler = _Stderr()
+    setattr(handler, _MARK, True)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(resolved)
+
+
+def access_fields(
+    *,
+    method: str,
+    path: str,
+    route: str,
+    status: int,
+    duration: float,
+    client: str | None,
+    user_id: str | None,
+) -> dict[str, Any]:
+    """The extra fields of one request line (see the module docstring for what is left out)."""
+    return {
+        "method": method,
+        "path": path,
+        "route": route,
+        "status": status,
+        "duration_ms": round(duration * 1000, 3),
+        "client": client,
+        "user_id": user_id,
+    }
