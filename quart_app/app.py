@@ -17,6 +17,8 @@ from .jwt.keys import keys_from_settings
 from .middleware import DrainRequestBody
 from .observability import init_observability
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
+from .security.cors import init_cors
+from .security.limits import init_request_limits
 from .security.passwords import Passwords
 from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
@@ -83,6 +85,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     register_blueprints(app)
     init_rate_limits(app, THROTTLED_ENDPOINTS)
     register_error_handlers(app)
+    init_request_limits(app)
+    init_cors(app)
     register_commands(app)
 
     @app.after_request

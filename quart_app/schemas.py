@@ -52,7 +52,7 @@ class UsersQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(default=50, ge=1, le=500)
-    after_id: int = Field(default=0, ge=0)
+    after_id: int = Field(default=0, ge=0, le=2**63 - 1)  # a 64-bit database id
 
 
 class UserOut(BaseModel):

@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_AUTH_PERIOD": 60,
     # Number of trusted proxies in front of the service (X-Forwarded-For hops).
     "TRUSTED_PROXY_HOPS": 0,
+    # Browser origins allowed to call the API cross-origin: comma-separated
+    # "https://app.example.com" entries, or "*". Empty: CORS off, no Access-Control-* headers.
+    "CORS_ALLOWED_ORIGINS": "",
     # Per-account brute-force lockout: failures in a row before back-off starts.
     "LOGIN_LOCKOUT_THRESHOLD": 10,
     "LOGIN_LOCKOUT_BASE_SECONDS": 1.0,

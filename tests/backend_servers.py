@@ -11,11 +11,17 @@ fails the tests that need it; elsewhere they are skipped, saying why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import shutil
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -85,7 +91,7 @@ class PostgresRun:
     def dsn(self) -> str:
         return _asyncpg_dsn(self.url)
 
-    def create(self) -> None:
+    def create(self, *, upgrade: bool = True) -> None:
         async def create() -> None:
             conn = await asyncpg.connect(_asyncpg_dsn(self.admin_url), timeout=3)
             try:
@@ -94,7 +100,8 @@ class PostgresRun:
                 await conn.close()
 
         run(create())
-        run(asyncio.to_thread(migrate.upgrade, self.url))
+        if upgrade:
+            run(asyncio.to_thread(migrate.upgrade, self.url))
 
     def drop(self) -> None:
         async def drop() -> None:
@@ -174,3 +181,77 @@ def start_redis() -> RedisRun:
     except Exception as error:
         unavailable(f"Redis at {REDIS_URL}", error)
     return server
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, to stop and restart without disturbing
+    the shared one. Unavailable (skip, or fail under CI) without the redis-server binary.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            unavailable("redis-server binary", FileNotFoundError("not on PATH"))
+        self.binary = str(binary)
+        self.workdir = workdir
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        log = (self.workdir / f"redis-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+
+async def kill_clients(url: str, name_prefix: str) -> int:
+    """``CLIENT KILL`` every connection whose name starts with ``name_prefix`` (ours only)."""
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        killed = 0
+        for info in await client.client_list():
+            if str(info.get("name", "")).startswith(name_prefix):
+                killed += int(await client.execute_command("CLIENT", "KILL", "ID", info["id"]))
+        return killed
+    finally:
+        await client.aclose()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -31,8 +32,54 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def limit_key(address: str) -> str:
+    """What an address is counted as: itself, or its /64 network for IPv6.
+
+    One IPv6 subscriber routinely holds a whole /64 (2**64 addresses), so counting single
+    IPv6 addresses would give each attacker an unlimited budget; a /64 is the IPv6 peer
+    of one NAT-ed IPv4 address. IPv4-mapped IPv6 addresses count as the IPv4 address.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 async def _client_key() -> str:
-    return client_address()
+    return limit_key(client_address())
+
+
+async def _is_preflight() -> bool:
+    # A browser's CORS preflight precedes the real request: count the request only.
+    return request.method == "OPTIONS"
+
+
+class BoundedMemoryStore(MemoryStore):
+    """The library's in-memory store, without its leak: one entry per key, for ever.
+
+    An entry whose theoretical arrival time (TAT) has passed decides nothing (the limiter
+    uses ``max(tat, now)``), so such entries are swept whenever the table has doubled
+    since the last sweep: amortised O(1) per request, and memory bounded by the clients
+    seen within one period instead of every client ever seen.
+    """
+
+    MIN_SWEEP = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sweep_at = self.MIN_SWEEP
+
+    async def set(self, key: str, tat: datetime) -> None:
+        self._tats[key] = tat
+        if len(self._tats) >= self._sweep_at:
+            now = datetime.now(UTC)
+            self._tats = {k: v for k, v in self._tats.items() if v > now}
+            self._sweep_at = max(self.MIN_SWEEP, 2 * len(self._tats))
 
 
 def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
@@ -47,8 +94,14 @@ def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
 
         store = RedisLimitStore(app.config["REDIS_URL"], prefix=app.config["REDIS_PREFIX"])
     else:
-        store = MemoryStore()
-    RateLimiter(app, key_function=_client_key, store=store, enabled=app.config["RATELIMIT_ENABLED"])
+        store = BoundedMemoryStore()
+    RateLimiter(
+        app,
+        key_function=_client_key,
+        store=store,
+        enabled=app.config["RATELIMIT_ENABLED"],
+        skip_function=_is_preflight,
+    )
     limit = rate_limit(
         app.config["RATELIMIT_AUTH_LIMIT"],
         timedelta(seconds=app.config["RATELIMIT_AUTH_PERIOD"]),

@@ -1,0 +1,172 @@
+"""Alembic: models and migrations agree, start-up refuses a schema behind head, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import sqlite3
+import tomllib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backend_servers import PostgresRun, run
+from click.testing import CliRunner
+from quart import Quart
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from quart_app.services import services
+from quart_app.store import migrate
+from quart_app.store.commands import db
+from quart_app.store.models import Base
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _diff(url: str) -> list[Any]:
+    engine = create_async_engine(url)
+    try:
+        return await migrate.schema_diff(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def scratch_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """An empty database on the backend (a file, or a PostgreSQL database of its own)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
+        return
+    main: PostgresRun = request.getfixturevalue("postgres_server")
+    scratch = PostgresRun(main.admin_url, name=f"{main.name}_scratch")
+    scratch.create(upgrade=False)
+    try:
+        yield scratch.url
+    finally:
+        scratch.drop()
+
+
+async def test_migrations_match_the_models(scratch_url: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, scratch_url)
+    assert await asyncio.to_thread(migrate.current, scratch_url) == migrate.heads()
+    assert await _diff(scratch_url) == []
+
+
+async def test_downgrade_to_base_and_up_again(scratch_url: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, scratch_url)
+    await asyncio.to_thread(migrate.downgrade, scratch_url, "base")
+    assert await asyncio.to_thread(migrate.current, scratch_url) == set()
+    diff = await _diff(scratch_url)
+    assert {op[0] for op in diff} == {"add_table", "add_index"}  # every table is gone
+    await asyncio.to_thread(migrate.upgrade, scratch_url)
+    assert await _diff(scratch_url) == []
+
+
+async def test_start_up_refuses_a_database_behind_head(
+    app_factory: Callable[..., Quart], scratch_url: str, backend: str
+) -> None:
+    # On PostgreSQL an empty database is "behind"; on SQLite too once creation is off.
+    app = app_factory(DATABASE_URL=scratch_url, DATABASE_CREATE_TABLES=False)
+    with pytest.raises(Exception, match="behind this release") as refused:
+        async with app.test_app():
+            pass
+    assert "Run `quart-app db upgrade` with the same DATABASE_URL" in str(refused.value)
+    await asyncio.to_thread(migrate.upgrade, scratch_url)
+    async with app.test_app():
+        assert await services(app).users.count() == 0
+
+
+async def test_postgres_never_creates_its_schema_at_start_up(
+    app_factory: Callable[..., Quart], scratch_url: str, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite's zero-config first start creates its schema by design")
+    app = app_factory(DATABASE_URL=scratch_url, DATABASE_CREATE_TABLES=True)
+    with pytest.raises(Exception, match="quart-app db upgrade"):
+        async with app.test_app():
+            pass
+    assert await asyncio.to_thread(migrate.current, scratch_url) == set()
+
+
+async def test_start_up_refuses_a_database_from_a_newer_release(
+    app_factory: Callable[..., Quart], scratch_url: str
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, scratch_url)
+    engine = create_async_engine(scratch_url)
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00dfeed'")
+    await engine.dispose()
+    app = app_factory(DATABASE_URL=scratch_url)
+    with pytest.raises(Exception, match="newer release"):
+        async with app.test_app():
+            pass
+
+
+async def test_sqlite_first_start_creates_and_stamps_the_schema(
+    app_factory: Callable[..., Quart], tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    # Four workers starting together on a fresh file: one creates, the others wait.
+    apps = [app_factory(DATABASE_URL=url) for _ in range(4)]
+    await asyncio.gather(*(a.startup() for a in apps))
+    try:
+        assert await asyncio.to_thread(migrate.current, url) == migrate.heads()
+        assert await _diff(url) == []
+    finally:
+        await asyncio.gather(*(a.shutdown() for a in apps))
+    rows = sqlite3.connect(tmp_path / "fresh.db").execute("SELECT * FROM alembic_version")
+    assert len(rows.fetchall()) == 1
+
+
+async def test_tables_made_before_migrations_are_adopted(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}"
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)  # what releases before 0001 did
+    await engine.dispose()
+    assert await asyncio.to_thread(migrate.current, url) == set()
+    await asyncio.to_thread(migrate.upgrade, url)
+    assert await asyncio.to_thread(migrate.current, url) == migrate.heads()
+
+
+def test_db_commands(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    behind = runner.invoke(db, ["current", "--url", url])
+    assert behind.exit_code == 1
+    assert "quart-app db upgrade" in behind.output
+    upgraded = runner.invoke(db, ["upgrade", "--url", url])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "database at 0001" in upgraded.output
+    current = runner.invoke(db, ["current", "--url", url])
+    assert current.exit_code == 0
+    assert "database: 0001; head: 0001" in current.output
+    bad = runner.invoke(db, ["upgrade", "--url", "postgresql+asyncpg://nobody@127.0.0.1:1/x"])
+    assert bad.exit_code == 1
+    assert bad.output.startswith("Error: ")
+
+
+def test_db_commands_read_database_url_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert CliRunner().invoke(db, ["upgrade"]).exit_code == 0
+    assert run(asyncio.to_thread(migrate.current, url)) == migrate.heads()
+
+
+def test_every_migration_file_ships_in_the_package() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["quart_app"]
+    package = ROOT / "quart_app"
+    files = [
+        path.relative_to(package).as_posix()
+        for path in (package / "store" / "migrations").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    assert "store/migrations/env.py" in files
+    missing = [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)]
+    assert missing == []
