@@ -12,6 +12,7 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from .cli import register_commands
 from .errors import register_error_handlers
 from .jsonprovider import OrjsonProvider
+from .lifecycle import init_lifecycle
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keys import keys_from_settings
 from .middleware import DrainRequestBody
@@ -111,5 +112,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         await db.close()
 
     init_observability(app)
+    init_lifecycle(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     return app

@@ -65,9 +65,12 @@ def _app() -> Quart:
 
 def _run(work: Callable[[Services], Awaitable[T]], *, hashing: bool = False) -> T:
     """Open the database (and the hashing pool), run ``work``, close them again."""
+    from .observability import observability
     from .services import services
 
-    svc = services(_app())
+    app = _app()
+    svc = services(app)
+    metrics = observability(app).metrics
 
     async def run() -> T:
         await svc.db.open(create_tables=bool(svc.config["DATABASE_CREATE_TABLES"]))
@@ -78,6 +81,8 @@ def _run(work: Callable[[Services], Awaitable[T]], *, hashing: bool = False) -> 
         finally:
             await svc.passwords.stop()
             await svc.db.close()
+            if metrics is not None:  # a command is no worker: leave no live gauge behind
+                metrics.process_stopped()
 
     try:
         return asyncio.run(run())
