@@ -172,6 +172,33 @@ def revoke_user(username: str) -> None:
     click.echo(f"revoked every token of {name} (id {user_id}) issued before {when}")
 
 
+@main.command("rotate-keys")
+def rotate_keys() -> None:
+    """Add a new signing key pair (RS*/PS*/ES*/EdDSA keys generated in INSTANCE_PATH).
+
+    Every worker signs with it within a second; tokens signed with older keys keep
+    verifying (and their public keys stay in the JWKS) until those tokens expire.
+    """
+    from .jwt import get_manager
+    from .jwt.keys import KeyDirectory
+
+    app = _app()
+    keys = get_manager(app).keys
+    if not isinstance(keys, KeyDirectory):
+        algorithm = app.config["JWT_ALGORITHM"]
+        where = (
+            "JWT_SECRET_KEY (HS*): change the secret to rotate it (every token dies)"
+            if str(algorithm).startswith("HS")
+            else "JWT_PRIVATE_KEY/JWT_PUBLIC_KEY: deploy the new pair to rotate"
+        )
+        raise click.ClickException(f"{algorithm} keys come from {where}")
+    try:
+        key = keys.rotate()
+    except Exception as error:
+        raise click.ClickException(_one_line(error)) from None
+    click.echo(f"new {key.algorithm} signing key {key.kid} in {keys.path}")
+
+
 @main.command("prune")
 def prune() -> None:
     """Delete revocations whose tokens have all expired anyway."""

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import jwt
 from ops_helpers import BIN, ROOT, cli, cli_env, run_cli
 from support import bearer, login, make_config, register
 
@@ -195,3 +196,33 @@ def test_both_entry_points_run_the_same_commands(tmp_path: Path) -> None:
     for command in ("init-db", "create-user", "revoke-user", "prune", "import-users"):
         assert command in listing.stdout
     assert run_cli(["--help"], cli_env(tmp_path)).exit_code == 0
+
+
+async def test_rotate_keys_adds_a_signing_key_old_tokens_keep_working(tmp_path: Path) -> None:
+    hs = await cli(["rotate-keys"], cli_env(tmp_path))
+    assert hs.exit_code == 1
+    assert hs.stderr == (
+        "Error: HS256 keys come from JWT_SECRET_KEY (HS*): change the secret to rotate it"
+        " (every token dies)\n"
+    )
+    app = create_app(make_config(tmp_path, JWT_ALGORITHM="ES256"))
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        before = await login(client)
+        old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
+        result = await cli(["rotate-keys"], cli_env(tmp_path, JWT_ALGORITHM="ES256"))
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("new ES256 signing key ")
+        new_kid = result.stdout.split()[4]
+        assert new_kid != old_kid
+        deadline = time.monotonic() + 5
+        kid = old_kid
+        while kid != new_kid and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            kid = jwt.get_unverified_header((await login(client))["access_token"])["kid"]
+        assert kid == new_kid
+        response = await client.get("/protected", headers=bearer(before["access_token"]))
+        assert response.status_code == 200
+        jwks = await (await client.get("/.well-known/jwks.json")).get_json()
+        assert {old_kid, new_kid} <= {key["kid"] for key in jwks["keys"]}
