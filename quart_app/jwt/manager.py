@@ -385,6 +385,7 @@ class JWTManager:
             header, claims = fast
         else:
             header, claims = await self._full_decode(encoded, allow_expired)
+        tokens.check_numeric_dates(claims)
         exp = claims.get("exp")
         cache_size = self.config.verified_cache_size
         if cache_size and not allow_expired and (exp is None or type(exp) in (int, float)):
@@ -442,6 +443,10 @@ class JWTManager:
             self._token_verification, header, claims
         ):
             raise UserClaimsVerificationError("User claims verification failed", header, claims)
+
+    @property
+    def has_token_verification(self) -> bool:
+        return self._token_verification is not None
 
     @property
     def has_user_lookup(self) -> bool:

@@ -106,6 +106,33 @@ def decode_complete(
     return result["header"], claims
 
 
+#: RFC 7519 NumericDate claims, with PyJWT's names for them.
+_NUMERIC_DATES = {
+    "exp": "Expiration Time claim (exp)",
+    "nbf": "Not Before claim (nbf)",
+    "iat": "Issued At claim (iat)",
+}
+#: 9999-12-31T23:59:59Z: beyond it a date is an attack (or a bug), not a lifetime.
+_MAX_NUMERIC_DATE = 253_402_300_799
+
+
+def check_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """Refuse ``exp``/``nbf``/``iat`` that PyJWT lets through but no issuer of ours makes.
+
+    PyJWT passes each through ``int()``, so it accepts digit strings and numbers past any
+    float (``10**400``), which later code converting them to float would choke on. Runs
+    once per token, before the token enters the verified cache.
+    """
+    for claim, name in _NUMERIC_DATES.items():
+        if claim not in claims:
+            continue
+        value = claims[claim]
+        if type(value) not in (int, float):
+            raise JWTDecodeError(f"{name} must be an integer.")
+        if not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE:
+            raise JWTDecodeError(f"{name} is out of range")
+
+
 def unverified_header(encoded: str) -> dict[str, Any]:
     """The token's header, not verified: only for choosing a key."""
     return jwt.get_unverified_header(encoded)

@@ -13,8 +13,8 @@ error texts stay PyJWT's.
 
 from __future__ import annotations
 
-import base64
 import binascii
+import hmac
 import re
 import time
 from collections.abc import Collection, Sequence
@@ -27,20 +27,28 @@ from .keys import ALGORITHMS, KeySet
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _NUMBER = (int, float)
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# The last character of a canonical segment leaves its unused bits zero: 4 bits when the
+# length is 2 mod 4, 2 bits when it is 3 mod 4 (PyJWT re-encodes and compares instead).
+_CANONICAL_LAST = {
+    0: frozenset(_ALPHABET),
+    2: frozenset(_ALPHABET[::16]),
+    3: frozenset(_ALPHABET[::4]),
+}
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+_HMAC_HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 
 
 def _b64decode(segment: str) -> bytes | None:
     """Strict, canonical, unpadded base64url, or None."""
-    if len(segment) % 4 == 1 or _SEGMENT.fullmatch(segment) is None:
+    rest = len(segment) % 4
+    if rest == 1 or _SEGMENT.fullmatch(segment) is None or segment[-1] not in _CANONICAL_LAST[rest]:
         return None
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(segment.encode().translate(_TO_STANDARD) + _PADDING[rest])
     except (binascii.Error, ValueError):
         return None
-    # Reject non-zero padding bits (PyJWT does: it re-encodes and compares).
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode():
-        return None
-    return raw
 
 
 def _time_claim(value: Any) -> bool:
@@ -87,7 +95,12 @@ def fast_verify(
     except Exception:
         return None
     signing_input = encoded[: len(header_seg) + 1 + len(payload_seg)].encode()
-    if not ALGORITHMS[alg].verify(signing_input, key, signature):
+    digest = _HMAC_HASHES.get(alg)
+    if digest is not None:
+        # What HMACAlgorithm.verify does, with the one-shot C function.
+        if not hmac.compare_digest(signature, hmac.digest(key, signing_input, digest)):
+            return None
+    elif not ALGORITHMS[alg].verify(signing_input, key, signature):
         return None
     try:
         claims = orjson.loads(payload_raw)
