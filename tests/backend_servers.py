@@ -37,8 +37,6 @@ POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-#: Tables emptied before each test (alembic_version stays).
-TABLES = ("users", "revocations")
 
 
 def on_ci() -> bool:
@@ -117,7 +115,13 @@ class PostgresRun:
         """Empty every table, ids from 1 again (the schema stays at head)."""
         conn = await asyncpg.connect(self.dsn, timeout=3)
         try:
-            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+            tables = await conn.fetch(
+                "SELECT quote_ident(tablename) FROM pg_tables"
+                " WHERE schemaname = current_schema() AND tablename <> 'alembic_version'"
+            )
+            if tables:
+                names = ", ".join(row[0] for row in tables)
+                await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
         finally:
             await conn.close()
 

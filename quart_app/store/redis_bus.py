@@ -88,7 +88,8 @@ class RedisRevocationBus:
     """Publishes revocations and feeds those of every other worker into this one's mirror.
 
     ``start(sync)`` after the sync has started; ``stop()`` before the database closes.
-    Start-up does not wait for Redis: a worker serves on the SQL poll until it connects.
+    Start-up waits at most ``2 * timeout`` for Redis: without it a worker serves on the
+    SQL poll until it connects.
     """
 
     def __init__(
@@ -147,8 +148,13 @@ class RedisRevocationBus:
             self._publish_failing = False
 
     async def start(self, sync: RevocationSync) -> None:
+        """Start listening; wait briefly for the subscription, so that a worker reporting
+        ready is on the channel whenever Redis is up (and serves without it otherwise).
+        """
         self._publisher = self._client()
         self._task = asyncio.create_task(self._listen(sync), name="revocation-bus")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), timeout=2 * self.timeout)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,0 +1,187 @@
+"""Two "hosts" (Hypercorn, two workers each, on their own ports) sharing PostgreSQL and Redis.
+
+What a load balancer in front of them would see: a token issued by one is accepted by
+the other, a logout on one is enforced by the other within 100 ms (Redis), or within the
+SQL poll's second without Redis, and Redis going away loses no revocation.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from backend_servers import PostgresRun, PrivateRedis, RedisRun, kill_clients, run
+from live import Server
+from support import SECRET
+
+pytestmark = pytest.mark.live
+
+ALICE = {"username": "alice", "password": "correct-horse"}
+#: New connection per probe, so the kernel spreads them over the host's two workers.
+CLOSE = {"Connection": "close"}
+#: Refusals in a row that show every worker of a host has learned of a revocation.
+CONFIRM = 10
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **CLOSE}
+
+
+def instance(tmp_path: Path, host: str) -> Path:
+    (tmp_path / host).mkdir(exist_ok=True)
+    return tmp_path / host / "instance"
+
+
+def host_env(postgres: PostgresRun, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": postgres.url,
+        "DATABASE_CREATE_TABLES": "false",
+        "JWT_SECRET_KEY": SECRET,
+        "REVOCATION_SYNC_INTERVAL": "1.0",
+        "RATELIMIT_AUTH_LIMIT": "10000",
+        "LOG_FORMAT": "text",
+        **extra,
+    }
+
+
+@pytest.fixture
+def postgres(postgres_server: PostgresRun) -> PostgresRun:
+    run(postgres_server.reset())
+    return postgres_server
+
+
+def propagation(a: Server, b: Server, budget: float) -> float | None:
+    """Log in and out on A; seconds until B refuses the token on every worker, or None.
+
+    "Every worker": the refusals that follow must hold for :data:`CONFIRM` probes in a
+    row on fresh connections (the kernel hands them to either worker); a 200 in between
+    (a worker that has not learned yet) starts the count again.
+    """
+    with httpx.Client(timeout=5) as client:  # one client: no TLS context per probe
+        pair = client.post(f"{a.url}/login", json=ALICE).json()
+        token = pair["access_token"]
+        assert client.get(f"{b.url}/protected", headers=auth(token)).status_code == 200
+        assert client.post(f"{a.url}/logout", headers=auth(token)).status_code == 200
+        start = time.perf_counter()
+        refused_since: float | None = None
+        streak = 0
+        while True:
+            now = time.perf_counter() - start
+            if refused_since is None and now > budget:
+                return None
+            status = client.get(f"{b.url}/protected", headers=auth(token)).status_code
+            if status == 401:
+                refused_since = now if refused_since is None else refused_since
+                streak += 1
+                if streak >= CONFIRM:
+                    return refused_since
+            else:
+                assert status == 200
+                refused_since, streak = None, 0
+
+
+@pytest.fixture
+def two_hosts(
+    tmp_path: Path, postgres: PostgresRun, redis_server: RedisRun
+) -> Iterator[tuple[Server, Server, str]]:
+    prefix = redis_server.next_prefix()
+    env = host_env(postgres, REDIS_URL=redis_server.url, REDIS_PREFIX=prefix)
+    with (
+        Server(instance(tmp_path, "a"), workers=2, env=env) as a,
+        Server(instance(tmp_path, "b"), workers=2, env=env) as b,
+    ):
+        yield a, b, prefix
+
+
+def test_tokens_and_revocations_cross_hosts(two_hosts: tuple[Server, Server, str]) -> None:
+    a, b, _ = two_hosts
+    assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
+    assert httpx.post(f"{b.url}/register", json=ALICE).status_code == 409  # one user table
+    from_a = httpx.post(f"{a.url}/login", json=ALICE).json()
+    me = httpx.get(f"{b.url}/me", headers=auth(from_a["access_token"]))
+    assert me.status_code == 200 and me.json()["username"] == "alice"
+    # Rotation on B, replay on A: the used refresh token is refused on the other host.
+    rotated = httpx.post(f"{b.url}/token/refresh", headers=auth(from_a["refresh_token"]))
+    assert rotated.status_code == 200
+    replay = httpx.post(f"{a.url}/token/refresh", headers=auth(from_a["refresh_token"]))
+    assert replay.status_code == 401 and replay.json() == {"msg": "Token has been revoked"}
+
+    delays = [propagation(a, b, budget=0.1) for _ in range(10)]
+    assert None not in delays, f"logout on A not enforced by B within 100 ms: {delays}"
+    measured = [d for d in delays if d is not None]
+    # 0 means the first probe sent after the logout's answer was already refused.
+    print(
+        f"\nlogout on A -> refused by B via Redis: median {statistics.median(measured) * 1e3:.2f}"
+        f" ms, max {max(measured) * 1e3:.2f} ms over {len(measured)}"
+    )
+
+
+def test_dropped_redis_connections_lose_no_revocation(
+    two_hosts: tuple[Server, Server, str], redis_server: RedisRun
+) -> None:
+    a, b, prefix = two_hosts
+    assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
+    # Kill every Redis connection of both hosts' workers (ours only: by client name).
+    assert run(kill_clients(redis_server.url, prefix)) >= 4
+    delay = propagation(a, b, budget=1.5)  # Redis or SQL poll, whichever comes first
+    assert delay is not None, "a logout made while Redis connections were down was lost"
+    for _ in range(100):  # the subscribers reconnect within the back-off (<= 2 s)
+        if propagation(a, b, budget=0.1) is not None:
+            break
+    else:
+        pytest.fail("the Redis fast path did not come back")
+
+
+def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresRun) -> None:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    env = host_env(postgres, REDIS_URL=redis.url, REDIS_PREFIX="live:")
+    try:
+        with (
+            Server(instance(tmp_path, "a"), workers=2, env=env) as a,
+            Server(instance(tmp_path, "b"), workers=2, env=env) as b,
+        ):
+            assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
+            assert propagation(a, b, budget=0.1) is not None
+            before = httpx.post(f"{a.url}/login", json=ALICE).json()["access_token"]
+            assert httpx.post(f"{a.url}/logout", headers=auth(before)).status_code == 200
+
+            redis.stop()
+            # Redis is gone: both hosts keep serving, and the SQL poll carries logouts.
+            during = propagation(a, b, budget=1.5)
+            assert during is not None, "logout during the outage not enforced within 1.5 s"
+            redis.start()  # empty: pub/sub has no memory, SQL does
+            for _ in range(100):
+                if propagation(a, b, budget=0.1) is not None:
+                    break
+            else:
+                pytest.fail("the Redis fast path did not come back after the restart")
+            assert httpx.get(f"{b.url}/protected", headers=auth(before)).status_code == 401
+            print(f"\nduring the Redis outage, SQL poll: {during * 1000:.0f} ms")
+        log_b = b.log_path.read_text()
+        assert "falling back to the SQL poll" in log_b
+        assert "revocation channel back" in log_b
+    finally:
+        redis.stop()
+
+
+def test_without_redis_the_sql_poll_bounds_propagation(
+    tmp_path: Path, postgres: PostgresRun
+) -> None:
+    env = host_env(postgres, REDIS_URL="")
+    with (
+        Server(instance(tmp_path, "a"), workers=2, env=env) as a,
+        Server(instance(tmp_path, "b"), workers=2, env=env) as b,
+    ):
+        assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
+        delays = [propagation(a, b, budget=1.5) for _ in range(5)]
+    assert None not in delays, f"not enforced within 1.5 s without Redis: {delays}"
+    measured = [d for d in delays if d is not None]
+    print(
+        f"\nlogout on A -> refused by B via the 1 s SQL poll: median"
+        f" {statistics.median(measured) * 1000:.0f} ms, max {max(measured) * 1000:.0f} ms"
+    )
