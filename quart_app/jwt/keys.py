@@ -284,16 +284,15 @@ class KeySet:
                 prepared = key.prepared(alg)
                 if prepared is not None and key.accepted(now):
                     return prepared, alg
-            self.signing_key(alg)  # raises the configuration error
+            # HS* allowed but no secret: nothing can verify it (signing still fails loudly).
+            raise UnknownKeyError(f"No key to verify an {alg} token")
         kid = header.get("kid")
         if kid is None:
             candidates = [k for k in self._keys if k.prepared(alg) is not None and k.accepted(now)]
             if len(candidates) == 1:
                 return candidates[0].prepared(alg), alg
-            if not candidates and not any(k.family != "hmac" for k in self._keys):
-                raise RuntimeError(
-                    f'JWT_PUBLIC_KEY must be set to use asymmetric cryptography algorithm "{alg}"'
-                )
+            if not candidates:
+                raise UnknownKeyError(f"No key to verify an {alg} token")
             raise UnknownKeyError('Token has no "kid" header to choose a key with')
         found = self._by_kid.get(kid) if isinstance(kid, str) else None
         if found is None:
@@ -420,6 +419,7 @@ class KeyDirectory(KeySet):
             if not any(k.algorithm == algorithm for k in self._keys):
                 self._create(algorithm)
                 self._load()
+        self._checked = time.monotonic()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
