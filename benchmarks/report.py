@@ -50,6 +50,7 @@ class Record:
     errors: int
     error_detail: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    cpu_us: float | None = None  # server CPU time per completed request
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Summary:
     rps_rounds: list[float]
     error_detail: dict[str, int]
     extra: dict[str, Any]
+    cpu_us: float | None = None
 
     @property
     def name(self) -> str:
@@ -89,6 +91,7 @@ def summarise(records: list[Record]) -> list[Summary]:
         extra: dict[str, Any] = {}
         for rec in recs:
             extra.update(rec.extra)
+        cpu = [r.cpu_us for r in recs if r.cpu_us is not None]
         out.append(
             Summary(
                 scenario=scenario,
@@ -104,6 +107,7 @@ def summarise(records: list[Record]) -> list[Summary]:
                 rps_rounds=[r.rps for r in recs],
                 error_detail=detail,
                 extra=extra,
+                cpu_us=statistics.median(cpu) if cpu else None,
             )
         )
     return out
@@ -178,21 +182,24 @@ def write_report(
     lines += [
         "Medians over the rounds (A/B interleaved); req/s of completed responses; latency from",
         "the load tool's view; errors = connect/read/write errors + timeouts + non-2xx, summed.",
+        "CPU µs/req: user+system CPU of all the server's processes per completed request, which",
+        "other jobs on the machine do not inflate the way they cut req/s.",
         "",
         "| scenario | target | variant | tool | conns | req/s | p50 ms | p99 ms | errors |"
-        " req/s per round |",
-        "|---|---|---|---|---:|---:|---:|---:|---|---|",
+        " CPU µs/req | req/s per round |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for key, _title, _how in scenarios:
         for s in (s for s in summaries if s.scenario == key):
             rounds = " / ".join(_fmt(r, 0) for r in s.rps_rounds)
+            cpu = _fmt(s.cpu_us, 0) if s.cpu_us is not None else ""
             lines.append(
                 f"| {key} | {s.target} | {s.variant} | {s.tool} | {s.connections} |"
                 f" {_fmt(s.rps, 0)} | {_fmt(s.p50_ms)} | {_fmt(s.p99_ms)} | {_errors(s)} |"
-                f" {rounds} |"
+                f" {cpu} | {rounds} |"
             )
         if key == "verify-micro":
-            lines.append(f"| {key} | (in-process, see below) | | python | | | | | | |")
+            lines.append(f"| {key} | (in-process, see below) | | python | | | | | | | |")
     lines += ["", "## Scenarios", ""]
     lines += [f"- **{key}** ({title}): {how}" for key, title, how in scenarios]
     if micro:

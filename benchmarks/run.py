@@ -137,8 +137,9 @@ def build_scenarios(opts: Options) -> list[Scenario]:
         Scenario(
             "locust",
             "Locust ProtectedUser (one Locust process)",
-            f"locust -f benchmarks/locustfile.py ProtectedUser -u {opts.locust_users}; the"
-            " /protected row; a single Locust process tops out near ~4,500 req/s here",
+            f"locust -f benchmarks/locustfile.py ProtectedUser -u {opts.locust_users}, at least"
+            " 10 s; the /protected row over the second half of the run (after the users have"
+            " registered and logged in); one Locust process tops out near ~4,500 req/s here",
             "locust",
             (Variant("quart-hypercorn", "/protected"), Variant("flask-gunicorn", "/protected")),
             opts.locust_users,
@@ -385,6 +386,7 @@ class Runner:
             f"  {rec.scenario} round {rec.round}/{self.opts.rounds} {rec.target}"
             f" {rec.variant} ({rec.tool}, c={rec.connections}): {rec.rps:,.0f} req/s,"
             f" p50 {rec.p50_ms:.1f} ms, p99 {rec.p99_ms:.1f} ms, errors {rec.errors}"
+            + (f", server CPU {rec.cpu_us:,.0f} µs/req" if rec.cpu_us is not None else "")
         )
 
     def run_variant(self, scenario: Scenario, variant: Variant, server: Server, rnd: int) -> None:
@@ -398,16 +400,20 @@ class Runner:
             sampler = WorkerSampler(server) if scenario.sample_workers else None
             if sampler is not None:
                 sampler.start()
+            cpu_before = server.cpu_seconds()
             try:
                 result = run_get(self.opts.tool, url, auth, scenario.connections, seconds)
             finally:
                 extra = sampler.stop() if sampler is not None else {}
-            self.record(_to_record(scenario, variant, rnd, result, extra))
+            rec = _to_record(scenario, variant, rnd, result, extra)
+            if result.requests:
+                rec.cpu_us = (server.cpu_seconds() - cpu_before) / result.requests * 1e6
+            self.record(rec)
         elif scenario.kind == "storm":
             self.run_storm(scenario, variant, server, rnd, url, auth)
         elif scenario.kind == "locust":
             # Locust's users register and log in first (password hashing): give it longer.
-            duration = seconds if self.opts.quick_micro else max(seconds, 12.0)
+            duration = seconds if self.opts.quick_micro else max(seconds, 10.0)
             result, failures = run_locust(
                 server.base_url, "ProtectedUser", scenario.connections, duration, self.workdir
             )
@@ -683,7 +689,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
         accounts=4 if smoke else 32,
         storm_clients=4 if smoke else 32,
         storm_rate=100.0 if smoke else 250.0,
-        locust_users=8 if smoke else 50,
+        locust_users=8 if smoke else 32,
         quick_micro=smoke,
         out=args.out,
         keep=args.keep,

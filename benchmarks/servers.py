@@ -180,6 +180,28 @@ class Server:
         ]
         return self.proc.pid, workers or [self.proc.pid]
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server's processes (master and workers).
+
+        CPU per request stays meaningful when other jobs compete for the cores, which
+        requests per second do not.
+        """
+        import psutil
+
+        if self.proc is None:
+            return 0.0
+        total = 0.0
+        try:
+            master = psutil.Process(self.proc.pid)
+            procs = [master, *master.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL what is left after 10 s."""
         if self.proc is None:
