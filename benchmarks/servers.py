@@ -33,6 +33,11 @@ FLASK_APP = "benchmarks.baseline.app:create_app()"
 QUART_NOOP_APP = "benchmarks.peers.quart_noop:create_app()"
 
 
+def has_serve_launcher() -> bool:
+    """Whether quart_app ships its SO_REUSEPORT launcher (``python -m quart_app.serve``)."""
+    return (REPO / "quart_app" / "serve.py").exists()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -57,6 +62,7 @@ def target_specs() -> dict[str, TargetSpec]:
     uvicorn = str(BIN / "uvicorn")
     gunicorn = str(BIN / "gunicorn")
     bind = "127.0.0.1:{port}"
+    hypercorn_args = ("--config", "hypercorn.toml", "--bind", bind, "quart_app.asgi:app")
     uvicorn_args = ("--host", "127.0.0.1", "--port", "{port}", "--workers", "2")
     uvicorn_args += ("--no-access-log", "--log-level", "warning", "--backlog", "2048")
     specs = [
@@ -70,7 +76,14 @@ def target_specs() -> dict[str, TargetSpec]:
             "quart-hypercorn",
             "quart_app, hypercorn.toml",
             "quart",
-            (hypercorn, "--config", "hypercorn.toml", "--bind", bind, "quart_app.asgi:app"),
+            (hypercorn, *hypercorn_args),
+            dict(QUART_BENCH_ENV),
+        ),
+        TargetSpec(
+            "quart-serve",
+            "quart_app, python -m quart_app.serve (SO_REUSEPORT socket per worker)",
+            "quart",
+            (sys.executable, "-m", "quart_app.serve", *hypercorn_args),
             dict(QUART_BENCH_ENV),
         ),
         TargetSpec(
