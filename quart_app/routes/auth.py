@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import document_request, document_response, validate_request
 
-from ..errors import AppError, Throttled, describe_validation_error
+from ..errors import AppError, describe_validation_error
 from ..jwt import (
     RevokedTokenError,
     create_access_token,
@@ -22,8 +22,11 @@ from ..jwt import (
 )
 from ..jwt.revocation import FAMILY_CLAIM, Revocation
 from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
+from ..security.lockout import Lockout, LockoutPolicy
+from ..security.throttle import client_address, limit_key
 from ..services import services
 from ..store import UsernameTaken
+from ..store.logins import LoginSourceStore
 
 bp = Blueprint("auth", __name__)
 
@@ -84,31 +87,23 @@ async def _issue(user_id: str, username: str, *, fresh: bool, family: str) -> Re
 async def login() -> Response:
     """Exchange a username and password (JSON body or HTTP Basic) for a token pair.
 
-    The account's lock is checked before the password, so a throttled account answers
-    429 whatever the password: the throttle cannot be used to test passwords.
+    The locks are checked before the password, so a throttled account answers 429
+    whatever the password: the throttle cannot be used to test passwords. Which locks
+    apply to whom is decided in ``security/lockout.py``.
     """
     svc = services()
-    config = svc.config
     creds = await _credentials()
     user = await svc.users.by_key(username_key(creds.username))
     now = time.time()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        raise Throttled(user.locked_until - now, "Too many failed login attempts; try later")
+    lockout = Lockout(svc.users, LoginSourceStore(svc.db), LockoutPolicy.from_config(svc.config))
+    source = limit_key(client_address())
+    state = await lockout.check(user, source, now) if user is not None else None
     if not await svc.passwords.verify(user.password_hash if user else None, creds.password):
         if user is not None:
-            locked_until = await svc.users.record_failure(
-                user.id,
-                now,
-                config["LOGIN_LOCKOUT_THRESHOLD"],
-                config["LOGIN_LOCKOUT_BASE_SECONDS"],
-                config["LOGIN_LOCKOUT_MAX_SECONDS"],
-            )
-            if locked_until is not None:
-                raise Throttled(locked_until - now, "Too many failed login attempts; try later")
+            await lockout.failed(user, source, state, now)
         raise AppError(401, BAD_CREDENTIALS)
     assert user is not None  # verify() is never True without a stored hash
-    if user.failed_logins or user.locked_until is not None:
-        await svc.users.record_success(user.id)
+    await lockout.succeeded(user, source, state, now)
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
     return await _issue(str(user.id), user.username, fresh=True, family=uuid.uuid4().hex)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, Index, Integer, MetaData, String
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Deterministic constraint names, so migrations can refer to them on every engine.
@@ -58,3 +58,26 @@ class RevocationRow(Base):
         Index("ix_revocations_expires_at", "expires_at"),
         Index("ix_revocations_created_at", "created_at"),
     )
+
+
+class LoginSource(Base):
+    """Failed and successful logins of one account from one client network.
+
+    The per-account lock (``users.failed_logins``/``locked_until``) stops guessing spread
+    over many addresses; this row adds a lock per (account, source) and remembers
+    sources that logged in successfully, which the account lock does not apply to: an
+    attacker elsewhere cannot keep the owner out (see quart_app/security/lockout.py).
+    """
+
+    __tablename__ = "login_sources"
+
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The client address as throttling counts it: IPv4, or an IPv6 /64.
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Until when a success from this source exempts it from the account lock.
+    trusted_until: Mapped[float | None] = mapped_column(Float, nullable=True)

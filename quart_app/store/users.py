@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
@@ -101,23 +102,39 @@ class UserStore:
 
     @retry_conflicts()
     async def record_failure(
-        self, user_id: int, now: float, threshold: int, base: float, cap: float
+        self,
+        user_id: int,
+        now: float,
+        threshold: int,
+        base: float,
+        cap: float,
+        window: float | None = None,
     ) -> float | None:
         """Count a failed login; from ``threshold`` failures on, lock with growing back-off.
 
         Returns the time until which the account is locked, or None. The count and the
-        lock live in the database, so every worker and host sees the same state.
+        lock live in the database, so every worker and host sees the same state. With
+        ``window``, a lock that ended more than ``window`` seconds ago is forgotten and
+        the count starts again from one.
         """
+        values: dict[str, Any] = {"failed_logins": User.failed_logins + 1}
+        if window is not None:
+            lapsed = User.locked_until < now - window
+            values = {
+                "failed_logins": case((lapsed, 1), else_=User.failed_logins + 1),
+                "locked_until": case((lapsed, None), else_=User.locked_until),
+            }
         async with self.db.session() as session, session.begin():
             failures = await session.scalar(
                 update(User)
                 .where(User.id == user_id)
-                .values(failed_logins=User.failed_logins + 1)
+                .values(**values)
                 .returning(User.failed_logins)
             )
             if failures is None or failures < threshold:
                 return None
-            delay = min(cap, base * 2 ** (failures - threshold))
+            # The exponent is capped: 2**1100 is past any float (OverflowError).
+            delay = min(cap, base * 2 ** min(failures - threshold, 64))
             await session.execute(
                 update(User).where(User.id == user_id).values(locked_until=now + delay)
             )
