@@ -677,7 +677,7 @@ def run_notes(opts: Options) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
     parser = argparse.ArgumentParser(description="quart_app benchmark runner (issue 5)")
-    parser.add_argument("--seconds", type=float, default=None, help="seconds per round (8)")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per round (6)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3)")
     parser.add_argument("--scenarios", default=None, help="comma-separated keys (default all)")
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
@@ -693,7 +693,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
     tool = "wrk" if args.tool in ("auto", "wrk") and wrk_path() else "python-loadgen"
     smoke = args.smoke
     opts = Options(
-        seconds=args.seconds or (1.0 if smoke else 8.0),
+        seconds=args.seconds or (1.0 if smoke else 6.0),
         rounds=args.rounds or (1 if smoke else 3),
         tool=tool,
         accounts=4 if smoke else 32,
