@@ -3,7 +3,7 @@
 Public names are FJE 4.x's. Differences: every loader may be a coroutine function, so
 token creation and decoding are awaited (``await create_access_token(...)``); revocation
 is built in (see ``revocation``); a token must carry ``exp``, ``jti``, ``type`` and its
-identity claim (RFC 8725).
+identity claim (RFC 8725); asymmetric keys carry a ``kid`` and rotate (see ``keys``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .errors import (
     UserLookupError,
     WrongTokenError,
 )
+from .keys import Key, KeyDirectory, KeySet, keys_from_settings, rotate_keys
 from .manager import JWTManager, get_manager
 from .revocation import Revocation, RevocationList, RevocationStore, RevocationSync
 from .utils import (
@@ -54,6 +55,9 @@ __all__ = [
     "JWTDecodeError",
     "JWTExtendedException",
     "JWTManager",
+    "Key",
+    "KeyDirectory",
+    "KeySet",
     "NoAuthorizationError",
     "Revocation",
     "RevocationList",
@@ -77,6 +81,8 @@ __all__ = [
     "get_manager",
     "get_unverified_jwt_headers",
     "jwt_required",
+    "keys_from_settings",
+    "rotate_keys",
     "set_access_cookies",
     "set_refresh_cookies",
     "unset_access_cookies",

@@ -373,9 +373,10 @@ class JWTManager:
         if cached is not None:
             header, claims, exp = cached
             if exp is None or allow_expired or exp > time.time() - self.config.leeway:
-                return header, claims
+                # Copies: a view that edits get_jwt() must not edit the cached entry.
+                return dict(header), dict(claims)
             del self._verified[encoded]
-            raise _expired(header, claims)
+            raise _expired(dict(header), dict(claims))
         fast = (
             fast_verify(encoded, self.keys, self.rules, allow_expired)
             if self._decode_key is None
@@ -393,7 +394,7 @@ class JWTManager:
             if len(verified) >= cache_size:
                 # Drop the oldest entry (dicts keep insertion order).
                 del verified[next(iter(verified))]
-            verified[encoded] = (header, claims, exp)
+            verified[encoded] = (dict(header), dict(claims), exp)
         return header, claims
 
     async def _full_decode(self, encoded: str, allow_expired: bool) -> tuple[Claims, Claims]:

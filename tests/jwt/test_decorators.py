@@ -167,3 +167,23 @@ async def test_without_a_manager() -> None:
     async with app.test_request_context("/"):
         with pytest.raises(RuntimeError, match="JWTManager"):
             await qje.verify_jwt_in_request()
+
+
+async def test_editing_get_jwt_does_not_leak_into_the_next_request() -> None:
+    """Verified tokens are cached per worker; each request gets its own claims dict."""
+    app = Quart(__name__)
+    app.config["JWT_SECRET_KEY"] = SECRET
+    qje.JWTManager(app)
+
+    @app.get("/edit")
+    @qje.jwt_required()
+    async def edit() -> Any:
+        claims = qje.get_jwt()
+        seen = claims.get("seen", False)
+        claims["seen"] = True
+        qje.get_jwt_header()["seen"] = True
+        return jsonify(seen=seen)
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for _ in range(3):
+        assert await call(app, "/edit", headers=headers) == (200, {"seen": False})
