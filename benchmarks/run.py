@@ -82,6 +82,7 @@ class Options:
     quick_micro: bool
     out: Path
     keep: bool
+    smoke: bool = False
 
 
 def build_scenarios(opts: Options) -> list[Scenario]:
@@ -430,7 +431,7 @@ class Runner:
         url = server.base_url + variant.path
         auth = accounts.auth_values if variant.auth else []
         seconds = self.opts.seconds
-        if not self.opts.quick_micro:  # i.e. not --smoke
+        if not self.opts.smoke:
             seconds = max(seconds, scenario.min_seconds)
         if scenario.kind == "get":
             sampler = WorkerSampler(server) if scenario.sample_workers else None
@@ -449,7 +450,7 @@ class Runner:
             self.run_storm(scenario, variant, server, rnd, url, auth)
         elif scenario.kind == "locust":
             # Locust's users register and log in first (password hashing): give it longer.
-            duration = seconds if self.opts.quick_micro else max(seconds, 10.0)
+            duration = seconds if self.opts.smoke else max(seconds, 10.0)
             result, failures = run_locust(
                 server.base_url, "ProtectedUser", scenario.connections, duration, self.workdir
             )
@@ -730,6 +731,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
         quick_micro=smoke,
         out=args.out,
         keep=args.keep,
+        smoke=smoke,
     )
     keys = [k.strip() for k in args.scenarios.split(",")] if args.scenarios else None
     return opts, keys
