@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import pytest
+from backend_servers import PostgresRun
 from quart import Quart
+from sqlalchemy.engine import make_url
 from support import Client, bearer, login, register
 
 from quart_app.jwt.revocation import Revocation
@@ -119,3 +125,102 @@ async def test_the_whole_flow_on_each_backend(client: Client, backend: str) -> N
     users = await client.get("/users", headers=bearer((await login(client))["access_token"]))
     assert users.status_code == 200
     assert [u["username"] for u in await users.get_json()] == ["alice"]
+
+
+async def test_a_locked_database_answers_503_on_both_engines(
+    app_factory: Callable[..., Quart], backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Another session holds the users table past our wait: 503 + Retry-After, not 500."""
+    app = app_factory(SQLITE_BUSY_TIMEOUT=0.2, DATABASE_STATEMENT_TIMEOUT=0.2)
+    async with app.test_app(), _table_locked(app, backend, request):
+        client = app.test_client()
+        response = await client.post(
+            "/register", json={"username": "erin", "password": "pw-123456"}
+        )
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert await response.get_json() == {"msg": "Service temporarily unavailable"}
+    async with app.test_app():  # and once the lock is gone, the same request works
+        response = await app.test_client().post(
+            "/register", json={"username": "erin", "password": "pw-123456"}
+        )
+        assert response.status_code == 201
+
+
+@contextlib.asynccontextmanager
+async def _table_locked(
+    app: Quart, backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[None]:
+    if backend == "sqlite":
+        path = make_url(app.config["DATABASE_URL"]).database
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    postgres: PostgresRun = request.getfixturevalue("postgres_server")
+    pg = await asyncpg.connect(postgres.dsn)
+    try:
+        async with pg.transaction():
+            await pg.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await pg.close()
+
+
+async def test_serialization_failures_are_retried_not_answered_500(
+    app_factory: Callable[..., Quart], backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Under SERIALIZABLE, concurrent updates of one row fail with 40001; the stores rerun
+    them, so every failed login is still counted and answered as on SQLite.
+    """
+    if backend != "postgres":
+        pytest.skip("SQLite serialises writers: it has no serialization failures")
+    postgres: PostgresRun = request.getfixturevalue("postgres_server")
+    database = f'"{postgres.name}"'
+    await postgres.execute(
+        f"ALTER DATABASE {database} SET default_transaction_isolation = 'serializable'"
+    )
+    try:
+        app = app_factory(LOGIN_LOCKOUT_THRESHOLD=100)
+        async with app.test_app():
+            client = app.test_client()
+            await register(client)
+            wrong = {"username": "alice", "password": "not-her-password"}
+            retried = _Counter("quart_app.store.errors")
+            with retried:
+                responses = await asyncio.gather(
+                    *(client.post("/login", json=wrong) for _ in range(6))
+                )
+            assert [r.status_code for r in responses] == [401] * 6
+            user = await services(app).users.by_key("alice")
+            assert user is not None and user.failed_logins == 6
+            assert retried.count > 0  # the conflict did happen, and was retried
+    finally:
+        await postgres.execute(f"ALTER DATABASE {database} RESET default_transaction_isolation")
+
+
+class _Counter(logging.Handler):
+    """Counts the retry notices of one logger while in a ``with`` block."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.INFO)
+        self.logger = logging.getLogger(name)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying" in record.getMessage():
+            self.count += 1
+
+    def __enter__(self) -> _Counter:
+        self.level_before = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level_before)
