@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_STATEMENT_TIMEOUT": 30.0,
     # Seconds SQLite waits for a lock held by another worker before failing.
     "SQLITE_BUSY_TIMEOUT": 10.0,
-    # Create missing tables at start-up (the zero-config path).
+    # SQLite's zero-config path: an empty database file gets the schema at start-up.
+    # Other engines never change schema at start-up: run `quart-app db upgrade` first.
     "DATABASE_CREATE_TABLES": True,
     # Redis for revocation fan-out and throttling across hosts; in-process when unset.
     "REDIS_URL": None,
