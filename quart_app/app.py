@@ -11,10 +11,10 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
 from .cli import register_commands
 from .errors import register_error_handlers
-from .jsonprovider import OrjsonProvider
-from .lifecycle import init_lifecycle
+from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keys import keys_from_settings
+from .lifecycle import init_lifecycle
 from .middleware import DrainRequestBody
 from .observability import init_observability
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
@@ -46,10 +46,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         security=[{"bearer": []}],
     )
     app.json = OrjsonProvider(app)
+    install_fast_responses(app)
     jwt = JWTManager(app)
+    jwt.keys = keys_from_settings(app.config)
     jwt.revocations = RevocationList()
 
-    jwt.keys = keys_from_settings(app.config)
     db = Database(
         settings["DATABASE_URL"],
         pool_size=settings["DATABASE_POOL_SIZE"],
