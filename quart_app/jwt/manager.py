@@ -388,7 +388,8 @@ class JWTManager:
             header, claims = await self._full_decode(encoded, allow_expired)
         tokens.check_numeric_dates(claims)
         exp = claims.get("exp")
-        cache_size = self.config.verified_cache_size
+        # Not with a decode_key_loader: the key it returns may change (FJE asks it each time).
+        cache_size = self.config.verified_cache_size if self._decode_key is None else 0
         if cache_size and not allow_expired and (exp is None or type(exp) in (int, float)):
             verified = self._verified
             if len(verified) >= cache_size:

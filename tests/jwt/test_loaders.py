@@ -276,3 +276,14 @@ async def test_loader_order_is_fje_s(mode: Mode) -> None:
     calls.clear()
     assert (await get(app, await mint(app)))[0] == 400
     assert calls == ["blocklist", "verification"]  # no lookup after a failed verification
+
+
+async def test_decode_key_loader_is_asked_on_every_request(mode: Mode) -> None:
+    """As FJE: changing the key it returns takes effect at once (no verified-token cache)."""
+    app, manager = make_app()
+    current = {"key": SECRET}
+    manager.decode_key_loader(as_loader(mode, lambda header, claims: current["key"]))
+    token = await mint(app)
+    assert (await get(app, token))[0] == 200
+    current["key"] = "rotated-" + "k" * 40
+    assert await get(app, token) == (422, {"msg": "Signature verification failed"})
