@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, field_validator
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.\-]{3,64}")
 USERNAME_RULE = "3 to 64 characters of letters, digits, '_', '.', '-'"
@@ -33,7 +33,13 @@ class Strict(BaseModel):
 
 
 class Credentials(Strict):
-    username: str = Field(min_length=1, max_length=256, examples=["alice"])
+    username: str = Field(
+        min_length=1,
+        max_length=256,
+        examples=["alice"],
+        description=f"{USERNAME_RULE}, after NFKC normalisation; unique without regard to case",
+        json_schema_extra={"pattern": f"^{USERNAME_RE.pattern}$"},
+    )
     password: Password = Field(examples=["correct horse battery staple"])
 
     @field_validator("username")
@@ -60,6 +66,10 @@ class UserOut(BaseModel):
     username: str
 
 
+class UserList(RootModel[list[UserOut]]):
+    """Users ordered by id."""
+
+
 class MeOut(UserOut):
     created_at: datetime
 
@@ -81,3 +91,9 @@ class LoggedInAs(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class JWKS(BaseModel):
+    """The public keys that verify tokens (RFC 7517 JWK Set)."""
+
+    keys: list[dict[str, Any]]

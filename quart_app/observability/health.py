@@ -12,7 +12,9 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
+from pydantic import BaseModel
 from quart import Blueprint, current_app
+from quart_schema import document_response, security_scheme
 
 from ..services import services
 
@@ -58,7 +60,17 @@ class Readiness:
             self._redis = None
 
 
+class Ready(BaseModel):
+    """Each dependency's state ("ok" or what failed)."""
+
+    status: str
+    checks: dict[str, str]
+
+
 @bp.get("/readyz")
+@security_scheme([])
+@document_response(Ready)
+@document_response(Ready, 503)
 async def readyz() -> tuple[dict[str, Any], int, dict[str, str]]:
     """200 when the database (and Redis, when configured) answer; 503 otherwise."""
     from . import observability

@@ -27,6 +27,7 @@ from ..security.throttle import client_address, limit_key
 from ..services import services
 from ..store import UsernameTaken
 from ..store.logins import LoginSourceStore
+from .docs import TOKEN_ERRORS, UNAVAILABLE, errors, public
 
 bp = Blueprint("auth", __name__)
 
@@ -34,6 +35,8 @@ BAD_CREDENTIALS = "Bad username or password"
 
 
 @bp.post("/register")
+@public
+@errors(400, 409, 413, 429, UNAVAILABLE)
 @validate_request(Credentials)
 @document_response(UserOut, 201)
 async def register(data: Credentials) -> tuple[dict[str, Any], int]:
@@ -82,6 +85,8 @@ async def _issue(user_id: str, username: str, *, fresh: bool, family: str) -> Re
 
 
 @bp.post("/login")
+@public
+@errors(400, 401, 413, 429, UNAVAILABLE)
 @document_request(Credentials)
 @document_response(TokenPair)
 async def login() -> Response:
@@ -110,6 +115,7 @@ async def login() -> Response:
 
 
 @bp.post("/token/refresh")
+@errors(*TOKEN_ERRORS, 413, 429, UNAVAILABLE)
 @jwt_required(refresh=True, skip_revocation_check=True)
 @document_response(TokenPair)
 async def refresh() -> Response:
@@ -148,6 +154,7 @@ def _family_revocation(family: str) -> Revocation:
 
 
 @bp.post("/logout")
+@errors(*TOKEN_ERRORS, 413, UNAVAILABLE)
 @jwt_required()
 @document_response(Message)
 async def logout() -> dict[str, str]:

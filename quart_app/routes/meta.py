@@ -11,15 +11,18 @@ from quart_schema import document_response
 
 from ..errors import AppError
 from ..jwt import get_manager
-from ..schemas import Health
+from ..schemas import JWKS, Health
 from ..services import services
+from .docs import errors, public
 
 bp = Blueprint("meta", __name__)
 log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
+@public
 @document_response(Health)
+@document_response(Health, 503)
 async def healthz() -> tuple[dict[str, Any], int]:
     """200 when the database answers, 503 otherwise (for load balancers)."""
     try:
@@ -31,6 +34,9 @@ async def healthz() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/.well-known/jwks.json")
+@public
+@errors(404)
+@document_response(JWKS)
 async def jwks() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Every public key still accepted, newest first (asymmetric algorithms only)."""
     key_set = get_manager(current_app).jwks()

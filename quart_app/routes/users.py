@@ -11,14 +11,16 @@ from quart_schema import document_response, validate_querystring, validate_reque
 from ..errors import AppError
 from ..jwt import UserLookupError, get_jwt, get_jwt_header, jwt_required
 from ..jwt.revocation import Revocation
-from ..schemas import LoggedInAs, MeOut, Message, PasswordChange, UserOut, UsersQuery
+from ..schemas import LoggedInAs, MeOut, Message, PasswordChange, UserList, UsersQuery
 from ..services import services
 from ..store import UserRecord
+from .docs import TOKEN_ERRORS, UNAVAILABLE, errors
 
 bp = Blueprint("users", __name__)
 
 
 @bp.get("/protected")
+@errors(*TOKEN_ERRORS)
 @jwt_required()
 @document_response(LoggedInAs)
 async def protected() -> dict[str, Any]:
@@ -28,9 +30,10 @@ async def protected() -> dict[str, Any]:
 
 
 @bp.get("/users")
+@errors(400, *TOKEN_ERRORS, UNAVAILABLE)
 @jwt_required()
 @validate_querystring(UsersQuery)
-@document_response(list[UserOut])  # type: ignore[arg-type]
+@document_response(UserList)
 async def list_users(query_args: UsersQuery) -> list[dict[str, Any]]:
     """Users ordered by id; pass the last id seen as ``after_id`` for the next page."""
     users = await services().users.page(query_args.limit, query_args.after_id)
@@ -61,6 +64,7 @@ async def _current_user() -> UserRecord:
 
 
 @bp.get("/me")
+@errors(*TOKEN_ERRORS, UNAVAILABLE)
 @jwt_required()
 @document_response(MeOut)
 async def me() -> dict[str, Any]:
@@ -69,6 +73,7 @@ async def me() -> dict[str, Any]:
 
 
 @bp.put("/me/password")
+@errors(400, *TOKEN_ERRORS, 413, UNAVAILABLE)
 @jwt_required(fresh=True)
 @validate_request(PasswordChange)
 @document_response(Message)
