@@ -56,7 +56,7 @@ def is_transient(error: BaseException) -> bool:
 
 
 def retry_conflicts(
-    attempts: int = 3, base_delay: float = 0.01
+    attempts: int = 5, base_delay: float = 0.01
 ) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
     """Rerun a store method whose transaction lost a serialization conflict or deadlock."""
 

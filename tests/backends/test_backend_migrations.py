@@ -21,6 +21,9 @@ from quart_app.store import migrate
 from quart_app.store.commands import db
 from quart_app.store.models import Base
 
+#: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.
+POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
+
 ROOT = Path(__file__).resolve().parents[2]
 #: The tables of revision 0001, the baseline that pre-migration databases are stamped at.
 BASELINE_TABLES = ("users", "revocations")
@@ -81,11 +84,10 @@ async def test_start_up_refuses_a_database_behind_head(
         assert await services(app).users.count() == 0
 
 
+@POSTGRES_ONLY
 async def test_postgres_never_creates_its_schema_at_start_up(
     app_factory: Callable[..., Quart], scratch_url: str, backend: str
 ) -> None:
-    if backend != "postgres":
-        pytest.skip("SQLite's zero-config first start creates its schema by design")
     app = app_factory(DATABASE_URL=scratch_url, DATABASE_CREATE_TABLES=True)
     with pytest.raises(Exception, match="quart-app db upgrade"):
         async with app.test_app():

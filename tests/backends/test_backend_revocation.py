@@ -20,6 +20,9 @@ from support import Client, bearer, login, register
 
 from quart_app.store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
 
+#: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.
+POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
+
 #: Requests are retried this often while waiting for a revocation to arrive.
 STEP = 0.005
 
@@ -78,13 +81,12 @@ async def test_logout_on_one_host_is_enforced_by_the_other(
     assert refresh.status_code == 401  # the whole family went with it
 
 
+@POSTGRES_ONLY
 @pytest.mark.parametrize("two_hosts", [{"REVOCATION_SYNC_INTERVAL": 60.0}], indirect=True)
 async def test_redis_alone_carries_revocations_within_100ms(
     two_hosts: tuple[Quart, Quart], backend: str
 ) -> None:
     """With the SQL poll all but off, only the Redis channel can deliver in time."""
-    if backend != "postgres":
-        pytest.skip("no Redis on the SQLite backend: the SQL poll is the only path")
     await connected(*two_hosts)
     a, b = (app.test_client() for app in two_hosts)
     await register(a)
@@ -147,12 +149,11 @@ async def test_a_refresh_token_raced_on_two_hosts_is_used_once(
             assert await response.get_json() == {"msg": "Token has been revoked"}
 
 
+@POSTGRES_ONLY
 @pytest.mark.parametrize("two_hosts", [{"REVOCATION_SYNC_INTERVAL": 0.3}], indirect=True)
 async def test_killed_redis_connections_lose_no_revocation(
     two_hosts: tuple[Quart, Quart], backend: str
 ) -> None:
-    if backend != "postgres":
-        pytest.skip("no Redis on the SQLite backend")
     await connected(*two_hosts)
     a, b = (app.test_client() for app in two_hosts)
     bus = bus_of(two_hosts[1])
@@ -172,14 +173,13 @@ async def test_killed_redis_connections_lose_no_revocation(
     assert await revoked_after(b, pair["access_token"], 0.1) is not None  # fast path is back
 
 
+@POSTGRES_ONLY
 async def test_a_redis_restart_loses_no_revocation(
     app_factory: Callable[..., Quart], backend: str, tmp_path: Path
 ) -> None:
     """Revocations made while Redis is down reach every host: at once by SQL poll, and by
     the catch-up pull when the channel comes back (here the poll is off, to show it).
     """
-    if backend != "postgres":
-        pytest.skip("no Redis on the SQLite backend")
     redis = PrivateRedis(tmp_path)
     redis.start()
     try:

@@ -14,6 +14,9 @@ from quart import Quart
 from redis.asyncio import Redis
 from support import Client, bearer, login, register
 
+#: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.
+POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
+
 BAD = {"username": "nobody", "password": "wrong-password"}
 
 
@@ -57,9 +60,8 @@ async def test_account_lockout_is_shared_by_every_host(
         assert right.status_code == 429  # even the right password, on the other host
 
 
+@POSTGRES_ONLY
 async def test_limit_keys_carry_the_prefix_and_expire(client: Client, backend: str) -> None:
-    if backend != "postgres":
-        pytest.skip("no Redis on the SQLite backend")
     prefix = client.app.config["REDIS_PREFIX"]  # type: ignore[attr-defined]
     assert (await client.post("/login", json=BAD)).status_code == 401
     redis = Redis.from_url(REDIS_URL)
@@ -72,12 +74,11 @@ async def test_limit_keys_carry_the_prefix_and_expire(client: Client, backend: s
         await redis.aclose()
 
 
+@POSTGRES_ONLY
 async def test_without_redis_every_feature_keeps_working(
     app_factory: Callable[..., Quart], backend: str
 ) -> None:
     """Redis unreachable from the start: serve, throttle per worker, revoke through SQL."""
-    if backend != "postgres":
-        pytest.skip("the SQLite backend has no Redis to lose")
     dead = "redis://127.0.0.1:1/0"
     app = app_factory(REDIS_URL=dead, RATELIMIT_AUTH_LIMIT=3, REVOCATION_SYNC_INTERVAL=0.2)
     other = app_factory(REDIS_URL=dead, REVOCATION_SYNC_INTERVAL=0.2)
