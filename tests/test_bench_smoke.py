@@ -81,8 +81,8 @@ def test_runner_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     texts = _png_text((out / "chart.png").read_bytes())
     charted = texts.get("Description", "").removeprefix("scenarios: ").split(", ")
     assert charted == SCENARIOS
-    # A round's progress line names the round, so a long run shows where it is.
-    assert "round 1/1" in proc.stdout
+    # A progress line per round, so a long run shows where it is.
+    assert "protected-64 round 1/1 quart-hypercorn" in proc.stdout
 
 
 def test_locust_lists_the_user_classes() -> None:
