@@ -28,8 +28,8 @@ from .health import bp as health_bp
 from .logs import (
     ACCESS_LOGGER,
     REQUEST_ID_HEADER,
-    access_fields,
     configure_logging,
+    log_request,
     request_id_from,
     request_id_var,
 )
@@ -40,6 +40,7 @@ __all__ = ["EXTENSION_KEY", "Observability", "init_observability", "observabilit
 EXTENSION_KEY = "quart_app.observability"
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 
 
 @dataclass
@@ -93,40 +94,44 @@ def _add_request_hooks(app: Quart, state: Observability) -> None:
     log_requests = state.access_log
 
     async def start_request() -> None:
-        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        # The raw ASGI headers: werkzeug's Headers.get raises (and builds) an HTTP
+        # exception for a missing header, the common case here.
+        sent = None
+        for name, value in request.scope["headers"]:
+            if name == _REQUEST_ID_KEY:
+                sent = value.decode("latin-1")
+                break
+        request_id = request_id_from(sent)
         request_id_var.set(request_id)
         g._obs = (perf_counter(), request_id)
 
     async def finish_request(response: Response) -> Response:
-        started = g.get("_obs")
+        store = g._get_current_object()  # type: ignore[attr-defined]
+        started = getattr(store, "_obs", None)
         if started is None:  # a hook before ours failed: nothing to time
             return response
         elapsed = perf_counter() - started[0]
         response.headers[REQUEST_ID_HEADER] = started[1]
-        rule = request.url_rule
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule
         route = rule.rule if rule is not None else "<unmatched>"
         status = response.status_code
-        claims = g.get("_jwt_extended_jwt")
+        claims = getattr(store, "_jwt_extended_jwt", None)
         if metrics is not None:
-            metrics.observe_request(request.method, route, status, elapsed, request.endpoint)
-            if claims and not g.get("_obs_failed"):
+            metrics.observe_request(req.method, route, status, elapsed, req.endpoint)
+            if claims and not getattr(store, "_obs_failed", False):
                 metrics.observe_verification("ok")
         if log_requests and access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %s %.2fms",
-                request.method,
-                request.path,
-                status,
-                elapsed * 1000,
-                extra=access_fields(
-                    method=request.method,
-                    path=request.path,
-                    route=route,
-                    status=status,
-                    duration=elapsed,
-                    client=client_address(),
-                    user_id=str(claims["sub"]) if claims and "sub" in claims else None,
-                ),
+            user = claims.get("sub") if claims else None
+            log_request(
+                access_log,
+                method=req.method,
+                path=req.path,
+                route=route,
+                status=status,
+                duration=elapsed,
+                client=client_address(),
+                user_id=None if user is None else str(user),
             )
         return response
 
