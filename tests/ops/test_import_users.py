@@ -190,3 +190,23 @@ async def test_store_sees_imported_users_case_insensitively(tmp_path: Path) -> N
             "/register", json={"username": "CAROL.s", "password": "another-person"}
         )
         assert response.status_code == 409
+
+
+async def test_import_on_each_backend_keeps_ids_and_the_id_sequence_moves_on(
+    tmp_path: Path, backend: str, backend_config: dict[str, str]
+) -> None:
+    source = flask_database(tmp_path / "flask.db", rows(FLASK_USERS))
+    result = await cli(["import-users", source], cli_env(tmp_path, **backend_config))
+    assert result.exit_code == 0, result.output
+    assert "imported 3, unchanged 0, skipped 0, conflicts 0" in result.stdout
+    app = create_app(make_config(tmp_path, **backend_config))
+    async with app.test_app():
+        client = app.test_client()
+        for user_id, name, password, _ in FLASK_USERS:
+            await login(client, name, password)
+            stored = await services(app).users.by_id(user_id)
+            assert stored is not None and stored.password_hash.startswith("$argon2id$"), backend
+        # On PostgreSQL explicit ids do not move the sequence; the import moves it.
+        response = await client.post("/register", json={"username": "dan", "password": "x" * 10})
+        assert response.status_code == 201, await response.get_data(as_text=True)
+        assert (await response.get_json())["id"] == 8
