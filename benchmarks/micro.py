@@ -237,7 +237,7 @@ async def _bench_fastapi(n: int) -> list[dict[str, Any]]:
 
 def run_all(quick: bool = False) -> list[dict[str, Any]]:
     """Every micro-benchmark; a failing group becomes rows with the error."""
-    n = 300 if quick else 1000
+    n = 100 if quick else 1000
     rows: list[dict[str, Any]] = []
     groups: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
         ("PyJWT", lambda: bench_pyjwt(n)),

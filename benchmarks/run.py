@@ -385,8 +385,15 @@ class Runner:
         for key in list(self.servers):
             self.servers.pop(key).stop()
 
+    def prestart(self) -> None:
+        """Start every server the scenarios need, in parallel (start-up is mostly waiting)."""
+        keys = list(dict.fromkeys(v.target for s in self.scenarios for v in s.variants))
+        with ThreadPoolExecutor(max_workers=max(1, len(keys))) as pool:
+            list(pool.map(self.server, keys))
+
     def run(self) -> None:
         try:
+            self.prestart()
             for index, scenario in enumerate(self.scenarios):
                 self.progress(f"scenario {index + 1}/{len(self.scenarios)}: {scenario.key}")
                 try:
