@@ -145,6 +145,26 @@ def machine_info(wrk: str | None) -> dict[str, str]:
     }
 
 
+def _busy_warning(machine: dict[str, str]) -> str | None:
+    """A warning when other work kept the cores busy: req/s and latency are then depressed."""
+    try:
+        cores = int(machine["cores"])
+        loads = [
+            float(machine[key].split()[0])
+            for key in ("load average at start", "load average at end")
+            if key in machine
+        ]
+    except (KeyError, ValueError, IndexError):
+        return None
+    if not loads or max(loads) <= cores:
+        return None
+    return (
+        f"> **The machine was busy** (1-minute load average up to {max(loads):.1f} on {cores}"
+        " cores, mostly other jobs): req/s and latencies below are depressed and noisy; compare"
+        " rows of this run with each other, and lean on CPU µs/req."
+    )
+
+
 def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
@@ -173,6 +193,9 @@ def write_report(
     lines = ["# Benchmark report", ""]
     lines += [f"- **{key}**: {value}" for key, value in machine.items()]
     lines += [f"- **{key}**: {value}" for key, value in settings.items()]
+    busy = _busy_warning(machine)
+    if busy:
+        lines += ["", busy]
     lines += ["", f"![chart]({chart_name})", ""]
     if failures:
         lines += ["## Failures", ""] + [f"- {msg}" for msg in failures] + [""]
@@ -182,8 +205,8 @@ def write_report(
     lines += [
         "Medians over the rounds (A/B interleaved); req/s of completed responses; latency from",
         "the load tool's view; errors = connect/read/write errors + timeouts + non-2xx, summed.",
-        "CPU µs/req: user+system CPU of all the server's processes per completed request, which",
-        "other jobs on the machine do not inflate the way they cut req/s.",
+        "CPU µs/req: user+system CPU of all the server's processes per completed request; other",
+        "jobs on the machine disturb it much less than they cut req/s.",
         "",
         "| scenario | target | variant | tool | conns | req/s | p50 ms | p99 ms | errors |"
         " CPU µs/req | req/s per round |",

@@ -775,8 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     summaries = summarise(runner.records)
     listed = [(s.key, s.title, s.how) for s in scenarios]
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    machine["load average at end"] = " ".join(f"{x:.2f}" for x in load)
     settings = {
-        "load average at end": " ".join(f"{x:.2f}" for x in load),
         "run": f"{opts.rounds} round(s) x {opts.seconds:g} s per target and scenario,"
         f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
     }
