@@ -235,6 +235,44 @@ async def _bench_fastapi(n: int) -> list[dict[str, Any]]:
     return await _bench_asgi("FastAPI", create_app(), _mint(), n)
 
 
+def bench_hashing(quick: bool) -> list[dict[str, Any]]:
+    """One password verify with each app's parameters: what bounds logins per second."""
+    from argon2 import PasswordHasher, Type
+    from werkzeug.security import check_password_hash, generate_password_hash
+
+    from quart_app.settings import load_settings
+
+    settings = load_settings()
+    hasher = PasswordHasher(
+        time_cost=settings["ARGON2_TIME_COST"],
+        memory_cost=settings["ARGON2_MEMORY_COST"],
+        parallelism=settings["ARGON2_PARALLELISM"],
+        type=Type.ID,
+    )
+    argon_hash = hasher.hash("correct horse battery")
+    scrypt_hash = generate_password_hash("correct horse battery")
+    n = 2 if quick else 10
+    cores = os.cpu_count() or 1
+    argon = _time_sync(lambda: hasher.verify(argon_hash, "correct horse battery"), n, 3)
+    scrypt = _time_sync(lambda: check_password_hash(scrypt_hash, "correct horse battery"), n, 3)
+    params = (
+        f"t={settings['ARGON2_TIME_COST']}, m={settings['ARGON2_MEMORY_COST']} KiB,"
+        f" p={settings['ARGON2_PARALLELISM']}"
+    )
+    return [
+        _row(
+            "argon2id verify (quart_app's parameters)",
+            argon,
+            f"{params}: at most ~{cores / (argon / 1e6):.0f} logins/s on {cores} cores",
+        ),
+        _row(
+            "werkzeug scrypt verify (Flask baseline)",
+            scrypt,
+            f"at most ~{cores / (scrypt / 1e6):.0f} logins/s on {cores} cores",
+        ),
+    ]
+
+
 def run_all(quick: bool = False) -> list[dict[str, Any]]:
     """Every micro-benchmark; a failing group becomes rows with the error."""
     n = 100 if quick else 1000
@@ -244,6 +282,7 @@ def run_all(quick: bool = False) -> list[dict[str, Any]]:
         ("Flask", lambda: bench_flask(n)),
         ("quart_app", lambda: asyncio.run(_bench_quart(n))),
         ("FastAPI", lambda: asyncio.run(_bench_fastapi(n))),
+        ("password hashing", lambda: bench_hashing(quick)),
     ]
     for name, group in groups:
         try:
