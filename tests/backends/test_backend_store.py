@@ -228,3 +228,24 @@ class _Counter(logging.Handler):
     def __exit__(self, *exc: object) -> None:
         self.logger.removeHandler(self)
         self.logger.setLevel(self.level_before)
+
+
+@POSTGRES_ONLY
+async def test_pool_settings_reach_the_engine_and_exhaustion_answers_503(
+    app_factory: Callable[..., Quart], backend: str
+) -> None:
+    app = app_factory(DATABASE_POOL_SIZE=1, DATABASE_MAX_OVERFLOW=0, DATABASE_POOL_TIMEOUT=0.2)
+    async with app.test_app():
+        engine = services(app).db.engine
+        assert engine.pool.size() == 1  # type: ignore[attr-defined]
+        async with engine.connect() as held:  # the only connection, held by someone else
+            await held.exec_driver_sql("SELECT 1")
+            response = await app.test_client().post(
+                "/register", json={"username": "frank", "password": "pw-123456"}
+            )
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "1"
+        response = await app.test_client().post(
+            "/register", json={"username": "frank", "password": "pw-123456"}
+        )
+        assert response.status_code == 201
