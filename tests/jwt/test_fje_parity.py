@@ -490,3 +490,50 @@ async def test_parity_covers_successes_and_every_status() -> None:
         config, call, _ = param.values
         seen.add((await send_quart(quart_twin(**config), call))[0])
     assert {200, 400, 401, 422} <= seen
+
+
+# -- the same with asymmetric keys (FJE's JWT_PRIVATE_KEY / JWT_PUBLIC_KEY) -------------
+
+
+def _pem_config(algorithm: str) -> tuple[dict[str, Any], Any]:
+    from quart_app.jwt.keys import generate_private_key, private_pem, public_pem
+
+    private = generate_private_key(algorithm)
+    config = {
+        "JWT_ALGORITHM": algorithm,
+        "JWT_PRIVATE_KEY": private_pem(private).decode(),
+        "JWT_PUBLIC_KEY": public_pem(private.public_key()).decode(),
+    }
+    return config, private
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "PS256", "ES256", "EdDSA"])
+async def test_asymmetric_answers_match_flask_jwt_extended(algorithm: str) -> None:
+    from quart_app.jwt.keys import generate_private_key
+
+    config, private = _pem_config(algorithm)
+    stranger = generate_private_key(algorithm)
+    now = int(time.time())
+    base = {"sub": "alice", "jti": "j", "type": "access", "fresh": False, "csrf": "c"}
+    tokens = {
+        "valid": pyjwt.encode({**base, "exp": now + 60}, private, algorithm=algorithm),
+        "expired": pyjwt.encode({**base, "exp": now - 60}, private, algorithm=algorithm),
+        "other-key": pyjwt.encode({**base, "exp": now + 60}, stranger, algorithm=algorithm),
+        "hs256": mint(),
+        "none": mint(secret="", algorithm="none"),
+        "refresh": pyjwt.encode(
+            {**base, "type": "refresh", "exp": now + 60}, private, algorithm=algorithm
+        ),
+    }
+    answers = {}
+    for name, token in tokens.items():
+        call = Call(headers=auth(f"Bearer {token}"))
+        ours = await send_quart(quart_twin(**config), call)
+        assert ours == send_flask(flask_twin(**config), call), name
+        answers[name] = ours
+    assert answers["valid"][0] == 200
+    assert answers["expired"] == (401, {"msg": "Token has expired"})
+    assert answers["other-key"] == (422, {"msg": "Signature verification failed"})
+    for name in ("hs256", "none"):
+        assert answers[name] == (422, {"msg": "The specified alg value is not allowed"})
+    assert answers["refresh"] == (422, {"msg": "Only non-refresh tokens are allowed"})
