@@ -13,7 +13,7 @@ from .cli import register_commands
 from .errors import register_error_handlers
 from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
-from .jwt.keys import keys_from_settings
+from .jwt.keydir import keys_from_settings
 from .lifecycle import init_lifecycle
 from .middleware import DrainRequestBody
 from .observability import init_observability

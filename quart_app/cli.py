@@ -180,7 +180,7 @@ def rotate_keys() -> None:
     verifying (and their public keys stay in the JWKS) until those tokens expire.
     """
     from .jwt import get_manager
-    from .jwt.keys import KeyDirectory
+    from .jwt.keydir import KeyDirectory
 
     app = _app()
     keys = get_manager(app).keys

@@ -30,7 +30,8 @@ from .errors import (
     UserLookupError,
     WrongTokenError,
 )
-from .keys import Key, KeyDirectory, KeySet, keys_from_settings, rotate_keys
+from .keydir import KeyDirectory, keys_from_settings, rotate_keys
+from .keys import Key, KeySet
 from .manager import JWTManager, get_manager
 from .revocation import Revocation, RevocationList, RevocationStore, RevocationSync
 from .utils import (

@@ -21,16 +21,21 @@ from live import Server
 from quart import Quart
 from support import SECRET, bearer, login, register
 
-from quart_app.jwt import JWTManager, create_access_token, decode_token, get_jwt, jwt_required
-from quart_app.jwt import keys as keys_module
+from quart_app.jwt import (
+    JWTManager,
+    create_access_token,
+    decode_token,
+    get_jwt,
+    jwt_required,
+    keydir,
+)
+from quart_app.jwt.keydir import KeyDirectory, rotate_keys
 from quart_app.jwt.keys import (
     ASYMMETRIC_ALGORITHMS,
-    KeyDirectory,
     KeySet,
     generate_private_key,
     private_pem,
     public_pem,
-    rotate_keys,
 )
 
 ASYMMETRIC = sorted(ASYMMETRIC_ALGORITHMS)
@@ -272,7 +277,7 @@ async def test_rotation_signs_with_the_new_key_and_still_accepts_the_old(tmp_pat
 async def test_retired_keys_are_dropped_once_their_tokens_have_expired(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(keys_module, "RETIREMENT_GRACE", 0.0)
+    monkeypatch.setattr(keydir, "RETIREMENT_GRACE", 0.0)
     directory = tmp_path / "keys"
     key_set = KeyDirectory(directory, "EdDSA", max_token_lifetime=1)
     app = tiny_app(JWT_ALGORITHM="EdDSA", JWT_DECODE_LEEWAY=0)
