@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from backend_servers import PostgresRun
 from ops_helpers import cli, cli_env, flask_database, legacy_sha256
+from sqlalchemy.engine import make_url
 from support import login, make_config
 from werkzeug.security import generate_password_hash
 
@@ -210,3 +212,34 @@ async def test_import_on_each_backend_keeps_ids_and_the_id_sequence_moves_on(
         response = await client.post("/register", json={"username": "dan", "password": "x" * 10})
         assert response.status_code == 201, await response.get_data(as_text=True)
         assert (await response.get_json())["id"] == 8
+
+
+async def test_import_from_a_postgresql_flask_database(
+    tmp_path: Path, postgres_server: PostgresRun
+) -> None:
+    """The Flask app on PostgreSQL: its ``"user"`` table (a reserved word), a plain URL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_server.dsn, timeout=5)
+    try:
+        await conn.execute(
+            'CREATE TABLE "user" (id serial PRIMARY KEY, username varchar(80) UNIQUE NOT NULL,'
+            " password varchar(256) NOT NULL)"
+        )
+        await conn.executemany(
+            'INSERT INTO "user" (id, username, password) VALUES ($1, $2, $3)',
+            rows(FLASK_USERS),
+        )
+        # As Flask-SQLAlchemy spells it (psycopg2 driver); the importer reads with asyncpg.
+        source = make_url(postgres_server.url).set(drivername="postgresql+psycopg2")
+        result = await cli(
+            ["import-users", source.render_as_string(hide_password=False)], cli_env(tmp_path)
+        )
+    finally:
+        await conn.execute('DROP TABLE IF EXISTS "user"')
+        await conn.close()
+    assert result.exit_code == 0, result.output
+    assert "imported 3, unchanged 0, skipped 0, conflicts 0" in result.stdout
+    if source.password:
+        assert source.password not in result.output  # the URL is shown without it
+    assert [(i, n) for i, n, _ in user_rows(tmp_path)] == [(1, "alice"), (2, "bob"), (7, "Carol.S")]
