@@ -537,3 +537,26 @@ async def test_asymmetric_answers_match_flask_jwt_extended(algorithm: str) -> No
     for name in ("hs256", "none"):
         assert answers[name] == (422, {"msg": "The specified alg value is not allowed"})
     assert answers["refresh"] == (422, {"msg": "Only non-refresh tokens are allowed"})
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (
+            Call(path="/json", method="POST", json=[1]),
+            (401, {"msg": 'Missing "access_token" key in json data.'}),
+        ),
+        (Call(headers=auth(f", ,Bearer {ACCESS}")), (200, None)),
+    ],
+    ids=["json-not-an-object", "blank-header-field"],
+)
+async def test_where_fje_crashes_we_answer(call: Call, expected: tuple[int, Any]) -> None:
+    """The documented exceptions to parity: FJE raises (500) on these two inputs."""
+    flask_app = flask_twin()
+    flask_app.testing = False
+    flask_app.logger.disabled = True
+    assert send_flask(flask_app, call)[0] == 500
+    status, body = await send_quart(quart_twin(), call)
+    assert status == expected[0]
+    if expected[1] is not None:
+        assert body == expected[1]
