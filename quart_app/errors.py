@@ -57,10 +57,12 @@ def describe_validation_error(error: Exception) -> str:
     """A one-line message naming the first offending field."""
     if isinstance(error, ValidationError):
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+        loc = first.get("loc", ())
         message = str(first.get("msg", "invalid"))
-        if first.get("type") == "model_type" or where == "body":
+        if first.get("type") == "model_type" or not loc:
             return "Request body must be a JSON object"
+        # An empty field name ({"": 1}) is still a field: quote it rather than lose it.
+        where = ".".join(str(part) or '""' for part in loc)
         return f"{where}: {message}"
     if isinstance(error, TypeError | ValueError):
         return "Request body must be a JSON object"

@@ -46,10 +46,11 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=list(
 # --- strategies --------------------------------------------------------------------------
 
 B64URL = string.ascii_letters + string.digits + "-_"
-#: What a header value can carry on the wire: latin-1 text without CR/LF (and no NUL).
+#: Printable ASCII and tabs. (Non-ASCII octets are in the token corpus: the test client
+#: sends header text as UTF-8 where a server would hand the app latin-1, so a NEL or NBSP
+#: would be whitespace to the oracle and not to the app here.)
 header_text = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
-    max_size=300,
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.just("\t"), max_size=300
 )
 token_like = st.one_of(
     st.text(alphabet=B64URL + ".=", max_size=200),
@@ -116,7 +117,7 @@ def test_any_authorization_header_is_401_or_422(running: tuple[Quart, Any]) -> N
         # FJE's reading: comma-separated fields; the one whose first word is "Bearer".
         stripped = value.strip().strip(",")
         if not stripped:
-            assert body == {"msg": MISSING_HEADER}
+            assert body == {"msg": MISSING_HEADER}, repr(value)
         elif not any(f.split()[:1] == ["Bearer"] for f in re.split(r",\s*", stripped)):
             assert body == {"msg": MISSING_BEARER}, value
 
@@ -192,8 +193,8 @@ def test_credentials_accept_exactly_the_documented_inputs(
         creds = Credentials.model_validate(raw)
     except ValidationError as error:
         msg = describe_validation_error(error)
-        field = msg.split(":", 1)[0]
-        assert field in raw or field in ("username", "password"), msg
+        names = [*(str(key) or '""' for key in raw), "username", "password"]
+        assert any(msg.startswith(f"{name}: ") for name in names), msg
         assert "Traceback" not in msg
         if isinstance(password, str) and 8 <= len(password) <= 1024:
             assert not msg.startswith("password:") or drop == "password"
