@@ -212,6 +212,15 @@ def _alg_none_cases() -> Iterator[Case]:
     yield Case("alg-null", lambda _u: hs({"alg": None}, claims()), 422, NOT_ALLOWED)
     yield Case("alg-empty", lambda _u: hs({"alg": ""}, claims()), 422, NOT_ALLOWED)
     yield Case("alg-list", lambda _u: hs({"alg": ["HS256"]}, claims()), 422, NOT_ALLOWED)
+    # Spellings that decode to "none" or to the right name plus junk.
+    yield Case(
+        "alg-none-json-escaped",
+        lambda _u: unsigned(b'{"alg":"\\u006eone"}', claims()),
+        422,
+        NOT_ALLOWED,
+    )
+    yield Case("alg-trailing-space", lambda _u: hs({"alg": "HS256 "}, claims()), 422, NOT_ALLOWED)
+    yield Case("alg-lowercase-hs256", lambda _u: hs({"alg": "hs256"}, claims()), 422, NOT_ALLOWED)
     yield Case(
         "alg-HS512-not-configured",
         lambda _u: hs({"alg": "HS512"}, claims(), digest=hashlib.sha512),
@@ -727,6 +736,25 @@ def _duplicate_key_cases() -> Iterator[Case]:
     )
 
 
+def _misc_cases() -> Iterator[Case]:
+    signed = {"alg": "HS256"}
+    yield Case(
+        "b64-false-without-crit",
+        lambda _u: hs({**signed, "b64": False}, claims()),
+        422,
+        (
+            "The 'b64' header parameter requires 'b64' to be listed in 'crit'.",
+            "Payload segment must be empty when 'b64' is false.",
+        ),
+    )
+    yield Case(
+        "jwe-five-segments",
+        lambda _u: ".".join([b64(raw({"alg": "dir", "enc": "A256GCM"})), "", "aXY", "Y3Q", "dGFn"]),
+        422,
+        ("Invalid payload padding", NOT_ALLOWED, "Invalid header padding"),
+    )
+
+
 def _size_cases() -> Iterator[Case]:
     big = "A" * 100_000
     yield Case("100k-junk", lambda _u: big, 422, TOO_LARGE)
@@ -749,6 +777,7 @@ CORPUS: list[Case] = [
     *_payload_cases(),
     *_claim_cases(),
     *_duplicate_key_cases(),
+    *_misc_cases(),
     *_size_cases(),
 ]
 
