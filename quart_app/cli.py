@@ -220,6 +220,7 @@ def prune() -> None:
     "--new-ids", is_flag=True, help="Give every user a new id instead of keeping free ones."
 )
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list the accounts already here.")
 def import_users_command(
     source_url: str,
     table_name: str,
@@ -228,6 +229,7 @@ def import_users_command(
     password_column: str,
     new_ids: bool,
     dry_run: bool,
+    verbose: bool,
 ) -> None:
     """Import the Flask app's users from SOURCE_URL (e.g. sqlite:////srv/flask/instance/app.db).
 
@@ -256,7 +258,7 @@ def import_users_command(
         report = await import_users(
             svc.db, users, source=shown, keep_ids=not new_ids, dry_run=dry_run
         )
-        return report.lines()
+        return report.lines(verbose)
 
     for line in _run(work):
         click.echo(line)

@@ -5,14 +5,18 @@ Each row becomes one of our users with the hash kept as it is: the login verifie
 (:mod:`quart_app.security.werkzeug_hashes`) and re-hashes the password to argon2id the
 first time it succeeds, so nobody needs a password reset.
 
-The import is one transaction (a failure half-way imports nothing) and idempotent: a row
-already imported is reported as unchanged, never written twice. Rows that cannot be
-imported are reported, never guessed at:
+The import is one transaction (a failure half-way imports nothing) and idempotent: an
+account that exists here is never written again, whatever happened to it since. Rows
+not imported are counted and listed, never guessed at:
 
+* unchanged -- the same username with the same hash is here (an earlier run);
+* already here -- the username (without regard to case) is here with another password:
+  imported before and re-hashed at a login since, or registered here by someone. Both
+  look the same, so it is left untouched either way (listed with ``verbose``);
 * skipped -- a username our rules refuse (API.md: 3 to 64 of letters, digits, ``_ . -``),
   or a password hash that is not a Werkzeug (or argon2) hash we can verify;
-* conflicts -- usernames equal without regard to case (the Flask app compared them with
-  case), among the rows or with an account registered here; none of them is imported.
+* conflicts -- rows whose usernames are equal without regard to case (the Flask app
+  compared them with case); none of them is imported.
 
 Ids are kept when free, so the ids the Flask app's other tables hold stay valid;
 a row whose id is taken here by someone else gets a new id (reported as renumbered).
@@ -72,19 +76,29 @@ class ImportReport:
     imported: list[tuple[int, str]] = field(default_factory=list)
     renumbered: list[tuple[int, int, str]] = field(default_factory=list)  # old, new, name
     unchanged: list[tuple[int, str]] = field(default_factory=list)
+    present: list[tuple[int, str, int]] = field(default_factory=list)  # id, name, id here
     skipped: list[Problem] = field(default_factory=list)
     conflicts: list[Problem] = field(default_factory=list)
     dry_run: bool = False
 
-    def lines(self) -> list[str]:
+    def lines(self, verbose: bool = False) -> list[str]:
         """The report as printed by ``import-users``: a summary, then one line per problem."""
         verb = "would import" if self.dry_run else "imported"
         out = [
             f"read {self.read} users from {self.source}",
             f"{verb} {len(self.imported)}, unchanged {len(self.unchanged)},"
-            f" skipped {len(self.skipped)}, conflicts {len(self.conflicts)}",
+            f" already here {len(self.present)}, skipped {len(self.skipped)},"
+            f" conflicts {len(self.conflicts)}",
         ]
         out += [f"renumbered: id {old} -> {new} ({name})" for old, new, name in self.renumbered]
+        if verbose:
+            out += [
+                f"already here: id {row_id} {name!r}: as id {here}, with another password;"
+                " left untouched"
+                for row_id, name, here in self.present
+            ]
+        elif self.present:
+            out.append("(list the accounts already here with --verbose)")
         for kind, problems in (("skipped", self.skipped), ("conflict", self.conflicts)):
             for problem in problems:
                 rows = ", ".join(f"id {row_id} {name!r}" for row_id, name in problem.rows)
@@ -226,15 +240,10 @@ async def _write(
         for key, (user, name) in sorted(candidates.items(), key=lambda item: item[1][0].id):
             if key in present:
                 existing_id, existing_hash = present[key]
-                if existing_hash == user.password or existing_id == user.id:
+                if existing_hash == user.password:
                     report.unchanged.append((user.id, name))
                 else:
-                    report.conflicts.append(
-                        Problem(
-                            ((user.id, user.username),),
-                            f"already registered here (id {existing_id}); left untouched",
-                        )
-                    )
+                    report.present.append((user.id, user.username, existing_id))
                 continue
             row: dict[str, Any] = {
                 "username": name,

@@ -37,10 +37,13 @@ async def test_imported_users_log_in_and_are_rehashed_to_argon2(tmp_path: Path) 
     env = cli_env(tmp_path)
     result = await cli(["import-users", source], env)
     assert result.exit_code == 0, result.output
-    assert "imported 3, unchanged 0, skipped 0, conflicts 0" in result.stdout
+    assert "imported 3, unchanged 0, already here 0, skipped 0, conflicts 0" in result.stdout
     # Ids are kept, hashes stored as they were.
     assert [(i, n) for i, n, _ in user_rows(tmp_path)] == [(1, "alice"), (2, "bob"), (7, "Carol.S")]
     assert [h for _, _, h in user_rows(tmp_path)] == [stored for *_, stored in FLASK_USERS]
+    # Straight away again: the same rows are here, nothing is written.
+    again = await cli(["import-users", source], env)
+    assert "imported 0, unchanged 3, already here 0, skipped 0, conflicts 0" in again.stdout
 
     app = create_app(make_config(tmp_path))
     async with app.test_app():
@@ -60,14 +63,19 @@ async def test_imported_users_log_in_and_are_rehashed_to_argon2(tmp_path: Path) 
         response = await client.post("/register", json={"username": "dan", "password": "x" * 10})
         assert response.status_code == 201 and (await response.get_json())["id"] == 8
 
-    # Running it again changes nothing, although the hashes are argon2id now.
-    again = await cli(["import-users", source], env)
+    # After those logins the hashes are argon2id: running it again still writes nothing.
+    rehashed = user_rows(tmp_path)
+    again = await cli(["import-users", "--verbose", source], env)
     assert again.exit_code == 0, again.output
-    assert "imported 0, unchanged 3, skipped 0, conflicts 0" in again.stdout
-    assert all(h.startswith("$argon2id$") for _, _, h in user_rows(tmp_path))
+    assert "imported 0, unchanged 0, already here 3, skipped 0, conflicts 0" in again.stdout
+    assert (
+        "already here: id 7 'Carol.S': as id 7, with another password; left untouched"
+        in again.stdout.splitlines()
+    )
+    assert user_rows(tmp_path) == rehashed
 
 
-async def test_skips_and_conflicts_are_reported_and_not_imported(tmp_path: Path) -> None:
+async def test_skips_conflicts_and_accounts_already_here_are_reported(tmp_path: Path) -> None:
     pw = generate_password_hash("whatever-pw", "pbkdf2:sha256:1000")
     source = flask_database(
         tmp_path / "flask.db",
@@ -90,11 +98,11 @@ async def test_skips_and_conflicts_are_reported_and_not_imported(tmp_path: Path)
     result = await cli(["import-users", source], env)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert "imported 1, unchanged 0, skipped 2, conflicts 2" in lines
+    assert "imported 1, unchanged 0, already here 1, skipped 2, conflicts 1" in lines
     assert "conflict: id 2 'Bob', id 3 'bob': usernames equal without regard to case" in lines
-    assert any(
-        line.startswith("conflict: id 6 'taken': already registered here (id 1)") for line in lines
-    )
+    assert "(list the accounts already here with --verbose)" in lines
+    verbose = (await cli(["import-users", "-v", "--dry-run", source], env)).stdout.splitlines()
+    assert "already here: id 6 'taken': as id 1, with another password; left untouched" in verbose
     assert any(
         line.startswith("skipped: id 4 'no spaces allowed': username must") for line in lines
     )
@@ -200,7 +208,7 @@ async def test_import_on_each_backend_keeps_ids_and_the_id_sequence_moves_on(
     source = flask_database(tmp_path / "flask.db", rows(FLASK_USERS))
     result = await cli(["import-users", source], cli_env(tmp_path, **backend_config))
     assert result.exit_code == 0, result.output
-    assert "imported 3, unchanged 0, skipped 0, conflicts 0" in result.stdout
+    assert "imported 3, unchanged 0, already here 0, skipped 0, conflicts 0" in result.stdout
     app = create_app(make_config(tmp_path, **backend_config))
     async with app.test_app():
         client = app.test_client()
@@ -239,7 +247,7 @@ async def test_import_from_a_postgresql_flask_database(
         await conn.execute('DROP TABLE IF EXISTS "user"')
         await conn.close()
     assert result.exit_code == 0, result.output
-    assert "imported 3, unchanged 0, skipped 0, conflicts 0" in result.stdout
+    assert "imported 3, unchanged 0, already here 0, skipped 0, conflicts 0" in result.stdout
     if source.password:
         assert source.password not in result.output  # the URL is shown without it
     assert [(i, n) for i, n, _ in user_rows(tmp_path)] == [(1, "alice"), (2, "bob"), (7, "Carol.S")]
