@@ -28,6 +28,9 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:\s*chunked", re.IGNORECASE)
 _CLOSE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
 
+#: A request still in flight this long when the run ends counts as unanswered.
+STALLED_S = 1.0
+
 
 @dataclass
 class RequestSpec:
@@ -58,10 +61,15 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     statuses: dict[str, int]
+    #: Requests still unanswered after `STALLED_S` when the run ended (their age so far is
+    #: counted in the latencies, a lower bound, so a stalled server cannot look fast).
+    unanswered: int = 0
 
     @property
     def errors(self) -> int:
-        return self.non_2xx + self.connect_errors + self.read_errors + self.timeouts
+        return (
+            self.non_2xx + self.connect_errors + self.read_errors + self.timeouts + self.unanswered
+        )
 
 
 def build_request(host: str, port: int, spec: RequestSpec) -> bytes:
@@ -89,6 +97,7 @@ class _Stats:
         self.connect_errors = 0
         self.read_errors = 0
         self.timeouts = 0
+        self.unanswered = 0
         self.recording = False
 
 
@@ -228,6 +237,11 @@ class _Worker:
             if conn is not None:
                 conn.send()
         await asyncio.sleep(duration)
+        now = time.perf_counter()
+        for conn in conns:
+            if conn is not None and conn.in_flight and now - conn.sent_at >= STALLED_S:
+                self.stats.latencies.append((now - conn.sent_at) * 1000.0)
+                self.stats.unanswered += 1
         self.stopping = True
         self.stats.recording = False
         for conn in conns:
@@ -242,7 +256,7 @@ def _worker_main(
     duration: float,
     timeout: float,
     rate: float | None,
-    queue: mp.Queue[tuple[bytes, dict[int, int], int, int, int]],
+    queue: mp.Queue[tuple[bytes, dict[int, int], int, int, int, int]],
 ) -> None:
     try:
         import uvloop
@@ -268,6 +282,7 @@ def _worker_main(
             stats.connect_errors,
             stats.read_errors,
             stats.timeouts,
+            stats.unanswered,
         )
     )
 
@@ -285,7 +300,7 @@ def run_load(
     """Drive `url` with `connections` keep-alive connections for `duration` seconds."""
     processes = max(1, min(processes, connections))
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-    queue: mp.Queue[tuple[bytes, dict[int, int], int, int, int]] = ctx.Queue()
+    queue: mp.Queue[tuple[bytes, dict[int, int], int, int, int, int]] = ctx.Queue()
     raw_specs = [asdict(spec) for spec in specs]
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     procs = [
@@ -308,23 +323,24 @@ def run_load(
         proc.start()
     latencies = array("d")
     statuses: dict[int, int] = {}
-    connect_errors = read_errors = timeouts = 0
+    connect_errors = read_errors = timeouts = unanswered = 0
     try:
         for _ in procs:
-            lat, st, ce, re_, to = queue.get(timeout=duration + timeout + 60)
+            lat, st, ce, re_, to, un = queue.get(timeout=duration + timeout + 60)
             latencies.frombytes(lat)
             for code, count in st.items():
                 statuses[code] = statuses.get(code, 0) + count
             connect_errors += ce
             read_errors += re_
             timeouts += to
+            unanswered += un
     finally:
         for proc in procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
     ordered = sorted(latencies)
-    total = len(ordered)
+    total = len(ordered) - unanswered  # answered requests
     ok = sum(count for code, count in statuses.items() if 200 <= code < 300)
     return LoadResult(
         tool="python-loadgen",
@@ -342,6 +358,7 @@ def run_load(
         p99_ms=percentile(ordered, 99),
         max_ms=ordered[-1] if ordered else 0.0,
         statuses={str(code): count for code, count in sorted(statuses.items())},
+        unanswered=unanswered,
     )
 
 

@@ -316,6 +316,7 @@ def _to_record(
         "read/write": result.read_errors,
         "timeout": result.timeouts,
         "non-2xx": result.non_2xx,
+        "unanswered at end": result.unanswered,
     }
     errors = sum(detail.values())
     return Record(
