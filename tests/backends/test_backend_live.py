@@ -7,6 +7,7 @@ SQL poll's second without Redis, and Redis going away loses no revocation.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.live
 ALICE = {"username": "alice", "password": "correct-horse"}
 #: New connection per probe, so the kernel spreads them over the host's two workers.
 CLOSE = {"Connection": "close"}
-#: Refusals in a row that show every worker of a host has learned of a revocation.
-CONFIRM = 10
+WORKERS = 2
+#: Our access-log format (tests/live.py): "<pid> status".
+ACCESS = re.compile(r"<(\d+)> (\d{3})")
 
 
 def auth(token: str) -> dict[str, str]:
@@ -54,34 +56,59 @@ def postgres(postgres_server: PostgresRun) -> PostgresRun:
     return postgres_server
 
 
-def propagation(a: Server, b: Server, budget: float) -> float | None:
-    """Log in and out on A; seconds until B refuses the token on every worker, or None.
+class Workers:
+    """Requests to one host, each paired with the worker that answered (its access log)."""
 
-    "Every worker": the refusals that follow must hold for :data:`CONFIRM` probes in a
-    row on fresh connections (the kernel hands them to either worker); a 200 in between
-    (a worker that has not learned yet) starts the count again.
+    def __init__(self, server: Server) -> None:
+        assert server.access_log is not None
+        self.log = server.access_log
+        self.server = server
+        self.seen = len(self._lines())
+
+    def _lines(self) -> list[tuple[str, int]]:
+        if not self.log.exists():
+            return []
+        return [(pid, int(status)) for pid, status in ACCESS.findall(self.log.read_text())]
+
+    def get(self, client: httpx.Client, path: str, token: str) -> tuple[str, int]:
+        status = client.get(f"{self.server.url}{path}", headers=auth(token)).status_code
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            lines = self._lines()
+            if len(lines) > self.seen:
+                pid, logged = lines[self.seen]
+                self.seen += 1
+                assert logged == status
+                return pid, status
+            time.sleep(0.001)
+        raise AssertionError("the access log did not record the request")
+
+
+def propagation(a: Server, b: Server, budget: float) -> float | None:
+    """Log in and out on A; seconds until every worker of B refuses the token, or None.
+
+    Each probe is a new connection (the kernel hands it to either worker) and the access
+    log says which worker answered; the result is when the last worker was first seen
+    refusing: an upper bound on when it learned. A worker never accepts the token again
+    after refusing it.
     """
+    workers = Workers(b)
     with httpx.Client(timeout=5) as client:  # one client: no TLS context per probe
-        pair = client.post(f"{a.url}/login", json=ALICE).json()
-        token = pair["access_token"]
-        assert client.get(f"{b.url}/protected", headers=auth(token)).status_code == 200
+        token = client.post(f"{a.url}/login", json=ALICE).json()["access_token"]
+        assert workers.get(client, "/protected", token)[1] == 200
         assert client.post(f"{a.url}/logout", headers=auth(token)).status_code == 200
         start = time.perf_counter()
-        refused_since: float | None = None
-        streak = 0
-        while True:
-            now = time.perf_counter() - start
-            if refused_since is None and now > budget:
-                return None
-            status = client.get(f"{b.url}/protected", headers=auth(token)).status_code
+        learned: dict[str, float] = {}
+        while (now := time.perf_counter() - start) < budget:
+            pid, status = workers.get(client, "/protected", token)
             if status == 401:
-                refused_since = now if refused_since is None else refused_since
-                streak += 1
-                if streak >= CONFIRM:
-                    return refused_since
+                learned.setdefault(pid, now)
+                if len(learned) == WORKERS:
+                    return max(learned.values())
             else:
                 assert status == 200
-                refused_since, streak = None, 0
+                assert pid not in learned, "a worker accepted a token it had refused"
+        return None
 
 
 @pytest.fixture
@@ -92,7 +119,7 @@ def two_hosts(
     env = host_env(postgres, REDIS_URL=redis_server.url, REDIS_PREFIX=prefix)
     with (
         Server(instance(tmp_path, "a"), workers=2, env=env) as a,
-        Server(instance(tmp_path, "b"), workers=2, env=env) as b,
+        Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
     ):
         yield a, b, prefix
 
@@ -116,7 +143,8 @@ def test_tokens_and_revocations_cross_hosts(two_hosts: tuple[Server, Server, str
     assert None not in delays, f"logout on A not enforced by B within 1.5 s: {delays}"
     measured = [d for d in delays if d is not None]
     assert sum(d < 0.1 for d in measured) >= 9, f"not within 100 ms via Redis: {measured}"
-    # 0 means the first probe sent after the logout's answer was already refused.
+    # An upper bound: the time until probes (new connections) had reached and been refused
+    # by both workers of B; 0 would mean the very first probes already were.
     print(
         f"\nlogout on A -> refused by B via Redis: median {statistics.median(measured) * 1e3:.2f}"
         f" ms, max {max(measured) * 1e3:.2f} ms over {len(measured)}"
@@ -146,7 +174,7 @@ def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresR
     try:
         with (
             Server(instance(tmp_path, "a"), workers=2, env=env) as a,
-            Server(instance(tmp_path, "b"), workers=2, env=env) as b,
+            Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
         ):
             assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
             assert propagation(a, b, budget=0.1) is not None
@@ -178,7 +206,7 @@ def test_without_redis_the_sql_poll_bounds_propagation(
     env = host_env(postgres, REDIS_URL="")
     with (
         Server(instance(tmp_path, "a"), workers=2, env=env) as a,
-        Server(instance(tmp_path, "b"), workers=2, env=env) as b,
+        Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
     ):
         assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
         delays = [propagation(a, b, budget=1.5) for _ in range(5)]
