@@ -169,9 +169,40 @@ class RedisRun:
         return run(cleanup())
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def sweep_stale_databases(admin_url: str) -> list[str]:
+    """Drop ``qa_<pid>_*`` databases left by runs that were killed before cleaning up:
+    their process is gone from this machine and nobody is connected to them.
+    """
+    conn = await asyncpg.connect(_asyncpg_dsn(admin_url), timeout=3)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database d WHERE datname ~ '^qa_[0-9]+_[0-9a-f]+'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)"
+        )
+        dropped = []
+        for (name,) in rows:
+            if not _alive(int(name.split("_")[1])):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                dropped.append(name)
+        return dropped
+    finally:
+        await conn.close()
+
+
 def start_postgres() -> PostgresRun:
     server = PostgresRun(POSTGRES_URL)
     try:
+        run(sweep_stale_databases(POSTGRES_URL))
         server.create()
     except (OSError, asyncpg.PostgresError, TimeoutError) as error:
         unavailable(f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()}", error)
