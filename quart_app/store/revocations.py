@@ -3,6 +3,8 @@
 Rows are only appended (and pruned once expired). Workers pull what is new by id; the
 last few seconds are read again on every pull because on PostgreSQL ids from concurrent
 transactions can become visible out of order, and re-applying an entry is harmless.
+Those seconds are counted by the database's clock, never by the hosts' own clocks, so
+hosts whose clocks disagree cannot make a late-visible row fall outside the window.
 """
 
 from __future__ import annotations
@@ -32,20 +34,27 @@ def _key(entry: Revocation) -> str:
     return f"{entry.kind}:{entry.value}"
 
 
-def _row(entry: Revocation, now: float) -> dict[str, Any]:
+def _row(entry: Revocation) -> dict[str, Any]:
     return {
         "key": _key(entry),
         "kind": entry.kind,
         "value": entry.value,
         "not_before": entry.not_before,
         "expires_at": entry.expires_at,
-        "created_at": now,
     }
 
 
 class SqlRevocationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def _clock(self) -> Any:
+        """Now, by the database's clock where several hosts write (their clocks may differ):
+        ``created_at`` is only ever compared with this same clock (the re-read window).
+        """
+        if self.db.engine.dialect.name == "postgresql":
+            return func.extract("epoch", func.clock_timestamp())
+        return time.time()  # SQLite: one host, one clock
 
     def _insert_ignore(self) -> Any:
         dialect = self.db.engine.dialect.name
@@ -57,12 +66,12 @@ class SqlRevocationStore:
 
     @retry_conflicts()
     async def add(self, entries: Iterable[Revocation]) -> None:
-        now = time.time()
-        rows = [_row(entry, now) for entry in entries]
+        rows = [_row(entry) for entry in entries]
         if not rows:
             return
+        insert = self._insert_ignore().values(created_at=self._clock())
         async with self.db.session() as session, session.begin():
-            await session.execute(self._insert_ignore(), rows)
+            await session.execute(insert, rows)
 
     @retry_conflicts()
     async def claim(self, entry: Revocation) -> bool:
@@ -73,7 +82,7 @@ class SqlRevocationStore:
         """
         try:
             async with self.db.session() as session, session.begin():
-                session.add(RevocationRow(**_row(entry, time.time())))
+                session.add(RevocationRow(**_row(entry), created_at=self._clock()))
         except IntegrityError:
             return False
         return True
@@ -86,13 +95,12 @@ class SqlRevocationStore:
             return found is not None
 
     async def changes_since(self, cursor: int | None) -> tuple[list[Revocation], int]:
-        now = time.time()
-        query = select(RevocationRow).where(RevocationRow.expires_at > now)
+        query = select(RevocationRow).where(RevocationRow.expires_at > time.time())
         if cursor is not None:
             query = query.where(
                 or_(
                     RevocationRow.id > cursor,
-                    RevocationRow.created_at > now - REREAD_SECONDS,
+                    RevocationRow.created_at > self._clock() - REREAD_SECONDS,
                 )
             )
         async with self.db.session() as session:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+import types
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from support import Client, bearer, login, register
 from quart_app.jwt.revocation import Revocation
 from quart_app.services import services
 from quart_app.store import SqlRevocationStore, UsernameTaken
+from quart_app.store import revocations as revocations_module
 
 #: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.
 POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
@@ -249,3 +251,43 @@ async def test_pool_settings_reach_the_engine_and_exhaustion_answers_503(
             "/register", json={"username": "frank", "password": "pw-123456"}
         )
         assert response.status_code == 201
+
+
+@POSTGRES_ONLY
+async def test_rows_visible_late_are_read_whatever_the_hosts_clocks(
+    app: Quart, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL hands out ids before commit, so a row can become visible after rows
+    with higher ids; the re-read window catches it, counted by the database's clock.
+    """
+    store = SqlRevocationStore(services(app).db)
+    # This host's clock is a minute slow: created_at must not come from it.
+    skewed = types.SimpleNamespace(time=lambda: time.time() - 60)
+    monkeypatch.setattr(revocations_module, "time", skewed)
+    _, cursor = await store.changes_since(None)
+    postgres: PostgresRun = request.getfixturevalue("postgres_server")
+    other_host = await asyncpg.connect(postgres.dsn)
+    try:
+        late = other_host.transaction()
+        await late.start()
+        await other_host.execute(  # takes an id now, commits later
+            "INSERT INTO revocations (key, kind, value, expires_at, created_at)"
+            " VALUES ('jti:late', 'jti', 'late', $1, extract(epoch from clock_timestamp()))",
+            time.time() + 60,
+        )
+        await store.add([_entry("jti", "early")])  # a higher id, committed first
+        entries, cursor = await store.changes_since(cursor)
+        assert [e.value for e in entries] == ["early"]
+        await late.commit()
+    finally:
+        await other_host.close()
+    entries, _ = await store.changes_since(cursor)
+    assert "late" in [e.value for e in entries]
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        drift = await conn.fetchval(
+            "SELECT max(abs(created_at - extract(epoch from clock_timestamp()))) FROM revocations"
+        )
+    finally:
+        await conn.close()
+    assert drift < 30  # by the database's clock, not the slow host's
