@@ -19,7 +19,12 @@ from support import SECRET, bearer, login, make_config, register
 
 from quart_app import create_app
 from quart_app.observability import observability
-from quart_app.observability.logs import JsonFormatter, request_id_var
+from quart_app.observability.logs import (
+    JsonFormatter,
+    configure_logging,
+    log_request,
+    request_id_var,
+)
 from quart_app.services import services
 
 METRICS_TOKEN = "scrape-token-0123456789"
@@ -295,3 +300,43 @@ async def test_readyz_checks_redis_when_configured(
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert (await response.get_json())["checks"] == {"database": "ok", "redis": "unavailable"}
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_the_direct_request_line_matches_the_logging_one(
+    log_format: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production writes request lines directly; it must be the handler's exact text."""
+    configure_logging(log_format, "INFO")
+    logger = logging.getLogger("quart_app.access")
+    fields: dict[str, Any] = {
+        "method": "GET",
+        "path": "/protected",
+        "route": "/protected",
+        "status": 200,
+        "duration": 0.000421,
+        "client": "10.0.0.7",
+        "user_id": "3",
+    }
+    token = request_id_var.set("same-id")
+    try:
+        assert logging.root.handlers  # pytest's capture: the logging path is taken
+        log_request(logger, **fields)
+        through_logging = capsys.readouterr().err
+        monkeypatch.setattr(logging.root, "handlers", [])  # as under Hypercorn
+        log_request(logger, **fields)
+        direct = capsys.readouterr().err
+    finally:
+        request_id_var.reset(token)
+    assert through_logging.count("\n") == direct.count("\n") == 1
+    if log_format == "json":
+        first, second = json.loads(through_logging), json.loads(direct)
+        assert first.pop("ts")[:19] == second.pop("ts")[:19]
+        assert first == second
+        assert second["msg"] == "GET /protected 200 0.42ms" and second["request_id"] == "same-id"
+    else:
+        # The same line but for the milliseconds of the timestamp.
+        assert through_logging[:19] == direct[:19]
+        assert through_logging[23:] == direct[23:]
+        assert direct[23:].startswith(" INFO quart_app.access [same-id] GET /protected 200 0.42ms")
+        assert direct.rstrip().endswith("route=/protected client=10.0.0.7 user_id=3")
