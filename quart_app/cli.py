@@ -63,12 +63,14 @@ def _app() -> Quart:
         raise click.ClickException(_one_line(error)) from None
 
 
-def _run(work: Callable[[Services], Awaitable[T]], *, hashing: bool = False) -> T:
+def _run(
+    work: Callable[[Services], Awaitable[T]], *, hashing: bool = False, app: Quart | None = None
+) -> T:
     """Open the database (and the hashing pool), run ``work``, close them again."""
     from .observability import observability
     from .services import services
 
-    app = _app()
+    app = app if app is not None else _app()
     svc = services(app)
     metrics = observability(app).metrics
 
@@ -155,6 +157,10 @@ def revoke_user(username: str) -> None:
     """
     from .jwt.revocation import Revocation
     from .schemas import username_key
+    from .store.redis_bus import BUS_EXTENSION_KEY
+
+    app = _app()
+    bus = app.extensions.get(BUS_EXTENSION_KEY)
 
     async def work(svc: Services) -> tuple[int, str, float]:
         user = await svc.users.by_key(username_key(username))
@@ -164,10 +170,16 @@ def revoke_user(username: str) -> None:
         config = svc.config
         horizon = max(config["JWT_REFRESH_TOKEN_EXPIRES"], config["JWT_ACCESS_TOKEN_EXPIRES"])
         entry = Revocation("user", str(user.id), expires_at=now + horizon, not_before=now)
-        await svc.revocations.store.add([entry])
+        if bus is not None:  # with Redis, workers hear of it at once, not at their next poll
+            await bus.start(svc.revocations)
+        try:
+            await svc.revocations.store.add([entry])
+        finally:
+            if bus is not None:
+                await bus.stop()
         return user.id, user.username, now
 
-    user_id, name, now = _run(work)
+    user_id, name, now = _run(work, app=app)
     when = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
     click.echo(f"revoked every token of {name} (id {user_id}) issued before {when}")
 

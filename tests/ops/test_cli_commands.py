@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import jwt
+from backend_servers import RedisRun
 from ops_helpers import BIN, ROOT, cli, cli_env, run_cli
 from support import bearer, login, make_config, register
 
@@ -226,3 +227,24 @@ async def test_rotate_keys_adds_a_signing_key_old_tokens_keep_working(tmp_path: 
         assert response.status_code == 200
         jwks = await (await client.get("/.well-known/jwks.json")).get_json()
         assert {old_kid, new_kid} <= {key["kid"] for key in jwks["keys"]}
+
+
+async def test_revoke_user_reaches_workers_through_redis_at_once(
+    tmp_path: Path, redis_server: RedisRun
+) -> None:
+    redis = {"REDIS_URL": redis_server.url, "REDIS_PREFIX": redis_server.next_prefix()}
+    # The SQL poll is a minute away: only the Redis message can be this fast.
+    app = create_app(make_config(tmp_path, REVOCATION_SYNC_INTERVAL=60, **redis))
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        tokens = await login(client)
+        await asyncio.sleep(1.05)  # "issued before now" has one-second resolution (iat)
+        result = await cli(["revoke-user", "alice"], cli_env(tmp_path, **redis))
+        assert result.exit_code == 0, result.output
+        deadline = time.monotonic() + 3
+        response = await client.get("/protected", headers=bearer(tokens["access_token"]))
+        while response.status_code == 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            response = await client.get("/protected", headers=bearer(tokens["access_token"]))
+        assert response.status_code == 401
