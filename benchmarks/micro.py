@@ -225,6 +225,12 @@ async def _bench_quart(n: int) -> list[dict[str, Any]]:
             )
         )
         rows += await _bench_asgi("quart_app", app, token, n)
+    from quart_app.settings import DEFAULTS
+
+    if "FAST_PATH" in DEFAULTS:
+        slow_app = create_app(FAST_PATH=False)
+        async with slow_app.test_app():
+            rows += await _bench_asgi("quart_app (FAST_PATH=false)", slow_app, token, n)
     return rows
 
 

@@ -165,6 +165,26 @@ def _busy_warning(machine: dict[str, str]) -> str | None:
     )
 
 
+def source_revision(repo: Path) -> str:
+    """The commit measured, and whether quart_app/ or hypercorn.toml had local changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "quart_app", "hypercorn.toml")
+    if not dirty:
+        return f"{commit} (clean)"
+    count = len(dirty.splitlines())
+    return f"{commit} + {count} uncommitted change(s) in quart_app/ or hypercorn.toml"
+
+
 def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 

@@ -33,6 +33,15 @@ FLASK_APP = "benchmarks.baseline.app:create_app()"
 QUART_NOOP_APP = "benchmarks.peers.quart_noop:create_app()"
 
 
+def has_fast_path_setting() -> bool:
+    """Whether quart_app has a ``FAST_PATH`` setting (its ASGI shortcut for claims routes)."""
+    try:
+        from quart_app.settings import DEFAULTS
+    except ImportError:
+        return False
+    return "FAST_PATH" in DEFAULTS
+
+
 def has_serve_launcher() -> bool:
     """Whether quart_app ships its SO_REUSEPORT launcher (``python -m quart_app.serve``)."""
     return (REPO / "quart_app" / "serve.py").exists()
@@ -92,6 +101,13 @@ def target_specs() -> dict[str, TargetSpec]:
             "quart",
             (hypercorn, "--config", "hypercorn.toml", "--bind", bind, QUART_NOOP_APP),
             dict(QUART_BENCH_ENV),
+        ),
+        TargetSpec(
+            "quart-noop-nofast-hypercorn",
+            "quart_app + /noop, FAST_PATH=false, hypercorn.toml",
+            "quart",
+            (hypercorn, "--config", "hypercorn.toml", "--bind", bind, QUART_NOOP_APP),
+            {**QUART_BENCH_ENV, "FAST_PATH": "false"},
         ),
         TargetSpec(
             "quart-uvicorn",

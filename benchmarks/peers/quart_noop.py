@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 
-def create_app() -> Any:
-    """Build quart_app from the environment and add ``GET /noop``."""
+def create_app(**config: Any) -> Any:
+    """Build quart_app from the environment (and `config`) and add ``GET /noop``."""
     from quart_app.app import create_app as create_quart_app
 
-    app = create_quart_app()
+    app = create_quart_app(config or None)
 
     async def noop() -> dict[str, str]:
         return {"status": "ok"}
