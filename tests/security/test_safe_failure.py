@@ -67,6 +67,8 @@ async def test_nosniff_on_every_kind_of_response(
     pair = await login(client)
     responses = {
         "200": await client.get("/healthz"),
+        "200-protected": await client.get("/protected", headers=bearer(pair["access_token"])),
+        "200-protected-again": await client.get("/protected", headers=bearer(pair["access_token"])),
         "201": await client.post("/register", json={"username": "bob", "password": "p" * 12}),
         "200-token": await client.post("/login", json={"username": "bob", "password": "p" * 12}),
         "400": await client.post("/register", json={"username": 1}),
@@ -87,6 +89,8 @@ async def test_nosniff_on_every_kind_of_response(
     for name, response in responses.items():
         assert response.headers.get("X-Content-Type-Options") == "nosniff", name
     assert responses["413"].status_code == 413
+    # The second /protected may be answered from the verified-token cache: same headers.
+    assert responses["200-protected-again"].status_code == 200
 
 
 async def test_token_responses_are_not_stored(tokens: dict[str, Any], client: Client) -> None:
