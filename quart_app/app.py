@@ -11,13 +11,14 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
 from .cli import register_commands
 from .errors import register_error_handlers
+from .fastpath import ClaimsFastPath
 from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keydir import keys_from_settings
 from .lifecycle import init_lifecycle
 from .middleware import DrainRequestBody
 from .observability import init_observability
-from .routes import THROTTLED_ENDPOINTS, register_blueprints
+from .routes import CLAIMS_ROUTES, THROTTLED_ENDPOINTS, register_blueprints
 from .security.cors import init_cors
 from .security.limits import init_request_limits
 from .security.passwords import Passwords
@@ -115,4 +116,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     init_observability(app)
     init_lifecycle(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
+    # Outermost: answers GET /protected for cached tokens before any other layer.
+    app.asgi_app = ClaimsFastPath(app.asgi_app, app, CLAIMS_ROUTES)  # type: ignore[method-assign]
     return app

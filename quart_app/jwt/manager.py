@@ -423,6 +423,26 @@ class JWTManager:
             header, claims = run(True)
             raise _expired(header, claims) from error
 
+    def cached(self, encoded: str) -> tuple[Claims, Claims] | None:
+        """``(header, claims)`` of a token this worker verified before and that has not
+        expired, without copying (callers must not modify them); None otherwise."""
+        cached = self._verified.get(encoded)
+        if cached is None:
+            return None
+        header, claims, exp = cached
+        if exp is not None and exp <= time.time() - self.config.leeway:
+            return None
+        return header, claims
+
+    @property
+    def has_custom_checks(self) -> bool:
+        """Whether a loader takes part in verification (blocklist, claims check, user lookup)."""
+        return (
+            self._token_in_blocklist is not None
+            or self._token_verification is not None
+            or self._user_lookup is not None
+        )
+
     def forget_verified(self) -> None:
         """Drop every cached verification (after a key rotation)."""
         self._verified.clear()

@@ -7,6 +7,10 @@ from quart import Quart
 from .auth import bp as auth_bp
 from .meta import bp as meta_bp
 from .users import bp as users_bp
+from .users import logged_in_as
+
+#: GET routes answered from the token's claims alone (see ``quart_app.fastpath``).
+CLAIMS_ROUTES = {"/protected": logged_in_as}
 
 #: Endpoints throttled per client address.
 THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh")

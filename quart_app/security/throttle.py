@@ -14,22 +14,25 @@ from quart_rate_limiter.store import MemoryStore
 
 
 def client_address() -> str:
-    """The client's address: the peer, or the address ``TRUSTED_PROXY_HOPS`` proxies report.
+    """The client's address: the peer, or the address ``TRUSTED_PROXY_HOPS`` proxies report."""
+    return forwarded_address(
+        request.remote_addr,
+        request.headers.getlist("X-Forwarded-For"),
+        int(current_app.config["TRUSTED_PROXY_HOPS"]),
+    )
 
-    With N trusted proxies, the N-th ``X-Forwarded-For`` entry from the right is the one
+
+def forwarded_address(peer: str | None, forwarded_for: Iterable[str], hops: int) -> str:
+    """With N trusted proxies, the N-th ``X-Forwarded-For`` entry from the right is the one
     the outermost trusted proxy saw; anything left of it is client-controlled and ignored.
     """
-    hops = int(current_app.config["TRUSTED_PROXY_HOPS"])
     if hops > 0:
         forwarded = [
-            part.strip()
-            for value in request.headers.getlist("X-Forwarded-For")
-            for part in value.split(",")
-            if part.strip()
+            part.strip() for value in forwarded_for for part in value.split(",") if part.strip()
         ]
         if len(forwarded) >= hops:
             return str(forwarded[-hops])
-    return request.remote_addr or "unknown"
+    return peer or "unknown"
 
 
 def limit_key(address: str) -> str:
