@@ -75,7 +75,10 @@ async def test_default_allows_an_office_of_100_a_minute(app: Quart) -> None:
     client = app.test_client()
     statuses = [await hit(client) for _ in range(100)]
     assert 429 not in statuses
-    assert await hit(client) == 429  # ... and it is a limit.
+    # ... and it is a limit. The budget refills at 100/min (one request per 0.6 s), so on a
+    # slow machine the 101st request may have earned one back: allow for a few.
+    extra = [await hit(client) for _ in range(20)]
+    assert 429 in extra
 
 
 async def test_spoofed_forwarded_for_is_ignored_without_trusted_hops(small_limit: Quart) -> None:
