@@ -97,9 +97,6 @@ DEFAULTS: dict[str, Any] = {
     "READINESS_TIMEOUT": 2.0,
     # Answer GET /protected for already-verified tokens below Quart (quart_app/fastpath.py).
     "FAST_PATH": True,
-    # Users listing.
-    "USERS_PAGE_DEFAULT": 50,
-    "USERS_PAGE_MAX": 500,
 }
 
 
