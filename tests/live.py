@@ -35,6 +35,7 @@ class Server:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         access_log: Path | None = None,
+        launcher: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -50,7 +51,7 @@ class Server:
             # Exercise the generated, persisted secret unless a test sets one.
             self.env.pop("JWT_SECRET_KEY", None)
         self.args = [
-            *HYPERCORN,
+            *(launcher or HYPERCORN),
             "--config",
             str(ROOT / "hypercorn.toml"),
             "--bind",
