@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -28,8 +29,11 @@ def test_each_worker_binds_its_own_socket_and_stops_cleanly(tmp_path: Path) -> N
     server = Server(tmp_path / "instance", workers=2, launcher=SERVE)
     server.start()
     try:
-        sockets = listening_sockets(server.port)
         # Plain hypercorn shows one socket shared by its workers; here there is one each.
+        # The first worker may answer /healthz before the second has bound: wait for it.
+        deadline = time.monotonic() + 20
+        while len(sockets := listening_sockets(server.port)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert len(sockets) == 2, sockets
         credentials = {"username": "alice", "password": "correct-horse"}
         assert httpx.post(f"{server.url}/register", json=credentials).status_code == 201
