@@ -36,6 +36,7 @@ from hypercorn.typing import (
 )
 from quart import Quart
 
+from .jsonprovider import OPTIONS as JSON_OPTIONS
 from .jwt import get_manager
 from .observability import observability
 from .observability.logs import (
@@ -144,7 +145,7 @@ class ClaimsFastPath:
         ):
             return None
         # Quart's jsonify ends the body with a newline; so does this, byte for byte.
-        body = orjson.dumps(view(claims)) + b"\n"
+        body = orjson.dumps(view(claims), option=JSON_OPTIONS) + b"\n"
         rid = request_id_from(request_id.decode("latin-1") if request_id else None)
         return started, body, rid, claims, forwarded
 

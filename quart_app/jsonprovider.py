@@ -14,11 +14,18 @@ def _default(value: Any) -> Any:
     return to_jsonable_python(value)
 
 
+#: What Flask's ``response()`` passes on every response: compact, which orjson always is.
+_COMPACT = {"separators": (",", ":")}
+#: Keys sorted as Flask does by default (``sort_keys = True``); int keys (OpenAPI status
+#: codes) become strings, as with the standard library.
+OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 class OrjsonProvider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        if kwargs:  # indent, sort_keys...: the rare pretty-printing callers
+        if kwargs and kwargs != _COMPACT:  # indent...: the rare pretty-printing callers
             return super().dumps(obj, **kwargs)
-        return orjson.dumps(obj, default=_default).decode()
+        return orjson.dumps(obj, default=_default, option=OPTIONS).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)

@@ -71,3 +71,15 @@ def test_configured_secret_is_used_and_not_written(tmp_path: Path) -> None:
     app = create_app({"INSTANCE_PATH": str(tmp_path), "JWT_SECRET_KEY": secret})
     assert app.config["JWT_SECRET_KEY"] == secret
     assert not (tmp_path / "jwt-secret.key").exists()
+
+
+async def test_responses_are_compact_sorted_json_from_orjson(tmp_path: Path) -> None:
+    import orjson
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "JWT_SECRET_KEY": "s" * 40})
+    async with app.app_context():
+        from quart import jsonify
+
+        body = await jsonify({"b": 1, "a": [1, 2]}).get_data()
+    assert body == b'{"a":[1,2],"b":1}\n'
+    assert orjson.loads(body) == {"a": [1, 2], "b": 1}
