@@ -20,7 +20,6 @@ metrics. ``FAST_PATH=false`` turns it off.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping
 from time import perf_counter
@@ -40,9 +39,7 @@ from .jsonprovider import OPTIONS as JSON_OPTIONS
 from .jwt import get_manager
 from .observability import observability
 from .observability.logs import (
-    ACCESS_LOGGER,
     REQUEST_ID_HEADER,
-    log_request,
     request_id_from,
     request_id_var,
 )
@@ -52,7 +49,6 @@ ClaimsView = Callable[[Mapping[str, Any]], Any]
 
 _BEARER = re.compile(rb"Bearer ([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)")
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
-_access_log = logging.getLogger(ACCESS_LOGGER)
 _STATIC_HEADERS = [(b"content-type", b"application/json"), (b"x-content-type-options", b"nosniff")]
 
 
@@ -157,27 +153,24 @@ class ClaimsFastPath:
         forwarded: list[str],
         elapsed: float,
     ) -> None:
-        state = observability(self.quart_app)
         path = scope["path"]
-        if state.metrics is not None:
-            state.metrics.observe_request("GET", path, 200, elapsed, None)
-            state.metrics.observe_verification("ok")
-        if state.access_log:
-            logger = _access_log
-            if logger.isEnabledFor(logging.INFO):
-                # As Quart's request.remote_addr.
-                peer = (scope.get("client") or ("<local>",))[0]
-                request_id_var.set(request_id)
-                sub = claims.get(get_manager(self.quart_app).config.identity_claim_key)
-                log_request(
-                    logger,
-                    method="GET",
-                    path=path,
-                    route=path,
-                    status=200,
-                    duration=elapsed,
-                    client=forwarded_address(
-                        peer, forwarded, int(self.quart_app.config["TRUSTED_PROXY_HOPS"])
-                    ),
-                    user_id=None if sub is None else str(sub),
-                )
+        sub = claims.get(get_manager(self.quart_app).config.identity_claim_key)
+        request_id_var.set(request_id)
+
+        def client() -> str:
+            # As Quart's request.remote_addr, behind TRUSTED_PROXY_HOPS proxies.
+            peer = (scope.get("client") or ("<local>",))[0]
+            hops = int(self.quart_app.config["TRUSTED_PROXY_HOPS"])
+            return forwarded_address(peer, forwarded, hops)
+
+        observability(self.quart_app).record(
+            method="GET",
+            path=path,
+            route=path,
+            status=200,
+            elapsed=elapsed,
+            endpoint=None,
+            verified=True,
+            client=client,
+            user_id=None if sub is None else str(sub),
+        )

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, cast
@@ -48,6 +49,39 @@ class Observability:
     metrics: Metrics | None
     readiness: Readiness
     access_log: bool
+
+    def record(
+        self,
+        *,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        elapsed: float,
+        endpoint: str | None,
+        verified: bool,
+        client: Callable[[], str],
+        user_id: str | None,
+    ) -> None:
+        """Count and log one finished request (Quart's hook and the fast path alike).
+
+        ``client`` is only called when the line is logged: it may parse headers.
+        """
+        if self.metrics is not None:
+            self.metrics.observe_request(method, route, status, elapsed, endpoint)
+            if verified:
+                self.metrics.observe_verification("ok")
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
+            log_request(
+                access_log,
+                method=method,
+                path=path,
+                route=route,
+                status=status,
+                duration=elapsed,
+                client=client(),
+                user_id=user_id,
+            )
 
 
 def observability(app: Quart) -> Observability:
@@ -90,8 +124,6 @@ def init_observability(app: Quart) -> None:
 
 
 def _add_request_hooks(app: Quart, state: Observability) -> None:
-    metrics = state.metrics
-    log_requests = state.access_log
     # No proxy to trust: the peer is the client (what client_address() would say, cheaper).
     direct_clients = int(app.config["TRUSTED_PROXY_HOPS"]) <= 0
 
@@ -117,24 +149,19 @@ def _add_request_hooks(app: Quart, state: Observability) -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
         rule = req.url_rule
         route = rule.rule if rule is not None else "<unmatched>"
-        status = response.status_code
         claims = getattr(store, "_jwt_extended_jwt", None)
-        if metrics is not None:
-            metrics.observe_request(req.method, route, status, elapsed, req.endpoint)
-            if claims and not getattr(store, "_obs_failed", False):
-                metrics.observe_verification("ok")
-        if log_requests and access_log.isEnabledFor(logging.INFO):
-            user = claims.get("sub") if claims else None
-            log_request(
-                access_log,
-                method=req.method,
-                path=req.path,
-                route=route,
-                status=status,
-                duration=elapsed,
-                client=(req.remote_addr or "unknown") if direct_clients else client_address(),
-                user_id=None if user is None else str(user),
-            )
+        user = claims.get("sub") if claims else None
+        state.record(
+            method=req.method,
+            path=req.path,
+            route=route,
+            status=response.status_code,
+            elapsed=elapsed,
+            endpoint=req.endpoint,
+            verified=bool(claims) and not getattr(store, "_obs_failed", False),
+            client=(lambda: req.remote_addr or "unknown") if direct_clients else client_address,
+            user_id=None if user is None else str(user),
+        )
         return response
 
     # First, so that even a request another hook refuses (429) is timed and logged.
