@@ -7,6 +7,8 @@ deploy step can migrate before any host starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from ..settings import load_settings
@@ -28,6 +30,17 @@ url_option = click.option(
 )
 
 
+def _move(step: Callable[[str, str], object], url: str | None, revision: str) -> None:
+    """Run an Alembic ``step`` to ``revision`` and say where the database is now."""
+    target = _url(url)
+    try:
+        step(target, revision)
+        now = migrate.current(target)
+    except Exception as error:
+        raise _fail(error) from None
+    click.echo(f"database at {', '.join(sorted(now)) or 'base'}")
+
+
 @click.group("db")
 def db() -> None:
     """Database schema migrations (Alembic)."""
@@ -38,13 +51,7 @@ def db() -> None:
 @url_option
 def upgrade(revision: str, url: str | None) -> None:
     """Migrate the database to REVISION (default: the newest). Safe to run on every deploy."""
-    target = _url(url)
-    try:
-        migrate.upgrade(target, revision)
-        now = migrate.current(target)
-    except Exception as error:
-        raise _fail(error) from None
-    click.echo(f"database at {', '.join(sorted(now)) or 'base'}")
+    _move(migrate.upgrade, url, revision)
 
 
 @db.command("downgrade")
@@ -52,13 +59,7 @@ def upgrade(revision: str, url: str | None) -> None:
 @url_option
 def downgrade(revision: str, url: str | None) -> None:
     """Migrate the database back to REVISION ("base" removes every table)."""
-    target = _url(url)
-    try:
-        migrate.downgrade(target, revision)
-        now = migrate.current(target)
-    except Exception as error:
-        raise _fail(error) from None
-    click.echo(f"database at {', '.join(sorted(now)) or 'base'}")
+    _move(migrate.downgrade, url, revision)
 
 
 @db.command("current")
