@@ -67,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         memory_cost=settings["ARGON2_MEMORY_COST"],
         parallelism=settings["ARGON2_PARALLELISM"],
         threads=settings["PASSWORD_HASH_THREADS"],
+        nice=settings["PASSWORD_HASH_NICE"],
     )
     # With Redis, revocations also fan out by pub/sub (milliseconds); SQL stays the truth.
     bus = RedisRevocationBus.from_settings(settings)

@@ -64,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
     "ARGON2_MEMORY_COST": 19 * 1024,
     "ARGON2_PARALLELISM": 1,
     "PASSWORD_HASH_THREADS": os.cpu_count() or 2,
+    # Hashing threads run this much nicer than the event loop (Linux, 0..19), so a storm of
+    # logins takes the CPU the loop leaves idle instead of delaying token checks. When
+    # token checks saturate the CPU, logins then get little of it: 0 shares it evenly.
+    "PASSWORD_HASH_NICE": 19,
     # Throttling per client address on /login, /register and /token/refresh.
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_AUTH_LIMIT": 100,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 
-from quart_app.security.passwords import Passwords
+import pytest
+
+from quart_app.security.passwords import Passwords, lower_thread_priority
 
 
 def make(**overrides: int) -> Passwords:
@@ -88,3 +92,31 @@ async def test_needs_rehash_when_parameters_change() -> None:
         await old.stop()
     assert not old.needs_rehash(hashed)
     assert make(time_cost=2).needs_rehash(hashed)
+
+
+def own_priority() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+async def test_hashing_threads_run_nicer_than_the_event_loop() -> None:
+    loop_priority = own_priority()
+    passwords = make(nice=5)
+    await passwords.start()
+    try:
+        assert passwords._pool is not None
+        loop = asyncio.get_running_loop()
+        in_pool = await asyncio.gather(
+            *(loop.run_in_executor(passwords._pool, own_priority) for _ in range(4))
+        )
+        assert set(in_pool) == {min(19, loop_priority + 5)}
+        assert own_priority() == loop_priority  # the loop's thread is untouched
+    finally:
+        await passwords.stop()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+def test_nice_zero_leaves_the_thread_alone() -> None:
+    before = own_priority()
+    lower_thread_priority(0)
+    assert own_priority() == before
