@@ -20,6 +20,8 @@ Hypercorn runs the app in its own process (it handles the signal itself then).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -28,6 +30,8 @@ import threading
 from types import FrameType
 
 from quart import Quart
+
+from . import acceptor
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,39 @@ def install_sigterm_guard() -> bool:
     return True
 
 
+def freeze_heap() -> int:
+    """Move every object alive now into the collector's permanent generation.
+
+    A full (generation 2) collection walks every tracked object: after start-up that is
+    the whole of Quart, SQLAlchemy, pydantic and their caches, and it took 137-143 ms
+    here, stalling every request of the worker meanwhile; logins allocate enough to
+    trigger one every few seconds. Frozen objects are never scanned again (the same
+    collection then took ~1 ms), and they stay alive anyway for the worker's lifetime.
+    Returns how many objects are frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    count = gc.get_freeze_count()
+    log.debug("%d start-up objects frozen out of the garbage collector's scans", count)
+    return count
+
+
 def init_lifecycle(app: Quart) -> None:
     @app.before_serving
     async def guard_worker() -> None:
         install_sigterm_guard()
+        # Hypercorn starts its listening sockets after the app's start-up, so this is
+        # in time for them (quart_app/acceptor.py).
+        if app.config["DRAIN_ACCEPT_QUEUE"] and acceptor.is_uvloop(asyncio.get_running_loop()):
+            acceptor.install()
+
+    # Registered after every other start-up hook, so it runs last.
+    @app.before_serving
+    async def freeze_startup_objects() -> None:
+        if app.config["GC_FREEZE"]:
+            freeze_heap()
+
+    @app.after_serving
+    async def unfreeze_heap() -> None:
+        if app.config["GC_FREEZE"]:
+            gc.unfreeze()

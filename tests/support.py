@@ -25,6 +25,9 @@ def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
         "JWT_SECRET_KEY": SECRET,
         "REDIS_URL": None,
+        # One pytest process serves hundreds of apps: freezing its heap at every start-up
+        # would keep every test's garbage forever (tests/test_lifecycle.py turns it on).
+        "GC_FREEZE": False,
         **FAST_HASHING,
     }
     config.update(overrides)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import stat
 import time
 from pathlib import Path
@@ -86,3 +88,43 @@ def test_two_workers_share_users_tokens_and_revocations(tmp_path: Path) -> None:
         dead = httpx.get(f"{base}/protected", headers=new_access)
         assert dead.status_code == 401 and dead.json()["msg"] == "Token has been revoked"
         assert httpx.post(f"{base}/login", json=CREDENTIALS).status_code == 200
+
+
+def read_response(client: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response with a Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(4096)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = client.recv(4096)
+        assert chunk, f"connection closed after {data!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_burst_of_connections_is_accepted_and_served(tmp_path: Path) -> None:
+    """300 connections opened at once on 2 uvloop workers: every one gets its answer, and
+    the workers accept through quart_app.acceptor (not libuv's one-per-iteration accept)."""
+    env = {"LOG_LEVEL": "DEBUG", "ACCESS_LOG": "false"}
+    with Server(tmp_path / "instance", workers=2, env=env) as server:
+        assert httpx.post(f"{server.url}/register", json=CREDENTIALS).status_code == 201
+        token = httpx.post(f"{server.url}/login", json=CREDENTIALS).json()["access_token"]
+        request = (
+            f"GET /protected HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+        with contextlib.ExitStack() as stack:
+            clients = [
+                stack.enter_context(socket.create_connection(("127.0.0.1", server.port), 10))
+                for _ in range(300)
+            ]
+            for client in clients:
+                client.sendall(request)
+            answers = [read_response(client) for client in clients]
+        assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
+        assert all(answer.endswith(b'\r\n\r\n{"logged_in_as":"alice"}\n') for answer in answers)
+        installed = server.log_path.read_text().count("drains the accept queue on uvloop")
+        assert installed == 2  # once per worker
