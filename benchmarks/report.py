@@ -16,12 +16,15 @@ PACKAGES = (
     "quart-schema",
     "hypercorn",
     "uvicorn",
+    "granian",
     "uvloop",
     "httptools",
     "orjson",
     "pyjwt",
     "argon2-cffi",
     "sqlalchemy",
+    "asyncpg",
+    "redis",
     "flask",
     "flask-jwt-extended",
     "flask-sqlalchemy",
@@ -208,8 +211,11 @@ def write_report(
     failures: list[str],
     settings: dict[str, str],
     chart_name: str,
+    skipped: list[str] | None = None,
 ) -> Path:
-    """Write REPORT.md; `scenarios` is (key, title, how) in run order."""
+    """Write REPORT.md; `scenarios` is (key, title, how) in run order; `skipped` names the
+    variants that could not run on this machine, with the reason (not failures).
+    """
     lines = ["# Benchmark report", ""]
     lines += [f"- **{key}**: {value}" for key, value in machine.items()]
     lines += [f"- **{key}**: {value}" for key, value in settings.items()]
@@ -219,6 +225,9 @@ def write_report(
     lines += ["", f"![chart]({chart_name})", ""]
     if failures:
         lines += ["## Failures", ""] + [f"- {msg}" for msg in failures] + [""]
+    if skipped:
+        lines += ["## Skipped", "", "Not measured on this machine (no rows below for them):", ""]
+        lines += [f"- {msg}" for msg in skipped] + [""]
     lines += ["## Targets of issue 5", "", "| target | figure | verdict |", "|---|---|---|"]
     lines += [f"| {what} | {figure} | {verdict} |" for what, figure, verdict in checks]
     lines += ["", "## Results", ""]

@@ -1,14 +1,17 @@
 """The benchmark runner: ``python -m benchmarks.run`` (``make bench``).
 
-Starts the Flask baseline, quart_app and the FastAPI peer on free loopback ports with fresh
-databases, prepares accounts and tokens through each app's own /register and /login, runs
-every scenario for a bounded time against each target in interleaved rounds (A/B/A/B),
-prints a progress line per round, and writes ``REPORT.md`` and ``chart.png`` to
+Starts the Flask baseline, quart_app (under Hypercorn, uvicorn and granian; with SQLite and
+in-process stores, and with PostgreSQL + Redis) and the FastAPI peer on free loopback ports
+with fresh databases, prepares accounts and tokens through each app's own /register and
+/login, runs every scenario for a bounded time against each target in interleaved rounds
+(A/B/A/B), prints a progress line per round, and writes ``REPORT.md`` and ``chart.png`` to
 ``benchmarks/results/`` (raw rounds go to ``runs.log`` there, which git ignores).
 
 quart_app runs under its own ``hypercorn.toml`` (only ``--bind`` is overridden) with its
 login/register/refresh throttle raised through the environment, since every simulated
-client shares one loopback address; the report says so.
+client shares one loopback address; the report says so. Variants that cannot run on this
+machine (PostgreSQL or Redis unreachable, granian not installed) are skipped, not failed,
+and the report lists them with the reason.
 
 Flags: ``--seconds`` per round, ``--rounds``, ``--scenarios a,b``, ``--tool``, ``--out``,
 and ``--smoke`` (a couple of seconds per scenario, one round: for CI).
@@ -38,10 +41,15 @@ from benchmarks.report import Record, Summary
 from benchmarks.servers import (
     QUART_BENCH_ENV,
     REPO,
+    SHARED_STORES,
     Server,
     TargetSpec,
+    check_shared_stores,
     has_fast_path_setting,
     has_serve_launcher,
+    postgres_admin_url,
+    redis_url,
+    shown,
     target_specs,
 )
 
@@ -100,7 +108,18 @@ def build_scenarios(opts: Options) -> list[Scenario]:
         if has_fast_path_setting()
         else ()
     )
+    # The same app and server with PostgreSQL + Redis behind it instead of SQLite and
+    # in-process revocations and throttles: what running on several hosts costs.
+    stores = (
+        Variant("quart-hypercorn", "/protected"),
+        Variant("quart-hypercorn-pg", "/protected"),
+    )
     tool = opts.tool
+    storm_how = (
+        f"python-loadgen: GET /protected at a fixed {opts.storm_rate:g} req/s over 16"
+        " connections (latency from the intended send time), alone and while"
+        f" {opts.storm_clients} clients POST /login back to back"
+    )
     return [
         Scenario(
             "protected-64",
@@ -149,13 +168,48 @@ def build_scenarios(opts: Options) -> list[Scenario]:
             sample_workers=True,
         ),
         Scenario(
+            "servers",
+            "quart_app under Hypercorn, uvicorn and granian",
+            f"{tool}, 64 connections; the same app (SQLite, in-process stores) under"
+            " hypercorn.toml, uvicorn (2 workers, --backlog 2048, access log off) and granian"
+            " (--interface asgi --workers 2 --loop uvloop --backlog 2048, access log off)",
+            "get",
+            (
+                Variant("quart-hypercorn", "/protected"),
+                Variant("quart-uvicorn", "/protected"),
+                Variant("quart-granian", "/protected"),
+            ),
+            64,
+            sample_workers=True,
+        ),
+        Scenario(
             "login-storm",
             "/protected p99 with and without continuous logins",
-            f"python-loadgen: GET /protected at a fixed {opts.storm_rate:g} req/s over 16"
-            " connections (latency from the intended send time), alone and while"
-            f" {opts.storm_clients} clients POST /login back to back",
+            storm_how,
             "storm",
             (Variant("quart-hypercorn", "/protected"), Variant("flask-gunicorn", "/protected")),
+            16,
+        ),
+        Scenario(
+            "backends-protected",
+            "GET /protected: SQLite + in-process stores vs PostgreSQL + Redis",
+            f"{tool}, 64 connections; quart_app under hypercorn.toml twice: quart-hypercorn"
+            " with its SQLite file and in-process revocations and throttles, quart-hypercorn-pg"
+            " with DATABASE_URL on a fresh PostgreSQL database (bench_<id>, migrated to head"
+            " at start, dropped at the end) and REDIS_URL with its own key prefix (bench:<id>:)",
+            "get",
+            stores,
+            64,
+            sample_workers=True,
+        ),
+        Scenario(
+            "backends-login",
+            "/protected p99 under a login storm: SQLite + in-process vs PostgreSQL + Redis",
+            f"{storm_how}; the same two quart_app targets as backends-protected (every login"
+            " reads the user from the database and passes the login throttle, which lives in"
+            " Redis for quart-hypercorn-pg)",
+            "storm",
+            stores,
             16,
         ),
         Scenario(
@@ -356,6 +410,10 @@ class Runner:
         self.servers: dict[str, Server] = {}
         self.accounts: dict[str, Accounts] = {}
         self.broken: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}  # target -> why it cannot run here
+        self.skipped_variants: list[str] = []  # for the report: scenario, variant, reason
+        self.notes: list[str] = []
+        self.shared_stores: tuple[str | None, str] | None = None  # check_shared_stores()
         self.records: list[Record] = []
         self.micro: list[dict[str, Any]] = []
         self.failures: list[str] = []
@@ -368,9 +426,14 @@ class Runner:
 
     def server(self, key: str) -> Server | None:
         """The running server for `key`, started (and its accounts made) on first use."""
-        if key in self.broken:
+        if key in self.broken or key in self.skipped:
             return None
         if key not in self.servers:
+            reason = self.skip_reason(self.specs[key])
+            if reason is not None:
+                self.skipped[key] = reason
+                self.progress(f"skipping {key}: {reason}")
+                return None
             server = Server(self.specs[key], self.workdir, self.secret)
             self.progress(f"starting {key} on {server.base_url}")
             self.servers[key] = server
@@ -381,19 +444,45 @@ class Runner:
                 self.broken[key] = str(exc)
                 self.failures.append(f"{key}: {exc}\n\n```\n{server.log_tail()}\n```")
                 self.progress(f"{key} FAILED: {str(exc).splitlines()[0]}")
-                server.stop()
+                self.stop_server(server)
                 return None
         return self.servers[key]
+
+    def skip_reason(self, spec: TargetSpec) -> str | None:
+        """Why `spec` cannot run on this machine (a skip, not a failure), or None."""
+        program = Path(spec.argv[0])
+        if spec.optional and not program.exists():
+            return f"{program.name} is not installed (pip install -e '.[bench]')"
+        if spec.stores == SHARED_STORES:
+            if self.shared_stores is None:
+                self.shared_stores = check_shared_stores()
+                reason, versions = self.shared_stores
+                if reason is None:
+                    self.notes.append(
+                        f"PostgreSQL + Redis profile: {versions}; PostgreSQL at"
+                        f" {shown(postgres_admin_url())} (BENCH_POSTGRES_URL), Redis at"
+                        f" {shown(redis_url())} (BENCH_REDIS_URL), both on this machine's"
+                        " loopback and cores; one fresh database and key prefix per server,"
+                        " removed at the end."
+                    )
+            return self.shared_stores[0]
+        return None
+
+    def stop_server(self, server: Server) -> None:
+        server.stop()
+        if server.cleanup_error:
+            self.failures.append(server.cleanup_error)
+            self.progress(server.cleanup_error)
 
     def stop_unneeded(self, upcoming: list[Scenario]) -> None:
         needed = {v.target for s in upcoming for v in s.variants}
         for key in list(self.servers):
             if key not in needed:
-                self.servers.pop(key).stop()
+                self.stop_server(self.servers.pop(key))
 
     def stop_all(self) -> None:
         for key in list(self.servers):
-            self.servers.pop(key).stop()
+            self.stop_server(self.servers.pop(key))
 
     def prestart(self) -> None:
         """Start every server the scenarios need, in parallel (start-up is mostly waiting)."""
@@ -429,6 +518,10 @@ class Runner:
             for variant in scenario.variants:
                 server = self.server(variant.target)
                 if server is None:
+                    reason = self.skipped.get(variant.target)
+                    line = f"{scenario.key}: {variant.target} ({variant.label}): {reason}"
+                    if reason is not None and line not in self.skipped_variants:
+                        self.skipped_variants.append(line)
                     continue
                 try:
                     self.run_variant(scenario, variant, server, rnd)
@@ -814,8 +907,9 @@ def main(argv: list[str] | None = None) -> int:
         summaries=summaries,
         micro=runner.micro,
         checks=evaluate(summaries, runner.micro),
-        notes=run_notes(opts),
+        notes=run_notes(opts) + runner.notes,
         failures=runner.failures,
+        skipped=runner.skipped_variants,
         settings=settings,
         chart_name=CHART,
     )

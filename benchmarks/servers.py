@@ -2,11 +2,14 @@
 
 Every server runs in its own process group with a fresh temporary instance directory and
 database, and is stopped (SIGTERM, then SIGKILL) by `Server.stop` -- the runner calls it in
-``finally`` -- so nothing outlives a run.
+``finally`` -- so nothing outlives a run. A server of the PostgreSQL + Redis profile gets
+its own database (``bench_<id>``, migrated at start, dropped at stop) and its own Redis key
+prefix (``bench:<id>:``, every key under it deleted at stop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -16,8 +19,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -29,6 +34,14 @@ QUART_BENCH_ENV = {
     "RATELIMIT_AUTH_PERIOD": "60",
     "JWT_ACCESS_TOKEN_EXPIRES": "3600",
 }
+#: Where the PostgreSQL + Redis profile makes its databases: an async URL of a database we
+#: may connect to in order to create ours (env BENCH_POSTGRES_URL), and Redis (BENCH_REDIS_URL).
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: TargetSpec.stores values: SQLite file + in-process revocations and throttles, or
+#: PostgreSQL + Redis (what several hosts share).
+LOCAL_STORES = "sqlite"
+SHARED_STORES = "postgres+redis"
 FLASK_APP = "benchmarks.baseline.app:create_app()"
 QUART_NOOP_APP = "benchmarks.peers.quart_noop:create_app()"
 
@@ -63,6 +76,8 @@ class TargetSpec:
     kind: str  # "quart", "flask" or "fastapi": which routes and tokens it has
     argv: tuple[str, ...]  # command; "{port}" is replaced by the chosen port
     env: dict[str, str] = field(default_factory=dict)
+    stores: str = LOCAL_STORES  # SHARED_STORES: a PostgreSQL database and Redis of its own
+    optional: bool = False  # skipped, not failed, when its program is not installed
 
 
 def target_specs() -> dict[str, TargetSpec]:
@@ -74,6 +89,13 @@ def target_specs() -> dict[str, TargetSpec]:
     hypercorn_args = ("--config", "hypercorn.toml", "--bind", bind, "quart_app.asgi:app")
     uvicorn_args = ("--host", "127.0.0.1", "--port", "{port}", "--workers", "2")
     uvicorn_args += ("--no-access-log", "--log-level", "warning", "--backlog", "2048")
+    # granian: same worker count, loop (uvloop, which "auto" would pick too) and backlog as
+    # hypercorn.toml; its access log is off by default, said explicitly all the same.
+    granian_args = (
+        *("--interface", "asgi", "--workers", "2", "--loop", "uvloop"),
+        *("--no-access-log", "--log-level", "warning", "--backlog", "2048"),
+        *("--host", "127.0.0.1", "--port", "{port}"),
+    )
     specs = [
         TargetSpec(
             "flask-gunicorn",
@@ -87,6 +109,14 @@ def target_specs() -> dict[str, TargetSpec]:
             "quart",
             (hypercorn, *hypercorn_args),
             dict(QUART_BENCH_ENV),
+        ),
+        TargetSpec(
+            "quart-hypercorn-pg",
+            "quart_app, hypercorn.toml, PostgreSQL + Redis",
+            "quart",
+            (hypercorn, *hypercorn_args),
+            dict(QUART_BENCH_ENV),
+            stores=SHARED_STORES,
         ),
         TargetSpec(
             "quart-serve",
@@ -117,6 +147,14 @@ def target_specs() -> dict[str, TargetSpec]:
             dict(QUART_BENCH_ENV),
         ),
         TargetSpec(
+            "quart-granian",
+            "quart_app, granian 2 workers (ASGI, uvloop)",
+            "quart",
+            (str(BIN / "granian"), *granian_args, "quart_app.asgi:app"),
+            dict(QUART_BENCH_ENV),
+            optional=True,
+        ),
+        TargetSpec(
             "fastapi-uvicorn",
             "FastAPI + PyJWT, uvicorn 2 workers",
             "fastapi",
@@ -124,6 +162,136 @@ def target_specs() -> dict[str, TargetSpec]:
         ),
     ]
     return {spec.key: spec for spec in specs}
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+def redis_url() -> str:
+    return os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+
+
+def shown(url: str) -> str:
+    """`url` with any password masked, for the report."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _asyncpg_dsn(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _pg_execute(url: str, *statements: str) -> Any:
+    """Run `statements` on one connection to `url`; the last one's first value."""
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        value = None
+        for sql in statements:
+            value = await conn.fetchval(sql)
+        return value
+    finally:
+        await conn.close()
+
+
+def _redis_client(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+
+
+def check_shared_stores() -> tuple[str | None, str]:
+    """Whether PostgreSQL and Redis answer: (why not, or None; their versions).
+
+    Probed once before the PostgreSQL + Redis profile starts, so a machine without them
+    skips that profile instead of failing the run.
+    """
+    pg_url, r_url = postgres_admin_url(), redis_url()
+    try:
+        pg_version = asyncio.run(_pg_execute(pg_url, "SHOW server_version"))
+    except Exception as exc:
+        return f"PostgreSQL at {shown(pg_url)} unreachable: {type(exc).__name__}: {exc}", ""
+    try:
+        client = _redis_client(r_url)
+        try:
+            redis_version = client.info("server").get("redis_version", "?")
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"Redis at {shown(r_url)} unreachable: {type(exc).__name__}: {exc}", ""
+    return None, f"PostgreSQL {pg_version}, Redis {redis_version}"
+
+
+@dataclass
+class SharedStores:
+    """One server's own PostgreSQL database and Redis key prefix, for as long as it runs."""
+
+    admin_url: str
+    redis_url: str
+    ident: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    created: bool = False
+
+    @property
+    def database(self) -> str:
+        return f"bench_{self.ident}"
+
+    @property
+    def prefix(self) -> str:
+        return f"bench:{self.ident}:"
+
+    @property
+    def url(self) -> str:
+        """The async URL of our database (DATABASE_URL)."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.admin_url).set(database=self.database)
+        return url.render_as_string(hide_password=False)
+
+    def env(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.url, "REDIS_URL": self.redis_url, "REDIS_PREFIX": self.prefix}
+
+    def create(self) -> None:
+        """CREATE DATABASE, then migrate it to head as an operator would (quart-app db upgrade)."""
+        from quart_app.store import migrate
+
+        asyncio.run(_pg_execute(self.admin_url, f'CREATE DATABASE "{self.database}"'))
+        self.created = True
+        migrate.upgrade(self.url)
+
+    def drop(self) -> None:
+        """Drop the database (its server is stopped first) and delete our Redis keys.
+
+        Both are attempted; the first error is raised after.
+        """
+        errors: list[Exception] = []
+        if self.created:
+            try:
+                # FORCE (PostgreSQL 13+): connections a killed worker left behind are ended.
+                drop = f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'
+                asyncio.run(_pg_execute(self.admin_url, drop))
+                self.created = False
+            except Exception as exc:
+                errors.append(exc)
+        try:
+            client = _redis_client(self.redis_url)
+            try:
+                keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
+                for start in range(0, len(keys), 1000):
+                    client.delete(*keys[start : start + 1000])
+            finally:
+                client.close()
+        except Exception as exc:
+            errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -149,9 +317,14 @@ class Server:
         self.log_path = self.instance / "server.log"
         self.secret = secret
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stores: SharedStores | None = None
+        self.cleanup_error: str | None = None  # what Server.stop could not remove
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start the process and wait until GET /healthz answers 200."""
+        """Start the process and wait until GET /healthz answers 200.
+
+        For the PostgreSQL + Redis profile, first create and migrate its database.
+        """
         env = dict(os.environ)
         env.update(
             {
@@ -164,6 +337,10 @@ class Server:
             }
         )
         env.update(self.spec.env)
+        if self.spec.stores == SHARED_STORES:
+            self.stores = SharedStores(postgres_admin_url(), redis_url())
+            self.stores.create()
+            env.update(self.stores.env())
         argv = [arg.replace("{port}", str(self.port)) for arg in self.spec.argv]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -232,7 +409,21 @@ class Server:
         return total
 
     def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL what is left after 10 s."""
+        """SIGTERM the process group, SIGKILL what is left after 10 s; then drop its
+        database and Redis keys, if it has them (an error there lands in `cleanup_error`).
+        """
+        self._stop_process()
+        if self.stores is not None:
+            stores, self.stores = self.stores, None
+            try:
+                stores.drop()
+            except Exception as exc:
+                self.cleanup_error = (
+                    f"{self.spec.key}: could not remove database {stores.database} or Redis"
+                    f" keys {stores.prefix}*: {type(exc).__name__}: {exc}"
+                )
+
+    def _stop_process(self) -> None:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None

@@ -1,9 +1,11 @@
 """The benchmark suite must not rot: run it briefly and check what it writes.
 
 Slow on purpose (about a minute): ``python -m benchmarks.run --smoke`` starts the Flask
-baseline, quart_app under Hypercorn and uvicorn and the FastAPI peer on loopback ports and
-runs every scenario for about a second. No speed is asserted; figures from a second-long
-run on a shared machine mean nothing. Marked ``live`` because it starts real servers.
+baseline, quart_app under Hypercorn, uvicorn and granian (and with PostgreSQL + Redis when
+they answer) and the FastAPI peer on loopback ports and runs every scenario for about a
+second. No speed is asserted; figures from a second-long run on a shared machine mean
+nothing. Marked ``live`` because it starts real servers. The fast tests below check the
+skip rules and that the verdicts ignore the rows of the newer scenarios.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# benchmarks/ is not an installed package: the runner runs from the repository.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.report import Summary  # noqa: E402
+from benchmarks.run import Options, Runner, build_scenarios, evaluate  # noqa: E402
+from benchmarks.servers import SHARED_STORES, TargetSpec, target_specs  # noqa: E402
+
 SMOKE_TIMEOUT_S = 240
 #: The scenarios of issue 5, in the runner's order.
 SCENARIOS = [
@@ -25,7 +35,10 @@ SCENARIOS = [
     "protected-1000",
     "auth-overhead",
     "uvicorn-peer",
+    "servers",
     "login-storm",
+    "backends-protected",
+    "backends-login",
     "locust",
     "verify-micro",
 ]
@@ -74,8 +87,12 @@ def test_runner_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     assert "## Failures" not in report
     for key in SCENARIOS:
         assert f"| {key} |" in report, f"scenario {key} missing from the results table"
-    for target in ("flask-gunicorn", "quart-hypercorn", "quart-uvicorn", "fastapi-uvicorn"):
+    targets = ("flask-gunicorn", "quart-hypercorn", "quart-uvicorn", "quart-granian")
+    for target in (*targets, "fastapi-uvicorn"):
         assert f"| {target} |" in report
+    # PostgreSQL + Redis rows, or the reason they are missing (never a failure).
+    skipped = report.partition("## Skipped")[2].partition("## Targets")[0]
+    assert "| quart-hypercorn-pg |" in report or "quart-hypercorn-pg" in skipped
     assert "quart_app verify_jwt_in_request" in report
 
     texts = _png_text((out / "chart.png").read_bytes())
@@ -83,6 +100,75 @@ def test_runner_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     assert charted == SCENARIOS
     # A progress line per round, so a long run shows where it is.
     assert "protected-64 round 1/1 quart-hypercorn" in proc.stdout
+
+
+def _options(tmp_path: Path) -> Options:
+    return Options(
+        seconds=1.0,
+        rounds=1,
+        tool="python-loadgen",
+        accounts=1,
+        storm_clients=1,
+        storm_rate=10.0,
+        locust_users=1,
+        quick_micro=True,
+        out=tmp_path,
+        keep=False,
+        smoke=True,
+    )
+
+
+def test_every_variant_names_a_known_target(tmp_path: Path) -> None:
+    specs = target_specs()
+    scenarios = build_scenarios(_options(tmp_path))
+    assert [s.key for s in scenarios] == SCENARIOS
+    for scenario in scenarios:
+        for variant in scenario.variants:
+            assert variant.target in specs, (scenario.key, variant.target)
+    assert specs["quart-hypercorn-pg"].argv == specs["quart-hypercorn"].argv
+    assert specs["quart-hypercorn-pg"].stores == SHARED_STORES
+
+
+def test_unreachable_backends_and_missing_programs_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:1/test")
+    runner = Runner(_options(tmp_path), [])
+    try:
+        pg = runner.specs["quart-hypercorn-pg"]
+        assert runner.server(pg.key) is None
+        assert (
+            "PostgreSQL at postgresql+asyncpg://postgres@127.0.0.1:1/test unreachable"
+            in (runner.skipped[pg.key])
+        )
+        missing = TargetSpec("gone", "gone", "quart", (str(tmp_path / "no-such-server"),))
+        assert runner.skip_reason(missing) is None  # not optional: starting it fails loudly
+        optional = TargetSpec("gone", "gone", "quart", missing.argv, optional=True)
+        assert runner.skip_reason(optional) == (
+            "no-such-server is not installed (pip install -e '.[bench]')"
+        )
+        assert runner.failures == [] and runner.servers == {}
+    finally:
+        runner.stop_all()
+        runner.workdir.rmdir()
+
+
+def _summary(scenario: str, target: str, variant: str, p99_ms: float) -> Summary:
+    return Summary(scenario, target, variant, "t", 16, 1, 100.0, 1.0, p99_ms, 0, [], {}, {})
+
+
+def test_verdicts_read_login_storm_not_the_backend_storm() -> None:
+    summaries = [
+        _summary("backends-login", "quart-hypercorn", "quiet", 1.0),
+        _summary("backends-login", "quart-hypercorn", "+32 logins", 50.0),
+        _summary("login-storm", "quart-hypercorn", "quiet", 2.0),
+        _summary("login-storm", "quart-hypercorn", "+32 logins", 3.0),
+        _summary("backends-protected", "quart-hypercorn", "/protected", 9.0),
+    ]
+    checks = evaluate(summaries, [])
+    assert checks == [
+        ("login storm: /protected p99 ≤ 2x without it", "1.50x (p99 3.0 vs 2.0 ms)", "**met**")
+    ]
 
 
 def test_locust_lists_the_user_classes() -> None:
