@@ -91,13 +91,11 @@ class Database:
 
             @event.listens_for(engine.sync_engine, "connect")
             def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-                # WAL lets readers run beside the one writer; the busy timeout makes a
-                # second worker wait for the write lock instead of failing at once.
-                # The timeout comes first: switching a new file to WAL takes a lock that
-                # another worker starting at the same moment may hold.
+                # The busy timeout makes a second worker wait for the write lock instead
+                # of failing at once. (WAL, which lets readers run beside the writer, is
+                # a property of the file: ensure_schema sets it once, under a file lock.)
                 cursor = dbapi_connection.cursor()
                 cursor.execute(f"PRAGMA busy_timeout={busy}")
-                cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.close()

@@ -143,6 +143,11 @@ def describe_mismatch(current: set[str], has_tables: bool, url: str) -> str:
 
 async def ensure_schema(engine: AsyncEngine, *, create_sqlite: bool = True) -> None:
     """Refuse to serve a database whose schema is not at head (see the module docstring)."""
+    if engine.dialect.name == "sqlite":
+        # Switching a file to WAL needs it to itself: workers starting together on a new
+        # file take turns (measured: four at once sometimes got "database is locked").
+        async with _sqlite_lock(engine), engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     async with engine.connect() as conn:
         current, has_tables = await conn.run_sync(_state)
     if current == heads():

@@ -123,6 +123,9 @@ async def test_sqlite_first_start_creates_and_stamps_the_schema(
         await asyncio.gather(*(a.shutdown() for a in apps))
     rows = sqlite3.connect(tmp_path / "fresh.db").execute("SELECT * FROM alembic_version")
     assert len(rows.fetchall()) == 1
+    # WAL, so readers run beside the writer: set once in the file, by the first worker.
+    mode = sqlite3.connect(tmp_path / "fresh.db").execute("PRAGMA journal_mode").fetchone()
+    assert mode == ("wal",)
 
 
 async def test_tables_made_before_migrations_are_adopted(tmp_path: Path) -> None:
