@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Hypercorn, with one SO_REUSEPORT listening socket per worker (quart_app/serve.py);
+# `$(BIN)/hypercorn --config hypercorn.toml quart_app.asgi:app` serves the same app.
 run: $(STAMP)
-	$(BIN)/hypercorn --config hypercorn.toml quart_app.asgi:app
+	$(BIN)/python -m quart_app.serve --config hypercorn.toml quart_app.asgi:app
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
