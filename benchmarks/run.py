@@ -138,9 +138,10 @@ def build_scenarios(opts: Options) -> list[Scenario]:
             f"{tool}, 1,000 connections, rounds of at least 12 s with a 10 s timeout (a"
             " connection left unserved for longer is a timeout, not an unseen request);"
             " errors = resets, timeouts, non-2xx; worker RSS, connections per worker and the"
-            " listen queue sampled every 0.5 s",
+            " listen queue sampled every 0.5 s; quart_app under granian for reference (the"
+            " server's own per-request cost decides this one)",
             "get",
-            (baseline, protected, *serve),
+            (baseline, protected, *serve, Variant("quart-granian", "/protected")),
             1000,
             sample_workers=True,
             min_seconds=12.0,
