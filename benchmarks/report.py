@@ -145,7 +145,17 @@ def machine_info(wrk: str | None) -> dict[str, str]:
         "packages": versions + (f" (not installed: {', '.join(missing)})" if missing else ""),
         "load tool": wrk or "wrk not installed: Python load generator (benchmarks/loadgen.py)",
         "load average at start": " ".join(f"{x:.2f}" for x in load),
+        "scheduling": "servers and load generators in one session, so one scheduling group"
+        f" (kernel.sched_autogroup_enabled={_autogroup()}); nice values apply across them",
     }
+
+
+def _autogroup() -> str:
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled", encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "n/a"
 
 
 def _busy_warning(machine: dict[str, str]) -> str | None:
