@@ -16,6 +16,10 @@ master is gone (the worker was orphaned), SIGTERM ends the worker as before.
 The guard is only installed in a process started by ``multiprocessing`` whose SIGTERM
 has its default action, i.e. a Hypercorn worker -- never in a test runner or when
 Hypercorn runs the app in its own process (it handles the signal itself then).
+
+Two more pieces of a serving worker's start-up live here: routing Hypercorn's listening
+sockets through quart_app.acceptor on uvloop, and freezing the start-up heap out of the
+garbage collector's scans (:func:`freeze_heap`).
 """
 
 from __future__ import annotations
