@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from live import Server
+from rawhttp import Reader
 
 pytestmark = pytest.mark.live
 
@@ -90,22 +91,6 @@ def test_two_workers_share_users_tokens_and_revocations(tmp_path: Path) -> None:
         assert httpx.post(f"{base}/login", json=CREDENTIALS).status_code == 200
 
 
-def read_response(client: socket.socket) -> bytes:
-    """One whole HTTP/1.1 response with a Content-Length body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = client.recv(4096)
-        assert chunk, f"connection closed after {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-    while len(body) < length:
-        chunk = client.recv(4096)
-        assert chunk, f"connection closed after {data!r}"
-        body += chunk
-    return head + b"\r\n\r\n" + body
-
-
 def test_a_burst_of_connections_is_accepted_and_served(tmp_path: Path) -> None:
     """300 connections opened at once on 2 uvloop workers: every one gets its answer, and
     the workers accept through quart_app.acceptor (not libuv's one-per-iteration accept)."""
@@ -123,8 +108,8 @@ def test_a_burst_of_connections_is_accepted_and_served(tmp_path: Path) -> None:
             ]
             for client in clients:
                 client.sendall(request)
-            answers = [read_response(client) for client in clients]
-        assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
-        assert all(answer.endswith(b'\r\n\r\n{"logged_in_as":"alice"}\n') for answer in answers)
+            answers = [Reader(client).response() for client in clients]
+        assert all(answer is not None and answer.status == 200 for answer in answers)
+        assert {answer.body for answer in answers if answer} == {b'{"logged_in_as":"alice"}\n'}
         installed = server.log_path.read_text().count("drains the accept queue on uvloop")
         assert installed == 2  # once per worker
