@@ -1,0 +1,59 @@
+"""Token creation: the manager's settings and loaders applied to ``tokens.encode_token``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import tokens
+from .config import seconds
+from .loaders import Loaders, call
+
+
+class Creation(Loaders):
+    """``encode``: what ``create_access_token`` and ``create_refresh_token`` call."""
+
+    async def encode(
+        self,
+        identity: Any,
+        token_type: str,
+        *,
+        fresh: Any = False,
+        expires_delta: Any = None,
+        additional_claims: dict[str, Any] | None = None,
+        additional_headers: dict[str, Any] | None = None,
+    ) -> str:
+        config = self.config
+        if expires_delta is None:
+            expires_in = (
+                config.access_expires if token_type == tokens.ACCESS else config.refresh_expires
+            )
+        else:
+            expires_in = seconds(expires_delta, "expires_delta")
+        headers = dict(await call(self._additional_headers, identity) or {})
+        if additional_headers:
+            headers.update(additional_headers)
+        claims = dict(await call(self._additional_claims, identity) or {})
+        if additional_claims:
+            claims.update(additional_claims)
+        if self._encode_key is not None:
+            key = await call(self._encode_key, identity)
+        else:
+            signing = self.keys.signing_key(config.algorithm)
+            key = signing.signing_key
+            if signing.kid is not None:
+                headers.setdefault("kid", signing.kid)
+        return tokens.encode_token(
+            identity=await call(self._user_identity, identity),
+            key=key,
+            algorithm=config.algorithm,
+            token_type=token_type,
+            expires_in=expires_in,
+            fresh=fresh,
+            csrf=config.csrf_protect,
+            audience=config.encode_audience,
+            issuer=config.encode_issuer,
+            identity_claim_key=config.identity_claim_key,
+            encode_nbf=config.encode_nbf,
+            claims=claims,
+            headers=headers,
+        )
