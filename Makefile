@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# Hypercorn, with one SO_REUSEPORT listening socket per worker (quart_app/serve.py);
+# Hypercorn, with one SO_REUSEPORT listening socket per worker (quart_app/serving/supervisor.py);
 # `$(BIN)/hypercorn --config hypercorn.toml quart_app.asgi:app` serves the same app.
 run: $(STAMP)
 	$(BIN)/python -m quart_app.serve --config hypercorn.toml quart_app.asgi:app

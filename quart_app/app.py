@@ -15,8 +15,6 @@ from .fastpath import ClaimsFastPath
 from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keydir import keys_from_settings
-from .lifecycle import init_lifecycle
-from .middleware import DrainRequestBody
 from .observability import init_observability
 from .routes import CLAIMS_ROUTES, THROTTLED_ENDPOINTS, register_blueprints
 from .security.cors import init_cors
@@ -24,6 +22,8 @@ from .security.limits import init_request_limits
 from .security.passwords import Passwords
 from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
+from .serving.lifecycle import init_lifecycle
+from .serving.middleware import DrainRequestBody
 from .settings import load_settings, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus

@@ -102,7 +102,7 @@ DEFAULTS: dict[str, Any] = {
     # Answer GET /protected for already-verified tokens below Quart (quart_app/fastpath.py).
     "FAST_PATH": True,
     # Under Hypercorn's uvloop worker, accept every queued connection per wake-up instead
-    # of libuv's one per loop iteration (quart_app/acceptor.py).
+    # of libuv's one per loop iteration (quart_app/serving/acceptor.py).
     "DRAIN_ACCEPT_QUEUE": True,
     # After start-up, freeze every object then alive out of the garbage collector's scans
     # (gc.freeze), so a full collection no longer stalls a worker for ~140 ms.

@@ -10,7 +10,7 @@ import os
 
 from quart import Quart, Response, jsonify, request
 
-from quart_app.middleware import DrainRequestBody
+from quart_app.serving.middleware import DrainRequestBody
 
 MAX_CONTENT_LENGTH = 1024
 

@@ -93,7 +93,7 @@ def test_two_workers_share_users_tokens_and_revocations(tmp_path: Path) -> None:
 
 def test_a_burst_of_connections_is_accepted_and_served(tmp_path: Path) -> None:
     """300 connections opened at once on 2 uvloop workers: every one gets its answer, and
-    the workers accept through quart_app.acceptor (not libuv's one-per-iteration accept)."""
+    the workers accept through quart_app.serving.acceptor (not libuv's one-per-iteration accept)."""
     env = {"LOG_LEVEL": "DEBUG", "ACCESS_LOG": "false"}
     with Server(tmp_path / "instance", workers=2, env=env) as server:
         assert httpx.post(f"{server.url}/register", json=CREDENTIALS).status_code == 201

@@ -7,7 +7,7 @@ import signal
 import time
 from typing import Any
 
-from quart_app.lifecycle import install_sigterm_guard
+from quart_app.serving.lifecycle import install_sigterm_guard
 
 
 def worker(ready: Any, release: Any) -> None:

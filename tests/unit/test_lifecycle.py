@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from quart import Quart
 
-from quart_app import acceptor
+from quart_app.serving import acceptor
 
 
 async def test_start_up_objects_are_frozen_while_serving(app_factory: Callable[..., Quart]) -> None:

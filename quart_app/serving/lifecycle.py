@@ -18,7 +18,7 @@ has its default action, i.e. a Hypercorn worker -- never in a test runner or whe
 Hypercorn runs the app in its own process (it handles the signal itself then).
 
 Two more pieces of a serving worker's start-up live here: routing Hypercorn's listening
-sockets through quart_app.acceptor on uvloop, and freezing the start-up heap out of the
+sockets through quart_app.serving.acceptor on uvloop, and freezing the start-up heap out of the
 garbage collector's scans (:func:`freeze_heap`).
 """
 
@@ -86,7 +86,7 @@ def init_lifecycle(app: Quart) -> None:
     async def guard_worker() -> None:
         install_sigterm_guard()
         # Hypercorn starts its listening sockets after the app's start-up, so this is
-        # in time for them (quart_app/acceptor.py).
+        # in time for them (quart_app/serving/acceptor.py).
         if app.config["DRAIN_ACCEPT_QUEUE"] and acceptor.is_uvloop(asyncio.get_running_loop()):
             acceptor.install()
 

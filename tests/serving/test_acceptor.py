@@ -1,4 +1,4 @@
-"""quart_app.acceptor: a burst of connections is accepted in one wake-up on uvloop."""
+"""quart_app.serving.acceptor: a burst of connections is accepted in one wake-up on uvloop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from quart_app import acceptor
+from quart_app.serving import acceptor
 
 uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed on this platform")
 
@@ -60,7 +60,7 @@ async def accepted_after(start_server: StartServer, iterations: int) -> int:
 
 def test_uvloop_alone_accepts_one_connection_per_iteration() -> None:
     """The reason for the module (libuv/libuv#3696): if this starts failing, uvloop accepts
-    whole queues again and quart_app.acceptor can go."""
+    whole queues again and quart_app.serving.acceptor can go."""
     result: list[int] = []
 
     async def main() -> None:
