@@ -11,12 +11,13 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
 from .cli import register_commands
 from .errors import register_error_handlers
-from .fastpath import ClaimsFastPath
+from .fastpath import install_fast_path
 from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keydir import keys_from_settings
 from .observability import init_observability
-from .routes import CLAIMS_ROUTES, THROTTLED_ENDPOINTS, register_blueprints
+from .routes import THROTTLED_ENDPOINTS, register_blueprints
+from .routes.docs import OpenAPIDocument
 from .security.cors import init_cors
 from .security.limits import init_request_limits
 from .security.passwords import Passwords
@@ -45,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         info=Info(title="quart_app", version=__version__),
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
         security=[{"bearer": []}],
+        openapi_provider_class=OpenAPIDocument,
     )
     app.json = OrjsonProvider(app)
     install_fast_responses(app)
@@ -117,6 +119,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     init_observability(app)
     init_lifecycle(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
-    # Outermost: answers GET /protected for cached tokens before any other layer.
-    app.asgi_app = ClaimsFastPath(app.asgi_app, app, CLAIMS_ROUTES)  # type: ignore[method-assign]
+    # Outermost: answers claims-only routes for cached tokens before any other layer.
+    install_fast_path(app)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from quart import Quart
 from quart.typing import TestClientProtocol
 
 #: The test client's type, under a name pytest does not try to collect.
@@ -52,3 +53,16 @@ async def login(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def count_quart_requests(app: Quart) -> list[str]:
+    """Record every request that reaches Quart's own request handling (not the fast path)."""
+    seen: list[str] = []
+
+    @app.before_request
+    async def record() -> None:
+        from quart import request
+
+        seen.append(request.path)
+
+    return seen

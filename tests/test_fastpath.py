@@ -9,22 +9,9 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from support import Client, bearer, login, register
+from support import Client, bearer, count_quart_requests, login, register
 
 from quart_app.jwt import get_manager
-
-
-def count_quart_requests(app: Quart) -> list[str]:
-    """Record every request that reaches Quart's own request handling."""
-    seen: list[str] = []
-
-    @app.before_request
-    async def record() -> None:
-        from quart import request
-
-        seen.append(request.path)
-
-    return seen
 
 
 async def started(app: Quart) -> tuple[Client, dict[str, Any]]:

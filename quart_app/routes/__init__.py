@@ -1,21 +1,19 @@
-"""Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys)."""
+"""Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
+gateway (forward auth)."""
 
 from __future__ import annotations
 
 from quart import Quart
 
 from .auth import bp as auth_bp
+from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
 from .users import bp as users_bp
-from .users import logged_in_as
-
-#: GET routes answered from the token's claims alone (see ``quart_app.fastpath``).
-CLAIMS_ROUTES = {"/protected": logged_in_as}
 
 #: Endpoints throttled per client address.
 THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh")
 
 
 def register_blueprints(app: Quart) -> None:
-    for blueprint in (auth_bp, users_bp, meta_bp):
+    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp):
         app.register_blueprint(blueprint)
