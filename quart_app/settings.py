@@ -49,6 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "JWT_ALGORITHM": "HS256",
     "JWT_ACCESS_TOKEN_EXPIRES": 900,
     "JWT_REFRESH_TOKEN_EXPIRES": 30 * 24 * 3600,
+    # Claims every token must carry (RFC 8725), refused with 422 'Token is missing the "exp"
+    # claim' otherwise; comma-separated in the environment. The JWT extension alone, like
+    # Flask-JWT-Extended, requires only the identity claim.
+    "JWT_REQUIRED_CLAIMS": ("exp", "jti", "type", "sub"),
     # RS*/PS*/ES*/EdDSA keys: PEM text, or PEM files; when none is given a key pair is
     # generated once into INSTANCE_PATH/jwt-keys (and rotated there).
     "JWT_PRIVATE_KEY": None,
@@ -111,6 +115,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _convert(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, tuple):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     if isinstance(default, bool):
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:

@@ -2,7 +2,7 @@
 
 Public names are FJE 4.x's. Differences: every loader may be a coroutine function, so
 token creation and decoding are awaited (``await create_access_token(...)``); revocation
-is built in (see ``revocation``); a token must carry ``exp``, ``jti``, ``type`` and its
+is built in (see ``revocation``); ``JWT_REQUIRED_CLAIMS`` can require claims beyond FJE's
 identity claim (RFC 8725); asymmetric keys carry a ``kid`` and rotate (see ``keys``).
 """
 

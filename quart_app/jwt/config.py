@@ -57,8 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "JWT_ERROR_MESSAGE_KEY": "msg",
     "JWT_VERIFY_SUB": True,
     "JWT_ENCODE_NBF": True,
-    # Not in FJE: claims a token must carry (RFC 8725 hardening, see API.md).
-    "JWT_REQUIRED_CLAIMS": ("exp", "jti", "type"),
+    # Not in FJE: claims a token must carry, refused with PyJWT's 'Token is missing the "exp"
+    # claim' (422). FJE requires none but the identity claim ("Missing claim: sub").
+    "JWT_REQUIRED_CLAIMS": (),
     # Not in FJE: how many verified tokens each worker remembers (0 disables the cache).
     "JWT_VERIFIED_CACHE_SIZE": 10_000,
     # Not in FJE: longer tokens are refused before any parsing (422).
@@ -154,9 +155,7 @@ class JWTConfig:
         self.error_msg_key: str = get("JWT_ERROR_MESSAGE_KEY")
         self.verify_sub: bool = get("JWT_VERIFY_SUB")
         self.encode_nbf: bool = get("JWT_ENCODE_NBF")
-        self.required_claims = tuple(
-            dict.fromkeys((*_names(get("JWT_REQUIRED_CLAIMS")), self.identity_claim_key))
-        )
+        self.required_claims = tuple(dict.fromkeys(_names(get("JWT_REQUIRED_CLAIMS"))))
         self.verified_cache_size: int = get("JWT_VERIFIED_CACHE_SIZE")
         self.max_token_length: int = get("JWT_MAX_TOKEN_LENGTH")
         # FJE exempts OPTIONS (CORS preflight) from every check.

@@ -74,16 +74,16 @@ def decode_complete(
     audience: str | Iterable[str] | None = None,
     issuer: str | None = None,
     leeway: float = 0,
-    required_claims: Iterable[str] = ("exp", "jti", "type"),
+    required_claims: Iterable[str] = (),
     identity_claim_key: str = "sub",
     verify_sub: bool = True,
     allow_expired: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify ``encoded`` and return ``(header, claims)``; raise PyJWT's errors otherwise.
 
-    Only ``algorithms`` are accepted, whatever the token's own header says. The identity
-    claim is normally among ``required_claims`` (PyJWT's "Token is missing the ..." text,
-    API.md); otherwise FJE's own check applies (``Missing claim: <key>``).
+    Only ``algorithms`` are accepted, whatever the token's own header says. Claims in
+    ``required_claims`` get PyJWT's "Token is missing the ..." text; the identity claim,
+    unless listed there, FJE's own check (``Missing claim: <key>``).
     """
     options = {
         "require": list(required_claims),
@@ -104,6 +104,16 @@ def decode_complete(
     if identity_claim_key not in claims:
         raise JWTDecodeError(f"Missing claim: {identity_claim_key}")
     return result["header"], claims
+
+
+def fill_defaults(claims: dict[str, Any]) -> None:
+    """FJE's defaults for claims a decoded token lacks: ``type``, ``fresh`` and ``jti``."""
+    if "type" not in claims:
+        claims["type"] = ACCESS
+    if "fresh" not in claims:
+        claims["fresh"] = False
+    if "jti" not in claims:
+        claims["jti"] = None
 
 
 #: RFC 7519 NumericDate claims, with PyJWT's names for them.

@@ -71,6 +71,7 @@ class Verification(Loaders):
             header, claims = fast
         else:
             header, claims = await self._full_decode(encoded, allow_expired)
+        tokens.fill_defaults(claims)
         tokens.check_numeric_dates(claims)
         exp = claims.get("exp")
         # Not with a decode_key_loader: the key it returns may change (FJE asks it each time).
@@ -106,6 +107,7 @@ class Verification(Loaders):
         except jwt.ExpiredSignatureError as error:
             # As FJE: the expired_token_loader gets the expired token's header and claims.
             header, claims = run(True)
+            tokens.fill_defaults(claims)
             raise _expired(header, claims) from error
 
     def cached(self, encoded: str) -> tuple[Claims, Claims] | None:
