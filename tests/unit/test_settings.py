@@ -20,9 +20,11 @@ def test_environment_values_take_the_type_of_their_default(tmp_path: Path) -> No
             "JWT_ACCESS_TOKEN_EXPIRES": "60",
             "REVOCATION_SYNC_INTERVAL": "0.5",
             "RATELIMIT_ENABLED": "false",
+            "JWT_REQUIRED_CLAIMS": "exp, sub,,jti",
         }
     )
     assert settings["JWT_ACCESS_TOKEN_EXPIRES"] == 60
+    assert settings["JWT_REQUIRED_CLAIMS"] == ("exp", "sub", "jti")
     assert settings["REVOCATION_SYNC_INTERVAL"] == 0.5
     assert settings["RATELIMIT_ENABLED"] is False
     assert settings["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
