@@ -13,6 +13,10 @@ Three kinds of entry cover every case:
 * ``user``: every token of a user issued before a time (password change).
 
 Each entry is kept until the tokens it kills would have expired anyway.
+
+Whatever feeds the mirror (this worker's own revocations, the SQL poll, the Redis
+listener) goes through :meth:`RevocationList.apply`, which tells its listeners about the
+entries that were new to it: that is how open WebSockets learn that their token died.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -68,20 +72,41 @@ class RevocationList:
         self._jtis: dict[str, float] = {}
         self._families: dict[str, float] = {}
         self._users: dict[str, tuple[float, float]] = {}  # sub -> (not_before, expires_at)
+        self._listeners: list[Callable[[list[Revocation]], None]] = []
 
     def __len__(self) -> int:
         return len(self._jtis) + len(self._families) + len(self._users)
 
+    def add_listener(self, listener: Callable[[list[Revocation]], None]) -> None:
+        """Call ``listener(entries)`` with every batch of entries new to this mirror.
+
+        It runs synchronously inside :meth:`apply`, on the event loop: it must be quick
+        and must not raise (an exception is logged and the other listeners still run).
+        """
+        self._listeners.append(listener)
+
     def apply(self, entries: Iterable[Revocation]) -> None:
+        fresh: list[Revocation] = []
         for entry in entries:
             if entry.kind == "jti":
+                if entry.value not in self._jtis:
+                    fresh.append(entry)
                 self._jtis[entry.value] = entry.expires_at
             elif entry.kind == "family":
+                if entry.value not in self._families:
+                    fresh.append(entry)
                 self._families[entry.value] = entry.expires_at
             elif entry.kind == "user" and entry.not_before is not None:
                 known = self._users.get(entry.value)
                 if known is None or known[0] < entry.not_before:
                     self._users[entry.value] = (entry.not_before, entry.expires_at)
+                    fresh.append(entry)
+        if fresh and self._listeners:
+            for listener in self._listeners:
+                try:
+                    listener(fresh)
+                except Exception:
+                    log.exception("revocation listener failed")
 
     def has_jti(self, jti: str) -> bool:
         return jti in self._jtis
