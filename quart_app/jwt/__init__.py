@@ -34,6 +34,7 @@ from .keydir import KeyDirectory, keys_from_settings, rotate_keys
 from .keys import Key, KeySet
 from .manager import JWTManager, get_manager
 from .revocation import Revocation, RevocationList, RevocationStore, RevocationSync
+from .sockets import SocketRegistry, SocketSession
 from .utils import (
     create_access_token,
     create_refresh_token,
@@ -47,8 +48,19 @@ from .utils import (
     unset_jwt_cookies,
     unset_refresh_cookies,
 )
+from .websocket import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+    WebSocketAuthError,
+    get_registry,
+    get_websocket_session,
+    websocket_auth,
+    websocket_reauth,
+)
 
 __all__ = [
+    "CLOSE_FORBIDDEN",
+    "CLOSE_UNAUTHORIZED",
     "CSRFError",
     "FreshTokenRequired",
     "InvalidHeaderError",
@@ -65,8 +77,11 @@ __all__ = [
     "RevocationStore",
     "RevocationSync",
     "RevokedTokenError",
+    "SocketRegistry",
+    "SocketSession",
     "UserClaimsVerificationError",
     "UserLookupError",
+    "WebSocketAuthError",
     "WrongTokenError",
     "create_access_token",
     "create_refresh_token",
@@ -80,7 +95,9 @@ __all__ = [
     "get_jwt_identity",
     "get_jwt_request_location",
     "get_manager",
+    "get_registry",
     "get_unverified_jwt_headers",
+    "get_websocket_session",
     "jwt_required",
     "keys_from_settings",
     "rotate_keys",
@@ -90,4 +107,6 @@ __all__ = [
     "unset_jwt_cookies",
     "unset_refresh_cookies",
     "verify_jwt_in_request",
+    "websocket_auth",
+    "websocket_reauth",
 ]

@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "JWT_VERIFIED_CACHE_SIZE": 10_000,
     # Not in FJE: longer tokens are refused before any parsing (422).
     "JWT_MAX_TOKEN_LENGTH": 8192,
+    # Not in FJE: the page origins whose WebSocket handshakes may authenticate by cookie
+    # (a browser sends cookies with any site's WebSocket: cross-site WebSocket hijacking).
+    "JWT_WEBSOCKET_ORIGINS": (),
 }
 
 VALID_LOCATIONS = frozenset({"headers", "cookies", "query_string", "json"})
@@ -158,5 +161,8 @@ class JWTConfig:
         self.required_claims = tuple(dict.fromkeys(_names(get("JWT_REQUIRED_CLAIMS"))))
         self.verified_cache_size: int = get("JWT_VERIFIED_CACHE_SIZE")
         self.max_token_length: int = get("JWT_MAX_TOKEN_LENGTH")
+        self.websocket_origins = frozenset(
+            origin.rstrip("/").lower() for origin in _names(get("JWT_WEBSOCKET_ORIGINS") or ())
+        )
         # FJE exempts OPTIONS (CORS preflight) from every check.
         self.exempt_methods = frozenset({"OPTIONS"})

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from quart import Request, current_app, g, request
+from quart import Request, current_app, g, has_websocket_context, request
 
 from . import tokens
 from .config import JWTConfig
@@ -140,9 +140,14 @@ async def _locate(
             return encoded, csrf, location
         except NoAuthorizationError as error:
             errors.append(str(error))
+    raise missing_jwt(locations, errors)
+
+
+def missing_jwt(locations: Sequence[str], errors: Sequence[str]) -> NoAuthorizationError:
+    """FJE's error when no location held a token: the one message, or all of them."""
     if len(locations) == 1:
-        raise NoAuthorizationError(errors[0])
-    raise NoAuthorizationError(
+        return NoAuthorizationError(errors[0])
+    return NoAuthorizationError(
         f"Missing JWT in {', '.join(locations[:-1])} or {locations[-1]} ({'; '.join(errors)})"
     )
 
@@ -158,11 +163,22 @@ async def verify_jwt_in_request(
     """Verify the request's token and store it for ``get_jwt()`` and friends.
 
     Returns ``(jwt_header, jwt_data)``, or None when ``optional`` and no token was sent.
-    A token that is present but invalid is always an error, optional or not.
+    A token that is present but invalid is always an error, optional or not. In a
+    websocket view it verifies the handshake, and the socket lives only as long as the
+    token (see ``quart_app.jwt.websocket``).
     """
     # This runs on every protected request: each context-local proxy is resolved once
     # (they cost about a microsecond per access) and the checks are inlined.
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    try:
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:
+        if not has_websocket_context():
+            raise
+        from .websocket import verify_jwt_in_websocket
+
+        return await verify_jwt_in_websocket(
+            optional, fresh, refresh, locations, verify_type, skip_revocation_check
+        )
     manager = get_manager(current_app._get_current_object())  # type: ignore[attr-defined]
     config = manager.config
     if req.method in config.exempt_methods:
@@ -233,12 +249,25 @@ def jwt_required(
 
         @wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if has_websocket_context():
+                return await websocket_view(*args, **kwargs)
             await verify_jwt_in_request(
                 optional, fresh, refresh, locations, verify_type, skip_revocation_check
             )
             if is_async:
                 return await fn(*args, **kwargs)
             return await current_app.ensure_async(fn)(*args, **kwargs)
+
+        async def websocket_view(*args: Any, **kwargs: Any) -> Any:
+            from .websocket import run_websocket_view
+
+            async def view() -> Any:
+                await verify_jwt_in_request(
+                    optional, fresh, refresh, locations, verify_type, skip_revocation_check
+                )
+                return await current_app.ensure_async(fn)(*args, **kwargs)
+
+            return await run_websocket_view(view)
 
         return cast(F, wrapper)
 

@@ -10,7 +10,12 @@ from quart_app.jwt import JWTManager
 from quart_app.jwt.config import DEFAULTS
 
 #: Ours only, not in FJE (documented in the README's config table).
-OURS_ONLY = {"JWT_REQUIRED_CLAIMS", "JWT_VERIFIED_CACHE_SIZE", "JWT_MAX_TOKEN_LENGTH"}
+OURS_ONLY = {
+    "JWT_REQUIRED_CLAIMS",
+    "JWT_VERIFIED_CACHE_SIZE",
+    "JWT_MAX_TOKEN_LENGTH",
+    "JWT_WEBSOCKET_ORIGINS",
+}
 
 
 def fje_defaults() -> dict[str, object]:
