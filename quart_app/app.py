@@ -18,7 +18,8 @@ from .jwt.keydir import keys_from_settings
 from .observability import init_observability
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.docs import OpenAPIDocument
-from .security.cors import init_cors
+from .routes.ws import DESCRIPTION as WS_DESCRIPTION
+from .security.cors import allowed_origins, init_cors
 from .security.limits import init_request_limits
 from .security.passwords import Passwords
 from .security.throttle import init_rate_limits
@@ -40,10 +41,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.config.update(settings)
     if str(settings["JWT_ALGORITHM"]).startswith("HS"):
         app.config["JWT_SECRET_KEY"] = resolve_secret(settings)
+    # Cookie-authenticated WebSockets only from the pages CORS lets in ("*" is no page).
+    app.config.setdefault(
+        "JWT_WEBSOCKET_ORIGINS",
+        [o for o in allowed_origins(settings["CORS_ALLOWED_ORIGINS"]) if o != "*"],
+    )
 
     QuartSchema(
         app,
-        info=Info(title="quart_app", version=__version__),
+        info=Info(title="quart_app", version=__version__, description=WS_DESCRIPTION),
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
         security=[{"bearer": []}],
         openapi_provider_class=OpenAPIDocument,

@@ -1,5 +1,5 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
-gateway (forward auth)."""
+gateway (forward auth), ws (the authenticated WebSocket)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from .auth import bp as auth_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
 from .users import bp as users_bp
+from .ws import bp as ws_bp
 
 #: Endpoints throttled per client address.
 THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh")
 
 
 def register_blueprints(app: Quart) -> None:
-    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp):
+    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, ws_bp):
         app.register_blueprint(blueprint)
