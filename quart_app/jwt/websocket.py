@@ -328,7 +328,7 @@ async def close_socket(code: int, msg: str, message: dict[str, Any] | None = Non
         async with asyncio.timeout(FAREWELL_TIMEOUT):
             await ws.accept()
             if message is not None:
-                await ws.send(json.dumps(message))
+                await ws.send(json.dumps(message, separators=(",", ":")))
             await ws.close(code, _reason(msg))
 
 
