@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from .store.errors import is_transient
+from .store.errors import unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,19 @@ def _json(status: int, msg: str, headers: dict[str, str] | None = None) -> Respo
     return response
 
 
+#: Seconds a client is told to wait: a lock clears in moments, an outage takes longer.
+RETRY_AFTER = {"busy": 1}
+RETRY_AFTER_DEFAULT = 5
+
+
+def unavailable(reason: str, error: BaseException | None = None) -> Response:
+    """The one 503 answer for a dependency that cannot serve now."""
+    detail = getattr(error, "orig", None) or error
+    log.warning("dependency unavailable (%s): %s", reason, detail or type(error).__name__)
+    retry_after = RETRY_AFTER.get(reason, RETRY_AFTER_DEFAULT)
+    return _json(503, "Service temporarily unavailable", {"Retry-After": str(retry_after)})
+
+
 def describe_validation_error(error: Exception) -> str:
     """A one-line message naming the first offending field."""
     if isinstance(error, ValidationError):
@@ -89,24 +102,16 @@ def register_error_handlers(app: Quart) -> None:
             msg = "Request body is not valid JSON"
         return _json(status, msg, headers)
 
-    @app.errorhandler(PoolTimeout)
-    async def pool_timeout(error: PoolTimeout) -> Response:
-        log.warning("database pool exhausted: %s", error)
-        return _json(503, "Service temporarily unavailable", {"Retry-After": "1"})
+    async def dependency_error(error: Exception) -> Response:
+        reason = unavailable_reason(error)
+        if reason is None:
+            log.exception("database error")
+            return _json(500, "Internal server error")
+        return unavailable(reason, error)
 
-    @app.errorhandler(DBAPIError)
-    async def database_error(error: DBAPIError) -> Response:
-        if is_transient(error):  # busy, locked, unreachable: same answer on every engine
-            log.warning("database unavailable or busy: %s", error.orig)
-            return _json(503, "Service temporarily unavailable", {"Retry-After": "1"})
-        log.exception("database error")
-        return _json(500, "Internal server error")
-
-    @app.errorhandler(ConnectionError)
-    async def connection_error(error: ConnectionError) -> Response:
-        # asyncpg raises the OS error itself when the database refuses connections.
-        log.warning("backend unreachable: %s", error)
-        return _json(503, "Service temporarily unavailable", {"Retry-After": "1"})
+    # Every database, driver and disk fault: 503 + Retry-After (store/errors.py decides).
+    for kind in (DBAPIError, PoolTimeout, OSError):
+        app.register_error_handler(kind, dependency_error)
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
