@@ -69,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         connect_timeout=settings["DATABASE_CONNECT_TIMEOUT"],
         statement_timeout=settings["DATABASE_STATEMENT_TIMEOUT"],
         sqlite_busy_timeout=settings["SQLITE_BUSY_TIMEOUT"],
+        operation_timeout=settings["DATABASE_OPERATION_TIMEOUT"],
     )
     passwords = Passwords(
         time_cost=settings["ARGON2_TIME_COST"],

@@ -28,6 +28,11 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_POOL_SIZE": 5,
     "DATABASE_MAX_OVERFLOW": 10,
     "DATABASE_POOL_TIMEOUT": 10.0,
+    # Seconds one database operation of a request may take in all (waiting for a pooled
+    # connection, connecting, each statement, commit); past it the request answers 503
+    # with Retry-After. It also caps the pool, connect, statement and SQLite busy
+    # timeouts (0: no overall bound, each of those alone).
+    "DATABASE_OPERATION_TIMEOUT": 5.0,
     # PostgreSQL: reconnect pooled connections older than this (seconds; 0 = never), give
     # up connecting after DATABASE_CONNECT_TIMEOUT, cancel statements running longer
     # than DATABASE_STATEMENT_TIMEOUT (0 = no limit).

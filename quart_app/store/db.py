@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -17,10 +20,20 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from .errors import OperationTimeout
 from .migrate import ensure_schema
 from .models import Base
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _bound(limit: float, timeout: float) -> float:
+    """``limit`` capped by ``timeout`` (either may be 0: no limit)."""
+    if timeout <= 0:
+        return limit
+    return timeout if limit <= 0 else min(limit, timeout)
 
 
 class Database:
@@ -37,9 +50,18 @@ class Database:
         connect_timeout: float = 10.0,
         statement_timeout: float = 30.0,
         sqlite_busy_timeout: float = 10.0,
+        operation_timeout: float = 0.0,
         echo: bool = False,
     ) -> None:
         self.url = make_url(url)
+        #: Seconds any one operation of a store may take (0: unbounded); see run_bounded.
+        self.operation_timeout = operation_timeout
+        # Every wait inside an operation ends by then too, so that an abandoned one
+        # (run_bounded) lets go of its connection soon after instead of hanging on.
+        pool_timeout = _bound(pool_timeout, operation_timeout)
+        connect_timeout = _bound(connect_timeout, operation_timeout)
+        statement_timeout = _bound(statement_timeout, operation_timeout)
+        sqlite_busy_timeout = _bound(sqlite_busy_timeout, operation_timeout)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._options: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.is_sqlite}
         if not self.is_sqlite:
@@ -59,6 +81,10 @@ class Database:
                 "timeout": connect_timeout,
                 "server_settings": settings,
             }
+            if operation_timeout > 0:
+                # Client side: a statement the server never answers (hung host, lost
+                # network) fails too, where statement_timeout cannot fire.
+                self._options["connect_args"]["command_timeout"] = operation_timeout
         self._busy_timeout_ms = int(sqlite_busy_timeout * 1000)
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
@@ -126,6 +152,70 @@ class Database:
         self._engine = None
         self._sessions = None
 
+    async def run_bounded(self, operation: Awaitable[T]) -> T:
+        """Await ``operation`` for at most ``operation_timeout`` seconds.
+
+        On time-out it raises :class:`~.errors.OperationTimeout` at once (answered 503)
+        and cancels the operation in the background: SQLAlchemy then closes the
+        connection it held, which on a hung server may take seconds more (its graceful
+        close), seconds the client does not wait for.
+        """
+        timeout = self.operation_timeout
+        if timeout <= 0:
+            return await operation
+        task = asyncio.ensure_future(operation)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise OperationTimeout(f"no answer from the database within {timeout:g}s")
+        return task.result()
+
     async def ping(self) -> None:
+        await self.run_bounded(self._ping())
+
+    async def _ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned operation's outcome, so asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
+class HasDatabase(Protocol):
+    db: Database
+
+
+C = TypeVar("C", bound=type)
+
+
+def bounded(method: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Coroutine[Any, Any, T]]:
+    """A store method whose every call (retries included) ends within
+    ``DATABASE_OPERATION_TIMEOUT``: a hung database is a 503, never a hung request.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(self: HasDatabase, *args: Any, **kwargs: Any) -> T:
+        return await self.db.run_bounded(method(self, *args, **kwargs))
+
+    wrapper.__bounded__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def bounded_store(cls: C) -> C:
+    """Apply :func:`bounded` to every public coroutine method of a store class."""
+    for name, member in list(vars(cls).items()):
+        if (
+            not name.startswith("_")
+            and inspect.iscoroutinefunction(member)
+            and not getattr(member, "__bounded__", False)
+        ):
+            setattr(cls, name, bounded(member))
+    return cls

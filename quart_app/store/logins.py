@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import Database
+from .db import Database, bounded_store
 from .errors import retry_conflicts
 from .models import LoginSource
 
@@ -25,6 +25,7 @@ class SourceState:
     trusted_until: float | None
 
 
+@bounded_store
 class LoginSourceStore:
     def __init__(self, db: Database) -> None:
         self.db = db

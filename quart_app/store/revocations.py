@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ..jwt.revocation import Kind, Revocation
-from .db import Database
+from .db import Database, bounded_store
 from .errors import retry_conflicts
 from .models import RevocationRow
 
@@ -44,6 +44,7 @@ def _row(entry: Revocation) -> dict[str, Any]:
     }
 
 
+@bounded_store
 class SqlRevocationStore:
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database
+from .db import Database, bounded_store
 from .errors import retry_conflicts
 from .models import User
 
@@ -48,6 +48,7 @@ def _record(user: User) -> UserRecord:
     )
 
 
+@bounded_store
 class UserStore:
     def __init__(self, db: Database) -> None:
         self.db = db
