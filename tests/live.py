@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 HYPERCORN = [sys.executable, "-m", "hypercorn"]
 
 
+def server_env(config: Mapping[str, object]) -> dict[str, str]:
+    """A test's app settings (e.g. the ``backend_config`` fixture) as a server's environment."""
+    env = {key: str(value) for key, value in config.items() if value is not None}
+    if "DATABASE_URL" in env and not env["DATABASE_URL"].startswith("sqlite"):
+        env["DATABASE_CREATE_TABLES"] = "false"  # migrated by the fixture
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,18 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["jti", "family", "user"]
 FAMILY_CLAIM = "fam"
+#: When the session (the login) a token descends from began (OpenID Connect's name):
+#: refreshed tokens keep their login's value, so a "user" revocation ends every session
+#: begun before it, including tokens refreshed from it later.
+SESSION_CLAIM = "auth_time"
+
+
+def session_start(claims: Mapping[str, Any]) -> float | None:
+    """When the token's session began: ``auth_time``, else ``iat``; None if not a number."""
+    value = claims.get(SESSION_CLAIM, claims.get("iat"))
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,12 @@ class RevocationStore(Protocol):
 
     async def contains(self, kind: Kind, value: str) -> bool:
         """Whether a ``kind`` entry for ``value`` is recorded (authoritative, not the mirror)."""
+
+    async def ends_session(self, sub: str, family: str | None, started: float | None) -> bool:
+        """Whether a recorded entry ends this session (authoritative, not the mirror): its
+        ``family``, or a ``user`` entry of ``sub`` made after the session ``started``
+        (any ``user`` entry of ``sub`` when ``started`` is unknown).
+        """
 
     async def changes_since(self, cursor: int | None) -> tuple[list[Revocation], int]:
         """Entries recorded since ``cursor`` (all live ones when None), and the new cursor.
@@ -112,16 +131,24 @@ class RevocationList:
         return jti in self._jtis
 
     def is_revoked(self, claims: Mapping[str, Any], identity_claim_key: str = "sub") -> bool:
-        if claims.get("jti") in self._jtis:
+        """Whether the mirror revokes a token with these claims.
+
+        Claims of a validly signed token may hold any JSON type. A token whose session
+        claims cannot be matched against revocations (a ``jti`` or ``fam`` that is not a
+        string, an ``auth_time`` that is not a number) fails closed: it counts as revoked.
+        """
+        jti, family = claims.get("jti"), claims.get(FAMILY_CLAIM)
+        if not isinstance(jti, str | None) or not isinstance(family, str | None):
             return True
-        family = claims.get(FAMILY_CLAIM)
-        if family is not None and family in self._families:
+        if SESSION_CLAIM in claims and session_start(claims) is None:
+            return True
+        if jti in self._jtis or family in self._families:
             return True
         if self._users:
             user = self._users.get(str(claims.get(identity_claim_key)))
             if user is not None:
-                issued = claims.get("iat")
-                return not isinstance(issued, int | float) or issued < user[0]
+                started = session_start(claims)
+                return started is None or started < user[0]
         return False
 
     def prune(self, now: float | None = None) -> int:

@@ -20,7 +20,7 @@ from ..jwt import (
     get_manager,
     jwt_required,
 )
-from ..jwt.revocation import FAMILY_CLAIM, Revocation
+from ..jwt.revocation import FAMILY_CLAIM, SESSION_CLAIM, Revocation, session_start
 from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
 from ..security.lockout import Lockout, LockoutPolicy
 from ..security.throttle import client_address, limit_key
@@ -66,9 +66,11 @@ async def _credentials() -> Credentials:
         raise AppError(400, describe_validation_error(error)) from None
 
 
-async def _issue(user_id: str, username: str, *, fresh: bool, family: str) -> Response:
+async def _issue(
+    user_id: str, username: str, *, fresh: bool, family: str, started: float
+) -> Response:
     svc = services()
-    claims = {"username": username, FAMILY_CLAIM: family}
+    claims = {"username": username, FAMILY_CLAIM: family, SESSION_CLAIM: started}
     access = await create_access_token(user_id, fresh=fresh, additional_claims=claims)
     refresh = await create_refresh_token(user_id, additional_claims=claims)
     response = jsonify(
@@ -111,7 +113,9 @@ async def login() -> Response:
     await lockout.succeeded(user, source, state, now)
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
-    return await _issue(str(user.id), user.username, fresh=True, family=uuid.uuid4().hex)
+    return await _issue(
+        str(user.id), user.username, fresh=True, family=uuid.uuid4().hex, started=time.time()
+    )
 
 
 @bp.post("/token/refresh")
@@ -121,30 +125,42 @@ async def login() -> Response:
 async def refresh() -> Response:
     """Swap a refresh token for a new pair (rotation).
 
-    The refresh token is used up on the way: presenting it again means it was stolen or
-    replayed, so its whole family (every token from that login) is revoked. Using it up
-    is one atomic insert in the shared store, so two workers racing with the same token
-    cannot both succeed.
+    The refresh token is used up first, whatever the answer: presenting it again means
+    it was stolen or replayed, so its whole family (every token from that login) is
+    revoked. Using it up is one atomic insert in the shared store, so two workers racing
+    with the same token cannot both succeed. Then the shared store, not this worker's
+    mirror, decides whether the session still lives: a logout (its family) or a password
+    change / ``revoke-user`` after the login (its user) recorded on any worker ends it
+    here at once. A pair handed out while such a revocation is being recorded carries
+    the login's ``auth_time``, so that revocation kills it too.
     """
     svc = services()
     header, claims = get_jwt_header(), get_jwt()
     jti = str(claims["jti"])
-    family = claims.get(FAMILY_CLAIM)
-    family = family if isinstance(family, str) and family else uuid.uuid4().hex
+    claimed_family = claims.get(FAMILY_CLAIM)
+    family = claimed_family if isinstance(claimed_family, str) and claimed_family else None
     try:
         await get_manager(current_app).check_revoked(header, claims)
     except RevokedTokenError:
-        if svc.revocations.mirror.has_jti(jti):  # used before: replay
+        if family and svc.revocations.mirror.has_jti(jti):  # used before: replay
             await svc.revocations.revoke([_family_revocation(family)])
         raise
     expires_at = float(claims.get("exp") or time.time() + svc.config["JWT_REFRESH_TOKEN_EXPIRES"])
     if not await svc.revocations.claim(Revocation("jti", jti, expires_at)):
-        await svc.revocations.revoke([_family_revocation(family)])
+        if family:
+            await svc.revocations.revoke([_family_revocation(family)])
         raise RevokedTokenError(header, claims)
-    if await svc.revocations.store.contains("family", family):
+    sub, started = str(claims["sub"]), session_start(claims)
+    if await svc.revocations.store.ends_session(sub, family, started):
         raise RevokedTokenError(header, claims)
     username = str(claims.get("username", ""))
-    return await _issue(str(claims["sub"]), username, fresh=False, family=family)
+    return await _issue(
+        sub,
+        username,
+        fresh=False,
+        family=family or uuid.uuid4().hex,
+        started=time.time() if started is None else started,
+    )
 
 
 def _family_revocation(family: str) -> Revocation:

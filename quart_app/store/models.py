@@ -57,6 +57,8 @@ class RevocationRow(Base):
     __table_args__ = (
         Index("ix_revocations_expires_at", "expires_at"),
         Index("ix_revocations_created_at", "created_at"),
+        # Refresh asks the store whether a user entry ends its session (by sub).
+        Index("ix_revocations_value", "value"),
     )
 
 

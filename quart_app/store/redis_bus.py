@@ -80,6 +80,9 @@ class PublishingStore:
     async def contains(self, kind: Kind, value: str) -> bool:
         return await self.inner.contains(kind, value)
 
+    async def ends_session(self, sub: str, family: str | None, started: float | None) -> bool:
+        return await self.inner.ends_session(sub, family, started)
+
     async def changes_since(self, cursor: int | None) -> tuple[list[Revocation], int]:
         return await self.inner.changes_since(cursor)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -93,6 +93,16 @@ class SqlRevocationStore:
             found = await session.scalar(
                 select(RevocationRow.id).where(RevocationRow.key == f"{kind}:{value}")
             )
+            return found is not None
+
+    async def ends_session(self, sub: str, family: str | None, started: float | None) -> bool:
+        """One indexed query: the family's entry, or a ``user`` entry made after ``started``."""
+        user = and_(RevocationRow.value == sub, RevocationRow.kind == "user")
+        if started is not None:
+            user = and_(user, RevocationRow.not_before > started)
+        ends = or_(user, RevocationRow.key == f"family:{family}") if family else user
+        async with self.db.session() as session:
+            found = await session.scalar(select(RevocationRow.id).where(ends).limit(1))
             return found is not None
 
     async def changes_since(self, cursor: int | None) -> tuple[list[Revocation], int]:
