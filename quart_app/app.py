@@ -18,6 +18,7 @@ from .jwt.keydir import keys_from_settings
 from .observability import init_observability
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.docs import OpenAPIDocument
+from .routes.oauth import init_oauth
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
 from .security.limits import init_request_limits
@@ -96,6 +97,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     )
 
     register_blueprints(app)
+    init_oauth(app, passwords)
     init_rate_limits(app, THROTTLED_ENDPOINTS)
     register_error_handlers(app)
     init_request_limits(app)

@@ -121,6 +121,25 @@ def _read_password() -> str:
     return line.rstrip("\r\n")
 
 
+@main.command("hash-secret")
+def hash_secret() -> None:
+    """Print an argon2id hash of a client secret, for INTROSPECTION_CLIENTS ("id:<hash>").
+
+    The secret is prompted for, or read from the first line of stdin; never argv.
+    """
+    from .security.passwords import Passwords
+    from .settings import load_settings
+
+    settings = load_settings()
+    passwords = Passwords(
+        time_cost=settings["ARGON2_TIME_COST"],
+        memory_cost=settings["ARGON2_MEMORY_COST"],
+        parallelism=settings["ARGON2_PARALLELISM"],
+        threads=1,
+    )
+    click.echo(passwords.hasher.hash(_read_password()))
+
+
 @main.command("create-user")
 @click.argument("username")
 def create_user(username: str) -> None:

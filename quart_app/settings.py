@@ -108,7 +108,11 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_TOKEN": None,
     # Seconds /readyz waits for the database (and Redis) before answering 503.
     "READINESS_TIMEOUT": 2.0,
-    # Answer GET /protected for already-verified tokens below Quart (quart_app/fastpath.py).
+    # Clients allowed to use POST /oauth/introspect: "id:secret,id:secret"; a secret may
+    # be an argon2 or Werkzeug hash of it (quart-app hash-secret). Unset: the endpoint is off.
+    "INTROSPECTION_CLIENTS": None,
+    # Answer claims-only routes (GET /protected, /auth/verify) for already-verified tokens
+    # below Quart (quart_app/jwt/fastpath.py).
     "FAST_PATH": True,
     # Under Hypercorn's uvloop worker, accept every queued connection per wake-up instead
     # of libuv's one per loop iteration (quart_app/serving/acceptor.py).

@@ -1,5 +1,6 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
-gateway (forward auth), ws (the authenticated WebSocket)."""
+gateway (forward auth), oauth (introspection, revocation, metadata), ws (the authenticated
+WebSocket)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from quart import Quart
 from .auth import bp as auth_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
+from .oauth import bp as oauth_bp
 from .users import bp as users_bp
 from .ws import bp as ws_bp
 
@@ -16,5 +18,5 @@ THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh")
 
 
 def register_blueprints(app: Quart) -> None:
-    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, ws_bp):
+    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, oauth_bp, ws_bp):
         app.register_blueprint(blueprint)
