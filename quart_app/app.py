@@ -16,6 +16,7 @@ from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keydir import keys_from_settings
 from .observability import init_observability
+from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.docs import OpenAPIDocument
 from .routes.oauth import init_oauth
@@ -27,7 +28,7 @@ from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
 from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody
-from .settings import load_settings, resolve_secret
+from .settings import NOTES_KEY, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
 
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides the environment, which overrides the defaults."""
-    settings = load_settings(config)
+    settings = preflight(config)
     app = Quart(__name__, instance_path=settings["INSTANCE_PATH"])
     app.config.update(settings)
     if str(settings["JWT_ALGORITHM"]).startswith("HS"):
@@ -111,6 +112,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
 
     @app.before_serving
     async def open_resources() -> None:
+        for note in settings[NOTES_KEY]:
+            log.info("%s", note)
         await db.open(create_tables=settings["DATABASE_CREATE_TABLES"])
         await passwords.start()
         await revocations.start()

@@ -16,7 +16,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Exit status of a server process that cannot start (gunicorn's WORKER_BOOT_ERROR): a
+#: supervisor seeing it stops, instead of restarting a worker that would fail again.
+BOOT_ERROR_EXIT = 3
+
 MIN_SECRET_BYTES = 32
+#: Key of the lines ``load_settings`` has to say (how it read a value), logged by the app
+#: once logging is configured.
+NOTES_KEY = "SETTINGS_NOTES"
 SECRET_FILE = "jwt-secret.key"
 
 #: name -> default. ``None`` defaults are strings when set.
@@ -123,6 +130,17 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class SettingsError(ValueError):
+    """A setting that cannot work: one line per problem, naming the setting and the fix."""
+
+    def __init__(self, *problems: str, partial: dict[str, Any] | None = None) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+        #: What could be read, the defaults standing in for the bad values (so that the
+        #: remaining checks can still run and report everything at once).
+        self.partial = partial
+
+
 def _convert(name: str, raw: str, default: Any) -> Any:
     if isinstance(default, tuple):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -132,7 +150,7 @@ def _convert(name: str, raw: str, default: Any) -> Any:
             return True
         if lowered in {"0", "false", "no", "off"}:
             return False
-        raise ValueError(f"{name} must be true or false, not {raw!r}")
+        raise SettingsError(f"{name} must be true or false, not {raw!r}")
     try:
         if isinstance(default, int):
             return int(raw)
@@ -140,26 +158,57 @@ def _convert(name: str, raw: str, default: Any) -> Any:
             return float(raw)
     except ValueError:
         kind = type(default).__name__
-        raise ValueError(f"{name} must be a number ({kind}), not {raw!r}") from None
+        raise SettingsError(f"{name} must be a number ({kind}), not {raw!r}") from None
     return raw
 
 
 def load_settings(
     overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Merge defaults, environment and ``overrides`` into one configuration mapping."""
+    """Merge defaults, environment and ``overrides`` into one configuration mapping.
+
+    Every unusable value is reported at once: :class:`SettingsError` has one line each.
+    """
     env = os.environ if environ is None else environ
     settings = dict(DEFAULTS)
+    problems: list[str] = []
+    notes: list[str] = []
     for name, default in DEFAULTS.items():
         if name in env and env[name] != "":
-            settings[name] = _convert(name, env[name], default)
+            try:
+                settings[name] = _convert(name, env[name], default)
+            except SettingsError as error:
+                problems += error.problems
     if overrides:
         settings.update(overrides)
     instance = Path(settings["INSTANCE_PATH"]).resolve()
     settings["INSTANCE_PATH"] = str(instance)
     if not settings["DATABASE_URL"]:
         settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{instance / 'app.db'}"
+    else:
+        from .store.urls import async_database_url
+
+        try:
+            settings["DATABASE_URL"] = async_database_url(str(settings["DATABASE_URL"]), notes)
+        except SettingsError as error:
+            problems += error.problems
+            settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{instance / 'app.db'}"
+    settings[NOTES_KEY] = notes
+    if problems:
+        raise SettingsError(*problems, partial=settings)
     return settings
+
+
+def short_secret(secret: str | bytes) -> str | None:
+    """The problem with a configured HMAC secret that is too short, or None."""
+    size = len(secret if isinstance(secret, bytes) else secret.encode())
+    if size >= MIN_SECRET_BYTES:
+        return None
+    return (
+        f"JWT_SECRET_KEY is {size} bytes, HMAC needs at least {MIN_SECRET_BYTES}"
+        " (RFC 7518 section 3.2): unset it to have one generated into INSTANCE_PATH,"
+        " or set one made by `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+    )
 
 
 def resolve_secret(settings: dict[str, Any]) -> str:
@@ -172,13 +221,8 @@ def resolve_secret(settings: dict[str, Any]) -> str:
     configured = settings.get("JWT_SECRET_KEY")
     if configured:
         secret = configured.decode() if isinstance(configured, bytes) else str(configured)
-        if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise RuntimeError(
-                f"JWT_SECRET_KEY is {len(secret.encode())} bytes; at least {MIN_SECRET_BYTES}"
-                " are required for HS256 (RFC 7518 section 3.2). Unset it to have one"
-                " generated, or make one with"
-                " `python -c 'import secrets; print(secrets.token_hex(64))'`."
-            )
+        if (problem := short_secret(secret)) is not None:
+            raise SettingsError(problem)
         return secret
     instance = Path(settings["INSTANCE_PATH"])
     instance.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -203,5 +247,8 @@ def resolve_secret(settings: dict[str, Any]) -> str:
         log.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode)
     secret = path.read_text().strip()
     if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise RuntimeError(f"{path} holds a secret shorter than {MIN_SECRET_BYTES} bytes")
+        raise SettingsError(
+            f"INSTANCE_PATH: {path} holds a secret shorter than {MIN_SECRET_BYTES} bytes:"
+            " delete the file to have a new one generated (every token issued dies)"
+        )
     return secret

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from quart_app import create_app
-from quart_app.settings import load_settings, resolve_secret
+from quart_app.settings import SettingsError, load_settings, resolve_secret
 
 
 def test_environment_values_take_the_type_of_their_default(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_concurrent_workers_agree_on_one_generated_secret(tmp_path: Path) -> Non
 
 
 def test_short_configured_secret_stops_start_up(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="at least 32"):
+    with pytest.raises(SettingsError, match="at least 32"):
         create_app({"INSTANCE_PATH": str(tmp_path), "JWT_SECRET_KEY": "too-short"})
 
 
