@@ -23,6 +23,10 @@ from hypercorn import __main__ as hypercorn_cli
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
 
+from ..boot import fail
+from ..preflight import preflight
+from ..settings import SettingsError
+
 
 def _worker_function(config: Config) -> Any:
     if config.worker_class == "uvloop":
@@ -86,6 +90,11 @@ def run(config: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Check the settings once, here, so a bad one is said once and no worker starts.
+    try:
+        preflight()
+    except SettingsError as error:
+        fail(error.problems)
     hypercorn_cli.run = run  # type: ignore[attr-defined]
     return int(hypercorn_cli.main(argv))
 
