@@ -1,17 +1,25 @@
 """Every ``JWT_*`` setting with Flask-JWT-Extended's default, read through one object.
 
 ``JWTManager.init_app`` puts these defaults into ``app.config`` with ``setdefault`` and
-builds a :class:`JWTConfig` snapshot from it; the hot path reads plain attributes instead
-of looking keys up in the config mapping on every request.
+builds a :class:`JWTConfig` snapshot from it (again whenever a ``JWT_*`` key is written,
+see ``live``); the hot path reads plain attributes instead of looking keys up in the
+config mapping on every request.
+
+A bad value raises FJE's RuntimeError where FJE raises it: a bad ``JWT_TOKEN_LOCATION``
+when a request looks for its token, a bad ``JWT_ACCESS_TOKEN_EXPIRES`` when an access
+token is made, and so on; the rest of the extension keeps working meanwhile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from .deltas import expires_delta, leeway_seconds
 from .keys import SUPPORTED_ALGORITHMS
+
+T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
     "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=15),
@@ -72,19 +80,40 @@ DEFAULTS: dict[str, Any] = {
 VALID_LOCATIONS = frozenset({"headers", "cookies", "query_string", "json"})
 
 
-def seconds(value: Any, name: str) -> float | None:
-    """``JWT_*_EXPIRES`` may be a timedelta, a number of seconds, or False (never)."""
-    if value is False or value is None:
-        return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise RuntimeError(f"{name} must be a timedelta, a number of seconds or False")
-
-
 def _names(value: str | Iterable[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def token_locations(value: Any) -> tuple[str, ...]:
+    """``JWT_TOKEN_LOCATION``, checked with FJE's texts."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise RuntimeError("JWT_TOKEN_LOCATION must be a sequence or a set")
+    locations = tuple(value)
+    if not locations:
+        raise RuntimeError(
+            "JWT_TOKEN_LOCATION must contain at least one "
+            'of "headers", "cookies", "query_string", or "json"'
+        )
+    if any(location not in VALID_LOCATIONS for location in locations):
+        raise RuntimeError(
+            'JWT_TOKEN_LOCATION can only contain "headers", "cookies", "query_string", or "json"'
+        )
+    return locations
+
+
+def header_name(value: Any) -> str:
+    if not value:
+        # FJE's text, with the setting's 3.x name.
+        raise RuntimeError("JWT_ACCESS_HEADER_NAME cannot be empty")
+    return str(value)
+
+
+def _valid(value: T | RuntimeError) -> T:
+    if isinstance(value, RuntimeError):
+        raise RuntimeError(*value.args)
+    return value
 
 
 class JWTConfig:
@@ -92,9 +121,11 @@ class JWTConfig:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         get = config.__getitem__
-        self.access_expires = seconds(get("JWT_ACCESS_TOKEN_EXPIRES"), "JWT_ACCESS_TOKEN_EXPIRES")
-        self.refresh_expires = seconds(
-            get("JWT_REFRESH_TOKEN_EXPIRES"), "JWT_REFRESH_TOKEN_EXPIRES"
+        self._access_expires: Any = _checked(
+            expires_delta, get("JWT_ACCESS_TOKEN_EXPIRES"), "JWT_ACCESS_TOKEN_EXPIRES"
+        )
+        self._refresh_expires: Any = _checked(
+            expires_delta, get("JWT_REFRESH_TOKEN_EXPIRES"), "JWT_REFRESH_TOKEN_EXPIRES"
         )
         self.algorithm: str = get("JWT_ALGORITHM")
         # As FJE: JWT_ALGORITHM is always among the accepted algorithms.
@@ -113,14 +144,10 @@ class JWTConfig:
         self.private_key = get("JWT_PRIVATE_KEY")
         self.public_key = get("JWT_PUBLIC_KEY")
 
-        self.token_location = _names(get("JWT_TOKEN_LOCATION"))
-        unknown = set(self.token_location) - VALID_LOCATIONS
-        if unknown or not self.token_location:
-            raise RuntimeError(
-                f"JWT_TOKEN_LOCATION must be a subset of {sorted(VALID_LOCATIONS)}, "
-                f"not {list(self.token_location)}"
-            )
-        self.header_name: str = get("JWT_HEADER_NAME")
+        self._token_location: tuple[str, ...] | RuntimeError = _checked(
+            token_locations, get("JWT_TOKEN_LOCATION")
+        )
+        self._header_name: str | RuntimeError = _checked(header_name, get("JWT_HEADER_NAME"))
         self.header_type: str = get("JWT_HEADER_TYPE")
         self.query_string_name: str = get("JWT_QUERY_STRING_NAME")
         self.query_string_value_prefix: str = get("JWT_QUERY_STRING_VALUE_PREFIX")
@@ -152,8 +179,7 @@ class JWTConfig:
         self.decode_audience = get("JWT_DECODE_AUDIENCE")
         self.encode_issuer: str | None = get("JWT_ENCODE_ISSUER")
         self.decode_issuer: str | None = get("JWT_DECODE_ISSUER")
-        leeway = get("JWT_DECODE_LEEWAY")
-        self.leeway = leeway.total_seconds() if isinstance(leeway, timedelta) else float(leeway)
+        self.leeway = leeway_seconds(get("JWT_DECODE_LEEWAY"))
         self.identity_claim_key: str = get("JWT_IDENTITY_CLAIM")
         self.error_msg_key: str = get("JWT_ERROR_MESSAGE_KEY")
         self.verify_sub: bool = get("JWT_VERIFY_SUB")
@@ -166,3 +192,28 @@ class JWTConfig:
         )
         # FJE exempts OPTIONS (CORS preflight) from every check.
         self.exempt_methods = frozenset({"OPTIONS"})
+
+    @property
+    def access_expires(self) -> Any:
+        """``JWT_ACCESS_TOKEN_EXPIRES`` as a duration, None for tokens without ``exp``."""
+        return _valid(self._access_expires)
+
+    @property
+    def refresh_expires(self) -> Any:
+        return _valid(self._refresh_expires)
+
+    @property
+    def token_location(self) -> tuple[str, ...]:
+        return _valid(self._token_location)
+
+    @property
+    def header_name(self) -> str:
+        return _valid(self._header_name)
+
+
+def _checked(check: Any, *args: Any) -> Any:
+    """``check(*args)``, or the RuntimeError it raised, to be raised where it is used."""
+    try:
+        return check(*args)
+    except RuntimeError as error:
+        return error

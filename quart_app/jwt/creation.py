@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import tokens
-from .config import seconds
+from .deltas import expires_delta as checked_delta
 from .loaders import Loaders, call
 
 
@@ -24,11 +24,10 @@ class Creation(Loaders):
     ) -> str:
         config = self.config
         if expires_delta is None:
-            expires_in = (
-                config.access_expires if token_type == tokens.ACCESS else config.refresh_expires
-            )
+            # As FJE: only the setting of this token's type is read (and checked).
+            delta = config.access_expires if token_type == tokens.ACCESS else config.refresh_expires
         else:
-            expires_in = seconds(expires_delta, "expires_delta")
+            delta = checked_delta(expires_delta, "expires_delta")
         headers = dict(await call(self._additional_headers, identity) or {})
         if additional_headers:
             headers.update(additional_headers)
@@ -47,7 +46,7 @@ class Creation(Loaders):
             key=key,
             algorithm=config.algorithm,
             token_type=token_type,
-            expires_in=expires_in,
+            expires_delta=delta,
             fresh=fresh,
             csrf=config.csrf_protect,
             audience=config.encode_audience,

@@ -211,20 +211,27 @@ class ClaimsFastPath:
         self._headers = headers
         self._observe = observe
         self._ready: bool | None = None
+        self._ready_for = -1
 
     def usable(self) -> bool:
-        """Decided once, on the first request: the app's settings no longer change then."""
-        if self._ready is None:
-            manager = get_manager(self.quart_app)
-            config = manager.config
-            self._ready = bool(
-                (self._enabled is None or self._enabled())
-                and tuple(config.token_location) == ("headers",)
-                and config.header_name == "Authorization"
-                and config.header_type == "Bearer"
-                and config.verified_cache_size
-                and not manager.has_custom_checks
-            )
+        """Decided on the first request, again after a ``JWT_*`` setting or a loader changed."""
+        manager = get_manager(self.quart_app)
+        try:
+            generation = manager.generation
+            if self._ready is None or generation != self._ready_for:
+                self._ready_for = generation
+                config = manager.config
+                self._ready = bool(
+                    (self._enabled is None or self._enabled())
+                    and tuple(config.token_location) == ("headers",)
+                    and config.header_name == "Authorization"
+                    and config.header_type == "Bearer"
+                    and config.verified_cache_size
+                    and not manager.has_custom_checks
+                )
+        except RuntimeError:
+            # A bad setting: Quart's path raises it where FJE would.
+            self._ready = False
         return self._ready
 
     async def __call__(

@@ -82,26 +82,31 @@ class Loaders(ConfigView):
     def additional_claims_loader(self, callback: F) -> F:
         """``callback(identity) -> dict`` of claims added to every new token."""
         self._additional_claims = callback
+        self._changed()
         return callback
 
     def additional_headers_loader(self, callback: F) -> F:
         """``callback(identity) -> dict`` of JOSE headers added to every new token."""
         self._additional_headers = callback
+        self._changed()
         return callback
 
     def user_identity_loader(self, callback: F) -> F:
         """``callback(identity) -> JSON-serialisable`` value stored in the identity claim."""
         self._user_identity = callback
+        self._changed()
         return callback
 
     def user_lookup_loader(self, callback: F) -> F:
         """``callback(jwt_header, jwt_data) -> user | None``; sets ``current_user``."""
         self._user_lookup = callback
+        self._changed()
         return callback
 
     def user_lookup_error_loader(self, callback: F) -> F:
         """``callback(jwt_header, jwt_data) -> response`` when the lookup found no user."""
         self._user_lookup_error = callback
+        self._changed()
         return callback
 
     def token_in_blocklist_loader(self, callback: F) -> F:
@@ -110,46 +115,55 @@ class Loaders(ConfigView):
         Runs after the built-in revocation check, which stays on.
         """
         self._token_in_blocklist = callback
+        self._changed()
         return callback
 
     def token_verification_loader(self, callback: F) -> F:
         """``callback(jwt_header, jwt_data) -> bool``: False rejects the token."""
         self._token_verification = callback
+        self._changed()
         return callback
 
     def token_verification_failed_loader(self, callback: F) -> F:
         self._token_verification_failed = callback
+        self._changed()
         return callback
 
     def expired_token_loader(self, callback: F) -> F:
         self._expired_token = callback
+        self._changed()
         return callback
 
     def invalid_token_loader(self, callback: F) -> F:
         self._invalid_token = callback
+        self._changed()
         return callback
 
     def unauthorized_loader(self, callback: F) -> F:
         self._unauthorized = callback
+        self._changed()
         return callback
 
     def needs_fresh_token_loader(self, callback: F) -> F:
         self._needs_fresh_token = callback
+        self._changed()
         return callback
 
     def revoked_token_loader(self, callback: F) -> F:
         self._revoked_token = callback
+        self._changed()
         return callback
 
     def decode_key_loader(self, callback: F) -> F:
         """``callback(jwt_header, jwt_data) -> key`` used to verify a token."""
         self._decode_key = callback
-        self._verified.clear()
+        self._changed()
         return callback
 
     def encode_key_loader(self, callback: F) -> F:
         """``callback(identity) -> key`` used to sign a new token."""
         self._encode_key = callback
+        self._changed()
         return callback
 
     # -- which loaders are set -------------------------------------------------------

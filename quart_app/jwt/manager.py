@@ -14,6 +14,7 @@ from quart import Quart
 from .config import DEFAULTS
 from .creation import Creation
 from .handlers import register_error_handlers
+from .live import count_writes
 from .loaders import F, call
 from .verification import Verification
 from .view import Claims
@@ -35,7 +36,7 @@ class JWTManager(Creation, Verification):
         app.extensions[EXTENSION_KEY] = self
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        self._app_config = app.config
+        self._app_config = count_writes(app.config)
         register_error_handlers(app, self)
         if add_context_processor:
             from .context import current_user

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from typing import Any
 
 import jwt
 
+from .deltas import after, is_duration
 from .errors import JWTDecodeError
 
 ACCESS = "access"
@@ -24,8 +24,8 @@ def encode_token(
     key: Any,
     algorithm: str,
     token_type: str,
-    expires_in: float | None,
-    fresh: bool | float | timedelta = False,
+    expires_delta: Any = None,
+    fresh: Any = False,
     csrf: bool = False,
     audience: str | Iterable[str] | None = None,
     issuer: str | None = None,
@@ -37,13 +37,16 @@ def encode_token(
 ) -> str:
     """Build and sign a token with Flask-JWT-Extended's claim set.
 
+    ``expires_delta`` (a timedelta, relativedelta, ...; None: no ``exp``) and a duration
+    as ``fresh`` are counted from now.
+
     ``iat`` keeps sub-second precision so that a per-user "revoke everything issued
     before T" (password change) can tell a token issued just before T from one issued
     just after it; ``nbf`` and ``exp`` are whole seconds as usual.
     """
     now = time.time() if now is None else now
-    if isinstance(fresh, timedelta):
-        fresh = now + fresh.total_seconds()
+    if is_duration(fresh):
+        fresh = after(now, fresh)
     data: dict[str, Any] = {
         "fresh": fresh,
         "iat": now,
@@ -59,8 +62,8 @@ def encode_token(
         data["aud"] = audience if isinstance(audience, str) else list(audience)
     if issuer:
         data["iss"] = issuer
-    if expires_in is not None:
-        data["exp"] = int(now + expires_in)
+    if expires_delta is not None:
+        data["exp"] = int(after(now, expires_delta))
     if claims:
         data.update(claims)
     return _jwt.encode(data, key, algorithm=algorithm, headers=dict(headers) if headers else None)

@@ -54,10 +54,11 @@ class Verification(Loaders):
         caller on every request, cached or not. Well-formed tokens take the fast path
         (``verifier``); anything else gets PyJWT's full decode and its error texts.
         """
+        config = self.config  # first: a changed setting drops the cache
         cached = self._verified.get(encoded)
         if cached is not None:
             header, claims, exp = cached
-            if exp is None or allow_expired or exp > time.time() - self.config.leeway:
+            if exp is None or allow_expired or exp > time.time() - config.leeway:
                 # Copies: a view that edits get_jwt() must not edit the cached entry.
                 return dict(header), dict(claims)
             del self._verified[encoded]
@@ -75,7 +76,7 @@ class Verification(Loaders):
         tokens.check_numeric_dates(claims)
         exp = claims.get("exp")
         # Not with a decode_key_loader: the key it returns may change (FJE asks it each time).
-        cache_size = self.config.verified_cache_size if self._decode_key is None else 0
+        cache_size = config.verified_cache_size if self._decode_key is None else 0
         if cache_size and not allow_expired and (exp is None or type(exp) in (int, float)):
             verified = self._verified
             if len(verified) >= cache_size:
@@ -113,11 +114,12 @@ class Verification(Loaders):
     def cached(self, encoded: str) -> tuple[Claims, Claims] | None:
         """``(header, claims)`` of a token this worker verified before and that has not
         expired, without copying (callers must not modify them); None otherwise."""
+        config = self.config  # first: a changed setting drops the cache
         cached = self._verified.get(encoded)
         if cached is None:
             return None
         header, claims, exp = cached
-        if exp is not None and exp <= time.time() - self.config.leeway:
+        if exp is not None and exp <= time.time() - config.leeway:
             return None
         return header, claims
 

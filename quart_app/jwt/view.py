@@ -1,7 +1,9 @@
 """The manager's view of the app's ``JWT_*`` settings, and what is derived from them.
 
 The settings object, the verification rules, the key set and the verified-token cache
-are built lazily from ``app.config`` and kept until :meth:`ConfigView.reload_config`.
+are built lazily from ``app.config`` and kept until a ``JWT_*`` key of it is written
+(``live``), or :meth:`ConfigView.reload_config` is called: then all of them are dropped
+and the next use rebuilds them. The check costs one attribute read per request.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 from .config import JWTConfig
 from .keys import KeySet
+from .live import WriteCounting
 from .verifier import Rules
 
 Claims = dict[str, Any]
@@ -19,7 +22,10 @@ class ConfigView:
     """Settings, rules, keys and verified tokens of one app (the base of ``JWTManager``)."""
 
     def __init__(self) -> None:
-        self._app_config: Any = None
+        self._app_config: WriteCounting | None = None
+        self._seen_writes = -1
+        #: Moves whenever the settings view is rebuilt or a loader is set or replaced.
+        self._generation = 0
         self._config: JWTConfig | None = None
         self._keys: KeySet | None = None
         self._explicit_keys: KeySet | None = None
@@ -29,13 +35,34 @@ class ConfigView:
 
     @property
     def config(self) -> JWTConfig:
-        """The ``JWT_*`` settings, read once from the app's config."""
-        if self._config is None:
-            self._config = JWTConfig(self._app_config)
-        return self._config
+        """The ``JWT_*`` settings, as ``app.config`` holds them now."""
+        config = self._config
+        app_config = self._app_config
+        if app_config is None:
+            raise RuntimeError("JWTManager.init_app(app) has not been called")
+        if config is None or app_config.jwt_writes != self._seen_writes:
+            self._changed()
+            self._seen_writes = app_config.jwt_writes
+            config = self._config = JWTConfig(app_config)
+        return config
 
     def reload_config(self) -> None:
-        """Re-read ``JWT_*`` settings (after changing ``app.config``) and forget cached tokens."""
+        """Re-read ``JWT_*`` settings and forget verified tokens.
+
+        Writes to ``app.config`` are noticed without it; a value changed in place (a list
+        appended to) is not.
+        """
+        self._config = None
+
+    @property
+    def generation(self) -> int:
+        """A number that changes with the settings or the loaders (for callers' caches)."""
+        self.config  # noqa: B018 - rebuilds the view if a setting was written
+        return self._generation
+
+    def _changed(self) -> None:
+        """Forget everything built from the settings or checked with the loaders."""
+        self._generation += 1
         self._config = None
         self._rules = None
         self._keys = None
@@ -44,8 +71,8 @@ class ConfigView:
     @property
     def rules(self) -> Rules:
         """What the fast path checks, from the decode settings."""
+        config = self.config
         if self._rules is None:
-            config = self.config
             self._rules = Rules(
                 algorithms=frozenset(config.decode_algorithms),
                 required=config.required_claims,
@@ -62,8 +89,8 @@ class ConfigView:
         """The signing and verification keys (built from ``JWT_*`` settings unless set)."""
         if self._explicit_keys is not None:
             return self._explicit_keys
+        config = self.config
         if self._keys is None:
-            config = self.config
             self._keys = KeySet.from_config(
                 config.algorithm,
                 secret=config.secret_key,
@@ -77,7 +104,7 @@ class ConfigView:
     def keys(self, keys: KeySet | None) -> None:
         """Use ``keys`` (e.g. a ``KeyDirectory``) instead of the ``JWT_*`` key settings."""
         self._explicit_keys = keys
-        self._verified.clear()
+        self._changed()
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The JWK Set of every public key still accepted (empty for HS* only)."""
