@@ -22,7 +22,7 @@ class ConfigView:
     """Settings, rules, keys and verified tokens of one app (the base of ``JWTManager``)."""
 
     def __init__(self) -> None:
-        self._app_config: WriteCounting | None = None
+        self._app_config: WriteCounting | None = None  # set by init_app
         self._seen_writes = -1
         #: Moves whenever the settings view is rebuilt or a loader is set or replaced.
         self._generation = 0
@@ -37,13 +37,17 @@ class ConfigView:
     def config(self) -> JWTConfig:
         """The ``JWT_*`` settings, as ``app.config`` holds them now."""
         config = self._config
+        if config is not None and self._app_config.jwt_writes == self._seen_writes:  # type: ignore[union-attr]
+            return config
+        return self._rebuild()
+
+    def _rebuild(self) -> JWTConfig:
         app_config = self._app_config
         if app_config is None:
             raise RuntimeError("JWTManager.init_app(app) has not been called")
-        if config is None or app_config.jwt_writes != self._seen_writes:
-            self._changed()
-            self._seen_writes = app_config.jwt_writes
-            config = self._config = JWTConfig(app_config)
+        self._changed()
+        self._seen_writes = app_config.jwt_writes
+        config = self._config = JWTConfig(app_config)
         return config
 
     def reload_config(self) -> None:
