@@ -114,7 +114,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     async def open_resources() -> None:
         for note in settings[NOTES_KEY]:
             log.info("%s", note)
-        await db.open(create_tables=settings["DATABASE_CREATE_TABLES"])
+        # An unreachable database does not stop the worker: it serves 503 until it answers.
+        await db.open(create_tables=settings["DATABASE_CREATE_TABLES"], in_background=True)
         await passwords.start()
         await revocations.start()
         if bus is not None:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from .jwt import RevocationsUnknown
 from .store.errors import unavailable_reason
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,12 @@ def register_error_handlers(app: Quart) -> None:
     # Every database, driver and disk fault: 503 + Retry-After (store/errors.py decides).
     for kind in (DBAPIError, PoolTimeout, OSError):
         app.register_error_handler(kind, dependency_error)
+
+    @app.errorhandler(RevocationsUnknown)
+    async def revocations_unknown(error: RevocationsUnknown) -> Response:
+        # A worker that started during an outage cannot check tokens until it has
+        # loaded the revocations: refusing for a while beats accepting a revoked token.
+        return unavailable("revocations not loaded yet", error)
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

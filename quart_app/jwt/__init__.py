@@ -33,7 +33,13 @@ from .errors import (
 from .keydir import KeyDirectory, keys_from_settings, rotate_keys
 from .keys import Key, KeySet
 from .manager import JWTManager, get_manager
-from .revocation import Revocation, RevocationList, RevocationStore, RevocationSync
+from .revocation import (
+    Revocation,
+    RevocationList,
+    RevocationStore,
+    RevocationsUnknown,
+    RevocationSync,
+)
 from .sockets import SocketRegistry, SocketSession
 from .utils import (
     create_access_token,
@@ -76,6 +82,7 @@ __all__ = [
     "RevocationList",
     "RevocationStore",
     "RevocationSync",
+    "RevocationsUnknown",
     "RevokedTokenError",
     "SocketRegistry",
     "SocketSession",

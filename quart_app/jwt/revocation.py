@@ -84,10 +84,22 @@ class RevocationStore(Protocol):
         """
 
 
+class RevocationsUnknown(Exception):
+    """This worker has not loaded the revocations yet (its store has not answered since
+    it started), so it cannot tell a revoked token from a valid one.
+    """
+
+
 class RevocationList:
-    """The in-memory mirror consulted on every request; all checks are dict lookups."""
+    """The in-memory mirror consulted on every request; all checks are dict lookups.
+
+    ``complete`` is False while the mirror lacks the store's state (a worker that started
+    while the store was unreachable): then every token counts as possibly revoked, so a
+    logout or password change made earlier is never forgotten by a fresh worker.
+    """
 
     def __init__(self) -> None:
+        self.complete = True
         self._jtis: dict[str, float] = {}
         self._families: dict[str, float] = {}
         self._users: dict[str, tuple[float, float]] = {}  # sub -> (not_before, expires_at)
@@ -137,6 +149,8 @@ class RevocationList:
         claims cannot be matched against revocations (a ``jti`` or ``fam`` that is not a
         string, an ``auth_time`` that is not a number) fails closed: it counts as revoked.
         """
+        if not self.complete:
+            return True  # unknown: refuse rather than accept a revoked token
         jti, family = claims.get("jti"), claims.get(FAMILY_CLAIM)
         if not isinstance(jti, str | None) or not isinstance(family, str | None):
             return True
@@ -195,9 +209,26 @@ class RevocationSync:
         """One round trip to the store: apply what is new."""
         entries, self._cursor = await self.store.changes_since(self._cursor)
         self.mirror.apply(entries)
+        self.mirror.complete = True
 
     async def start(self) -> None:
-        await self.pull()  # start-up fails loudly if the store is unreachable
+        """Load the store's revocations and keep pulling them every ``interval``.
+
+        A store that does not answer does not stop the start-up: the mirror stays
+        incomplete (tokens are refused as unknown, never accepted) and the loop keeps
+        trying until the store answers.
+        """
+        try:
+            await self.pull()
+        except Exception as error:
+            self.mirror.complete = False
+            self._failing = True
+            log.warning(
+                "revocations not loaded (%s); token checks answer 503 until the store"
+                " answers, retrying every %.1fs",
+                error or type(error).__name__,
+                self.interval,
+            )
         self._task = asyncio.create_task(self._run(), name="revocation-sync")
 
     async def stop(self) -> None:
@@ -220,7 +251,7 @@ class RevocationSync:
                 self._failing = True
                 continue
             if self._failing:
-                log.warning("revocation sync recovered")
+                log.warning("revocation sync recovered; revocations loaded")
                 self._failing = False
             if time.monotonic() - last_prune > 60:
                 self.mirror.prune()

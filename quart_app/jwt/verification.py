@@ -12,7 +12,7 @@ from . import tokens
 from .errors import RevokedTokenError, UserClaimsVerificationError, UserLookupError
 from .keys import family
 from .loaders import Loaders, call
-from .revocation import RevocationList
+from .revocation import RevocationList, RevocationsUnknown
 from .verifier import fast_verify
 from .view import Claims
 
@@ -127,6 +127,8 @@ class Verification(Loaders):
 
     async def check_revoked(self, header: Claims, claims: Claims) -> None:
         revocations = self.revocations
+        if revocations is not None and not revocations.complete:
+            raise RevocationsUnknown()
         if revocations is not None and revocations.is_revoked(
             claims, self.config.identity_claim_key
         ):

@@ -49,7 +49,12 @@ class Readiness:
 
     async def check(self) -> dict[str, str]:
         """``{"database": "ok"|"unavailable", "redis": ...}`` (redis only when configured)."""
-        checks = {"database": await self._probe("database", services().db.ping())}
+        svc = services()
+        checks = {"database": await self._probe("database", svc.db.ping())}
+        if checks["database"] == "ok" and not svc.db.ready:
+            checks["database"] = "starting"  # answers, schema not checked yet
+        if not svc.revocations.mirror.complete:
+            checks["revocations"] = "loading"  # token checks answer 503 meanwhile
         if self.redis_url:
             checks["redis"] = await self._probe("redis", self._redis_client().ping())
         return checks
@@ -72,7 +77,8 @@ class Ready(BaseModel):
 @document_response(Ready)
 @document_response(Ready, 503)
 async def readyz() -> tuple[dict[str, Any], int, dict[str, str]]:
-    """200 when the database answers; 503 otherwise.
+    """200 when the database answers and this worker has loaded the revocations; 503
+    otherwise (a worker that started during a database outage, until it has caught up).
 
     Redis (when configured) is reported but does not fail readiness: without it every
     worker keeps serving correctly (revocations through the SQL poll, throttling per
@@ -83,7 +89,7 @@ async def readyz() -> tuple[dict[str, Any], int, dict[str, str]]:
 
     checks = await observability(current_app).readiness.check()
     headers = {"Cache-Control": "no-store"}
-    if checks.get("database") != "ok":
+    if checks.get("database") != "ok" or "revocations" in checks:
         return {"status": "unavailable", "msg": "Not ready", "checks": checks}, 503, headers
     status = "ready" if all(state == "ok" for state in checks.values()) else "degraded"
     return {"status": status, "checks": checks}, 200, headers

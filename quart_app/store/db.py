@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -20,13 +22,16 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from .errors import OperationTimeout
-from .migrate import ensure_schema
+from .errors import OperationTimeout, unavailable_reason
+from .migrate import SchemaError, ensure_schema
 from .models import Base
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The longest wait between two attempts to reach a database that was down at start-up.
+RECONNECT_MAX_DELAY = 5.0
 
 
 def _bound(limit: float, timeout: float) -> float:
@@ -88,6 +93,9 @@ class Database:
         self._busy_timeout_ms = int(sqlite_busy_timeout * 1000)
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._connector: asyncio.Task[None] | None = None
+        #: True once the database answered and its schema is at head.
+        self.ready = False
 
     @property
     def engine(self) -> AsyncEngine:
@@ -100,12 +108,15 @@ class Database:
             raise RuntimeError("the database is not open (is the app serving?)")
         return self._sessions()
 
-    async def open(self, create_tables: bool = True) -> None:
+    async def open(self, create_tables: bool = True, *, in_background: bool = False) -> None:
         """Connect and check the schema is at the migrations' head.
 
         ``create_tables`` lets SQLite's first start create the schema (and stamp it);
         any other database behind head raises :class:`~.migrate.SchemaError` naming
-        the upgrade command.
+        the upgrade command. With ``in_background`` (a serving worker), a database that
+        cannot be reached does not fail the start-up: the worker serves (503 for what
+        needs the database) and keeps trying with back-off; ``ready`` says when the
+        schema has been checked.
         """
         if self._engine is not None:
             return
@@ -126,13 +137,55 @@ class Database:
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.close()
 
-        try:
-            await ensure_schema(engine, create_sqlite=create_tables)
-        except BaseException:
-            await engine.dispose()
-            raise
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        try:
+            await ensure_schema(engine, create_sqlite=create_tables)
+        except Exception as error:
+            reason = unavailable_reason(error)
+            if not in_background or reason is None:
+                await self.close()
+                raise
+            log.warning(
+                "database unavailable at start-up (%s: %s); serving 503 for what needs it"
+                " and retrying with back-off",
+                reason,
+                error or type(error).__name__,
+            )
+            self._connector = asyncio.create_task(
+                self._keep_connecting(create_tables), name="database-connect"
+            )
+            return
+        self.ready = True
+
+    async def _keep_connecting(self, create_tables: bool) -> None:
+        """Check the schema until the database answers (back-off from 0.5 s to 5 s)."""
+        delay, started, attempts = 0.5, time.monotonic(), 0
+        schema_reported = False
+        while True:
+            await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                await ensure_schema(self.engine, create_sqlite=create_tables)
+            except SchemaError as error:
+                # Reachable but not migrated: say so (once) until someone upgrades it.
+                if not schema_reported:
+                    log.error("%s", error)
+                    schema_reported = True
+                delay = RECONNECT_MAX_DELAY
+                continue
+            except Exception as error:
+                if unavailable_reason(error) is None:
+                    log.exception("database check failed; retrying")
+                delay = min(RECONNECT_MAX_DELAY, delay * 2)
+                continue
+            self.ready = True
+            log.warning(
+                "database reachable after %.1fs (%d attempts); serving",
+                time.monotonic() - started,
+                attempts,
+            )
+            return
 
     async def create_tables(self) -> None:
         """Create missing tables without migrations (scratch databases only)."""
@@ -147,10 +200,16 @@ class Database:
                 await asyncio.sleep(0.1 * (attempt + 1))
 
     async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+            self._connector = None
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None
         self._sessions = None
+        self.ready = False
 
     async def run_bounded(self, operation: Awaitable[T]) -> T:
         """Await ``operation`` for at most ``operation_timeout`` seconds.
