@@ -44,6 +44,7 @@ class Server:
         env: Mapping[str, str] | None = None,
         access_log: Path | None = None,
         launcher: list[str] | None = None,
+        healthz: int | None = 200,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -72,6 +73,9 @@ class Server:
         if access_log is not None:
             self.args += ["--access-logfile", str(access_log), "--access-logformat", "%(p)s %(s)s"]
         self.args.append("quart_app.asgi:app")
+        #: The /healthz status that means "started" (503: serving without its database;
+        #: None: any answer).
+        self.healthz = healthz
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -84,7 +88,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hypercorn exited: {self.log_path.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                status = httpx.get(f"{self.url}/healthz", timeout=3).status_code
+                if self.healthz in (None, status):
                     return
             time.sleep(0.1)
         self.stop()

@@ -1,0 +1,49 @@
+"""An app whose database does not answer at start-up starts anyway, and says so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from live import free_port
+from quart import Quart
+from support import SECRET, bearer
+
+from quart_app.jwt.tokens import encode_token
+from quart_app.services import services
+
+
+def token() -> str:
+    return encode_token(
+        identity="1", key=SECRET, algorithm="HS256", token_type="access", expires_in=900
+    )
+
+
+async def test_the_app_serves_without_its_database(app_factory: Callable[..., Quart]) -> None:
+    nothing_there = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test"
+    app = app_factory(DATABASE_URL=nothing_there, DATABASE_CREATE_TABLES=False)
+    async with app.test_app():  # start-up does not fail
+        client = app.test_client()
+        assert not services(app).db.ready
+        assert (await client.get("/healthz")).status_code == 503
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert (await ready.get_json())["checks"] == {
+            "database": "unavailable",
+            "revocations": "loading",
+        }
+        for _ in range(2):  # the second time from the verified-token cache, if any
+            protected = await client.get("/protected", headers=bearer(token()))
+            assert protected.status_code == 503
+            assert protected.headers["Retry-After"]
+        login = await client.post("/login", json={"username": "alice", "password": "x" * 12})
+        assert login.status_code == 503
+
+
+async def test_once_loaded_the_same_token_is_accepted(app_factory: Callable[..., Quart]) -> None:
+    app = app_factory()
+    async with app.test_app():
+        assert services(app).db.ready and services(app).revocations.mirror.complete
+        client = app.test_client()
+        # sub 1 need not exist for /protected: it only reads the claims.
+        assert (await client.get("/protected", headers=bearer(token()))).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200

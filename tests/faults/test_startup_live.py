@@ -1,0 +1,140 @@
+"""Workers that start while their database is down: they serve, wait, and catch up.
+
+None of them exits (nor brings its siblings down); /healthz and /readyz say 503 until the
+database answers; token checks answer 503 until the worker has loaded the revocations,
+so a token revoked before the outage is never accepted by a worker that started during
+it. When the database is back, everything works without a restart.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from fault_support import PATIENCE, assert_unavailable, credentials, env_for, eventually, mount
+from faultproxy import FaultProxy
+from live import Server
+
+from quart_app.jwt.tokens import encode_token
+
+pytestmark = pytest.mark.live
+
+WORKERS = 2
+
+
+def workers_of(server: Server) -> set[int]:
+    """The pids of the master's worker processes (not multiprocessing's helpers)."""
+    assert server.process is not None
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = set()
+    for child in map(int, children):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in cmdline or b"fork" in cmdline:
+            workers.add(child)
+    return workers
+
+
+def bearer(token: str) -> dict[str, str]:
+    # A new connection each time, so the kernel hands requests to either worker.
+    return {"Authorization": f"Bearer {token}", "Connection": "close"}
+
+
+def test_workers_start_while_postgresql_is_down_and_catch_up(
+    tmp_path: Path, pg_proxy: tuple[FaultProxy, str]
+) -> None:
+    proxy, url = pg_proxy
+    env = env_for(url, DATABASE_CREATE_TABLES="false")
+    # Before the outage: alice logs in twice and logs one session out.
+    with Server(tmp_path / "first", env=env) as first:
+        assert httpx.post(f"{first.url}/register", json=credentials("alice")).is_success
+        kept, revoked = (
+            httpx.post(f"{first.url}/login", json=credentials("alice")).json() for _ in range(2)
+        )
+        logout = httpx.post(f"{first.url}/logout", headers=bearer(revoked["access_token"]))
+        assert logout.status_code == 200
+
+    proxy.refuse()
+    with (
+        Server(tmp_path / "second", workers=WORKERS, env=env, healthz=503) as server,
+        httpx.Client(base_url=server.url, timeout=PATIENCE) as client,
+    ):
+        started = workers_of(server)
+        assert len(started) == WORKERS
+        for _ in range(10):
+            assert client.get("/healthz", headers={"Connection": "close"}).status_code == 503
+            ready = client.get("/readyz", headers={"Connection": "close"})
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["database"] == "unavailable"
+            for pair in (kept, revoked):  # unknown revocations: neither is accepted
+                assert_unavailable(client.get("/protected", headers=bearer(pair["access_token"])))
+            assert_unavailable(client.post("/login", json=credentials("alice")))
+
+        proxy.restore()
+        assert eventually(
+            lambda: all(
+                client.get("/readyz", headers={"Connection": "close"}).status_code == 200
+                for _ in range(6)
+            )
+        )
+        for _ in range(6):
+            assert client.get("/protected", headers=bearer(kept["access_token"])).status_code == 200
+            gone = client.get("/protected", headers=bearer(revoked["access_token"]))
+            assert gone.status_code == 401 and gone.json() == {"msg": "Token has been revoked"}
+        assert client.post("/register", json=credentials("bob")).status_code == 201
+        assert client.post("/login", json=credentials("alice")).status_code == 200
+        assert workers_of(server) == started  # the same workers: nothing restarted
+    assert "database reachable after" in server.log_path.read_text()
+
+
+def test_a_token_of_a_known_key_waits_for_the_revocations(
+    tmp_path: Path, pg_proxy: tuple[FaultProxy, str]
+) -> None:
+    """A token this worker never saw, signed with the configured key, during the outage."""
+    proxy, url = pg_proxy
+    proxy.refuse()
+    env = env_for(url, DATABASE_CREATE_TABLES="false")
+    token = encode_token(
+        identity="7",
+        key=env["JWT_SECRET_KEY"],
+        algorithm="HS256",
+        token_type="access",
+        expires_in=900,
+        claims={"username": "carol"},
+    )
+    with Server(tmp_path / "instance", workers=WORKERS, env=env, healthz=503) as server:
+        assert_unavailable(httpx.get(f"{server.url}/protected", headers=bearer(token)))
+        proxy.restore()
+        assert eventually(
+            lambda: httpx.get(f"{server.url}/protected", headers=bearer(token)).status_code == 200
+        )
+
+
+def test_a_read_only_database_file_at_start_up_is_a_503_and_heals(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    env = env_for(f"sqlite+aiosqlite:///{small_disk / 'app.db'}")
+    with Server(tmp_path / "instance", env=env) as server:
+        assert httpx.post(f"{server.url}/register", json=credentials("alice")).is_success
+    # Root writes through file modes: the filesystem itself goes read-only (as the kernel
+    # does after disk errors). Only a filesystem with no file open for writing can.
+    mount("-o", "remount,ro", str(small_disk))
+    try:
+        with (
+            Server(tmp_path / "instance", workers=WORKERS, env=env, healthz=None) as server,
+            httpx.Client(base_url=server.url, timeout=PATIENCE) as client,
+        ):
+            for n in range(6):
+                assert_unavailable(client.post("/register", json=credentials(f"ro{n}")))
+            assert client.get("/healthz").status_code in {200, 503}
+            mount("-o", "remount,rw", str(small_disk))
+            assert eventually(lambda: client.get("/readyz").status_code == 200)
+            assert client.post("/register", json=credentials("after")).status_code == 201
+            assert client.post("/login", json=credentials("alice")).status_code == 200
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=False)
