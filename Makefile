@@ -1,8 +1,18 @@
 # The two commands of the README: `make run` serves the API, `make test` runs every check.
+#   make run HOST=0.0.0.0 PORT=8123 WORKERS=4     make run PYTHON=python3.13
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# `make run` installs what the service needs (pip install -e .); `make test` adds the
+# development and benchmark extras on top (pip install -e ".[dev]").
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# One worker per core: token checks are CPU-bound Python.
+WORKERS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+SERVE_ARGS := --config hypercorn.toml --bind $(HOST):$(PORT) --workers $(WORKERS)
 
 .PHONY: run test lint bench clean
 
@@ -10,15 +20,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Re-install whenever pyproject.toml changes.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 # Hypercorn, with one SO_REUSEPORT listening socket per worker (quart_app/serving/supervisor.py);
-# `$(BIN)/hypercorn --config hypercorn.toml quart_app.asgi:app` serves the same app.
-run: $(STAMP)
-	$(BIN)/python -m quart_app.serve --config hypercorn.toml quart_app.asgi:app
+# `$(BIN)/hypercorn $(SERVE_ARGS) quart_app.asgi:app` serves the same app.
+run: $(RUN_STAMP)
+	$(BIN)/python -m quart_app.serve $(SERVE_ARGS) quart_app.asgi:app
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -86,11 +86,13 @@ def target_specs() -> dict[str, TargetSpec]:
     uvicorn = str(BIN / "uvicorn")
     gunicorn = str(BIN / "gunicorn")
     bind = "127.0.0.1:{port}"
-    hypercorn_args = ("--config", "hypercorn.toml", "--bind", bind, "quart_app.asgi:app")
+    # Every server gets 2 workers, whatever the host's cores (hypercorn.toml sets none).
+    hypercorn_conf = ("--config", "hypercorn.toml", "--workers", "2", "--bind", bind)
+    hypercorn_args = (*hypercorn_conf, "quart_app.asgi:app")
     uvicorn_args = ("--host", "127.0.0.1", "--port", "{port}", "--workers", "2")
     uvicorn_args += ("--no-access-log", "--log-level", "warning", "--backlog", "2048")
     # granian: same worker count, loop (uvloop, which "auto" would pick too) and backlog as
-    # hypercorn.toml; its access log is off by default, said explicitly all the same.
+    # hypercorn; its access log is off by default, said explicitly all the same.
     granian_args = (
         *("--interface", "asgi", "--workers", "2", "--loop", "uvloop"),
         *("--no-access-log", "--log-level", "warning", "--backlog", "2048"),
@@ -129,14 +131,14 @@ def target_specs() -> dict[str, TargetSpec]:
             "quart-noop-hypercorn",
             "quart_app + /noop, hypercorn.toml",
             "quart",
-            (hypercorn, "--config", "hypercorn.toml", "--bind", bind, QUART_NOOP_APP),
+            (hypercorn, *hypercorn_conf, QUART_NOOP_APP),
             dict(QUART_BENCH_ENV),
         ),
         TargetSpec(
             "quart-noop-nofast-hypercorn",
             "quart_app + /noop, FAST_PATH=false, hypercorn.toml",
             "quart",
-            (hypercorn, "--config", "hypercorn.toml", "--bind", bind, QUART_NOOP_APP),
+            (hypercorn, *hypercorn_conf, QUART_NOOP_APP),
             {**QUART_BENCH_ENV, "FAST_PATH": "false"},
         ),
         TargetSpec(
