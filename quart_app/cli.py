@@ -19,10 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import ValidationError
-from quart.cli import ScriptInfo
 
-from .errors import describe_validation_error
 from .store.commands import db as db_commands
 
 if TYPE_CHECKING:
@@ -52,6 +49,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _app() -> Quart:
+    from quart.cli import ScriptInfo
+
     info = click.get_current_context().find_object(ScriptInfo)
     if info is not None:
         return info.load_app()
@@ -144,6 +143,9 @@ def hash_secret() -> None:
 @click.argument("username")
 def create_user(username: str) -> None:
     """Create a user; the password is prompted for, or read from the first line of stdin."""
+    from pydantic import ValidationError
+
+    from .errors import describe_validation_error
     from .schemas import Credentials, username_key
     from .store import UsernameTaken
 

@@ -7,16 +7,27 @@ deploy step can migrate before any host starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from ..settings import load_settings
-from . import migrate
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _migrate() -> ModuleType:
+    # Alembic and SQLAlchemy load when a command runs, not for `--help`.
+    from . import migrate
+
+    return migrate
 
 
 def _url(url: str | None) -> str:
-    return url or str(load_settings()["DATABASE_URL"])
+    from .urls import async_database_url
+
+    return async_database_url(url) if url else str(load_settings()["DATABASE_URL"])
 
 
 def _fail(error: Exception) -> click.ClickException:
@@ -30,11 +41,12 @@ url_option = click.option(
 )
 
 
-def _move(step: Callable[[str, str], object], url: str | None, revision: str) -> None:
+def _move(step: str, url: str | None, revision: str) -> None:
     """Run an Alembic ``step`` to ``revision`` and say where the database is now."""
+    migrate = _migrate()
     target = _url(url)
     try:
-        step(target, revision)
+        getattr(migrate, step)(target, revision)
         now = migrate.current(target)
     except Exception as error:
         raise _fail(error) from None
@@ -51,7 +63,7 @@ def db() -> None:
 @url_option
 def upgrade(revision: str, url: str | None) -> None:
     """Migrate the database to REVISION (default: the newest). Safe to run on every deploy."""
-    _move(migrate.upgrade, url, revision)
+    _move("upgrade", url, revision)
 
 
 @db.command("downgrade")
@@ -59,13 +71,14 @@ def upgrade(revision: str, url: str | None) -> None:
 @url_option
 def downgrade(revision: str, url: str | None) -> None:
     """Migrate the database back to REVISION ("base" removes every table)."""
-    _move(migrate.downgrade, url, revision)
+    _move("downgrade", url, revision)
 
 
 @db.command("current")
 @url_option
 def current(url: str | None) -> None:
     """Print the database's revision and whether it is this release's head (exit 1 if not)."""
+    migrate = _migrate()
     try:
         now = migrate.current(_url(url))
     except Exception as error:
@@ -81,6 +94,7 @@ def current(url: str | None) -> None:
 @url_option
 def revision(message: str, url: str | None) -> None:
     """(Developers) write a migration from the difference between models and the database."""
+    migrate = _migrate()
     try:
         migrate.revision(_url(url), message)
     except Exception as error:
