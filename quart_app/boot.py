@@ -10,7 +10,7 @@ Workers of one server fail together: only the first to fail says why (an abstrac
 file named after the parent process is the mark, Linux only); the others exit silently
 with the same status. ``python -m quart_app.serve`` checks the settings in the master
 before any worker starts and exits 3 too. Plain ``hypercorn`` prints the same line, but
-its master (0.17, 0.18) reports 0 whatever its workers exited with (Hypercorn #269).
+its master (0.17, 0.18) reports 0 whatever its workers exited with (pgjones/hypercorn#269).
 """
 
 from __future__ import annotations

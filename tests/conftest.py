@@ -45,7 +45,7 @@ async def tokens(client: TestClientProtocol) -> dict[str, Any]:
     return await login(client)
 
 
-# Backends (issue 6): "sqlite" is SQLite + in-process state, "postgres" is PostgreSQL +
+# Backends: "sqlite" is SQLite + in-process state, "postgres" is PostgreSQL +
 # Redis (tests/backend_servers.py). A test that asks for ``backend`` runs on both, and its
 # ``app``/``client``/``app_factory`` follow; every other test runs on TEST_BACKEND.
 BACKENDS = ("sqlite", "postgres")

@@ -1,4 +1,4 @@
-"""A tiny Quart app that answers before reading the body: a deterministic fixture for issue 8.
+"""A tiny Quart app that answers before reading the body: a deterministic fixture.
 
 Served by Hypercorn in tests/test_early_answer.py (``hypercorn tests/early_app.py:app``).
 ``EARLY_APP_DRAIN=0`` serves it without ``DrainRequestBody``, to show the bug itself.

@@ -1,4 +1,4 @@
-"""Issue 8: an answer sent before the request body has arrived must not lose the next request.
+"""An answer sent before the request body has arrived must not lose the next request.
 
 Hypercorn closes an HTTP/1.1 connection whose request body was not read to its end, so an
 early answer (auth error, 400, 405, 413, 429) must either wait for the body (the

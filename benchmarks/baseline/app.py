@@ -1,9 +1,10 @@
-"""The seed's Flask app, grown to our contract's JSON: the baseline quart_app must beat.
+"""The Flask app this service ports, grown to our contract's JSON: the baseline to beat.
 
 Flask + Flask-JWT-Extended + Flask-SQLAlchemy + werkzeug's default password hash (scrypt),
-as the guide in ``shared/seeds/flask-jwt-guide.txt`` builds it, with the routes and JSON of
-API.md for /register, /login, /token/refresh and /protected, plus a no-auth ``GET /noop``
-and ``GET /healthz``. Served by gunicorn with 2 sync workers (``gunicorn_conf.py``)::
+as the classic Flask-JWT-Extended guides build it, with the routes and JSON of the
+service's contract (the README's Routes) for /register, /login, /token/refresh and
+/protected, plus a no-auth ``GET /noop`` and ``GET /healthz``. Served by gunicorn with 2 sync
+workers (``gunicorn_conf.py``)::
 
     gunicorn -c benchmarks/baseline/gunicorn_conf.py 'benchmarks.baseline.app:create_app()'
 
