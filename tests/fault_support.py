@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 
 import httpx
+import jwt
 from support import SECRET
 
 #: Short, so the tests are quick; the default is 5 s.
@@ -57,3 +59,19 @@ def eventually(check: Callable[[], bool], attempts: int = 300) -> bool:
 
 def mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
+
+
+def signed_token(sub: str, username: str, key: str = SECRET) -> str:
+    """An access token made with the service's key by someone else (another host)."""
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "username": username,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 900,
+        "jti": str(uuid.uuid4()),
+        "type": "access",
+        "fresh": False,
+    }
+    return jwt.encode(claims, key, algorithm="HS256")

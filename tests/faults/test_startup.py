@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fault_support import signed_token
 from live import free_port
 from quart import Quart
-from support import SECRET, bearer
+from support import bearer
 
-from quart_app.jwt.tokens import encode_token
 from quart_app.services import services
 
 
 def token() -> str:
-    return encode_token(
-        identity="1", key=SECRET, algorithm="HS256", token_type="access", expires_in=900
-    )
+    return signed_token("1", "alice")
 
 
 async def test_the_app_serves_without_its_database(app_factory: Callable[..., Quart]) -> None:

@@ -13,11 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fault_support import PATIENCE, assert_unavailable, credentials, env_for, eventually, mount
+from fault_support import (
+    PATIENCE,
+    assert_unavailable,
+    credentials,
+    env_for,
+    eventually,
+    mount,
+    signed_token,
+)
 from faultproxy import FaultProxy
 from live import Server
-
-from quart_app.jwt.tokens import encode_token
 
 pytestmark = pytest.mark.live
 
@@ -99,14 +105,7 @@ def test_a_token_of_a_known_key_waits_for_the_revocations(
     proxy, url = pg_proxy
     proxy.refuse()
     env = env_for(url, DATABASE_CREATE_TABLES="false")
-    token = encode_token(
-        identity="7",
-        key=env["JWT_SECRET_KEY"],
-        algorithm="HS256",
-        token_type="access",
-        expires_in=900,
-        claims={"username": "carol"},
-    )
+    token = signed_token("7", "carol")
     with Server(tmp_path / "instance", workers=WORKERS, env=env, healthz=503) as server:
         assert_unavailable(httpx.get(f"{server.url}/protected", headers=bearer(token)))
         proxy.restore()
