@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
 from quart import Quart, current_app, request
-from quart_rate_limiter import RateLimiter, rate_limit
-from quart_rate_limiter.store import MemoryStore
+from quart_rate_limiter import rate_limit
+
+from .ratelimit import AtomicRateLimiter, BoundedMemoryStore
+
+__all__ = ["BoundedMemoryStore", "client_address", "init_rate_limits", "limit_key"]
 
 
 def client_address() -> str:
@@ -62,29 +65,6 @@ async def _is_preflight() -> bool:
     return request.method == "OPTIONS"
 
 
-class BoundedMemoryStore(MemoryStore):
-    """The library's in-memory store, without its leak: one entry per key, for ever.
-
-    An entry whose theoretical arrival time (TAT) has passed decides nothing (the limiter
-    uses ``max(tat, now)``), so such entries are swept whenever the table has doubled
-    since the last sweep: amortised O(1) per request, and memory bounded by the clients
-    seen within one period instead of every client ever seen.
-    """
-
-    MIN_SWEEP = 1024
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._sweep_at = self.MIN_SWEEP
-
-    async def set(self, key: str, tat: datetime) -> None:
-        self._tats[key] = tat
-        if len(self._tats) >= self._sweep_at:
-            now = datetime.now(UTC)
-            self._tats = {k: v for k, v in self._tats.items() if v > now}
-            self._sweep_at = max(self.MIN_SWEEP, 2 * len(self._tats))
-
-
 def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
     """Limit ``endpoints`` per client address, as configured (RATELIMIT_*).
 
@@ -98,7 +78,7 @@ def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
         store = RedisLimitStore(app.config["REDIS_URL"], prefix=app.config["REDIS_PREFIX"])
     else:
         store = BoundedMemoryStore()
-    RateLimiter(
+    AtomicRateLimiter(
         app,
         key_function=_client_key,
         store=store,

@@ -1,26 +1,117 @@
 """quart-rate-limiter's state in Redis, shared by every worker and host, failing open.
 
-Replaces the library's ``RedisStore`` for three reasons: keys carry ``REDIS_PREFIX``
-(deployments and test runs can share a Redis), they expire once their theoretical
-arrival time has passed (the library's keys live forever), and when Redis is unreachable
-each worker keeps limiting on its own in memory instead of answering 500, and says so
-in the log once.
+Replaces the library's ``RedisStore`` for four reasons:
+
+* **Atomic.** The library reads a key, decides, and writes it back in separate round
+  trips, so N requests in flight at once all read the same state and all pass (three
+  bursts of 300 logins from one address once passed 900 of 900 against a limit of 100).
+  :meth:`RedisLimitStore.consume` checks and updates every limit of a request in one Lua
+  script (GCRA, the library's own algorithm), which Redis runs alone: whatever the
+  concurrency, no more than the limit passes. The script reads Redis's clock, so hosts
+  whose clocks disagree still share one limit.
+* Keys carry ``REDIS_PREFIX`` (deployments and test runs can share a Redis).
+* Keys expire once their theoretical arrival time (TAT) has passed (the library's keys
+  live forever).
+* **One round trip for many requests.** Scripts of requests arriving together are sent
+  in one pipeline over one connection (:class:`_Batcher`), so a flood of logins neither
+  opens a connection per request nor queues behind a pool, either of which would time
+  out under load and drop the limit to per-worker memory exactly when it matters.
+* When Redis is unreachable, each worker keeps limiting on its own in memory instead of
+  answering 500, and says so in the log once.
+
+TATs are stored as integer microseconds since the epoch.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-import math
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from quart_rate_limiter.store import MemoryStore, RateLimiterStoreABC
+from quart_rate_limiter.store import RateLimiterStoreABC
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
+
+from ..security.ratelimit import BoundedMemoryStore, Limit
 
 log = logging.getLogger(__name__)
 
 #: Kept a little past the TAT, so clocks a little apart between hosts do not matter.
 EXPIRY_SLACK_MS = 1000
+#: KEYS: one per limit. ARGV: per limit its emission interval and its allowed burst
+#: separation (µs). Returns nil when admitted (every TAT advanced), else the seconds
+#: until the first refusing limit would admit (nothing written).
+CONSUME = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tats = {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local interval, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  if tat - now > burst then
+    return string.format('%.6f', (tat - burst - now) / 1000000)
+  end
+  tats[i] = tat + interval
+end
+for i, key in ipairs(KEYS) do
+  local ttl = math.ceil((tats[i] - now) / 1000) + tonumber(ARGV[#ARGV])
+  redis.call('SET', key, string.format('%.0f', tats[i]), 'PX', ttl)
+end
+return false
+"""
+
+
+#: Queues one command on a pipeline (returns the pipeline, or an awaitable of it).
+Command = Callable[[Pipeline], object]
+
+
+class _Batcher:
+    """Runs every caller's command, pipelining the calls made while one is in flight."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._pending: list[tuple[Command, asyncio.Future[object]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def call(self, command: Command) -> object:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._pending.append((command, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush(), name="rate-limit-batch")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                pipe = self.redis.pipeline(transaction=False)
+                for command, _ in batch:
+                    queued = command(pipe)
+                    if inspect.isawaitable(queued):
+                        await queued
+                try:
+                    results = await pipe.execute(raise_on_error=False)
+                except (RedisError, OSError) as error:
+                    results = [error] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # the request was cancelled meanwhile
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._task = None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 class RedisLimitStore(RateLimiterStoreABC):
@@ -28,9 +119,11 @@ class RedisLimitStore(RateLimiterStoreABC):
         self.url = url
         self.prefix = f"{prefix}limits:"
         self.timeout = timeout
-        self.fallback = MemoryStore()
+        self.fallback = BoundedMemoryStore()
         self.failing = False
         self._redis: Redis | None = None
+        self._batcher: _Batcher | None = None
+        self._script: AsyncScript | None = None
 
     async def before_serving(self) -> None:
         self._redis = Redis.from_url(
@@ -39,8 +132,20 @@ class RedisLimitStore(RateLimiterStoreABC):
             socket_connect_timeout=self.timeout,
             client_name=f"{self.prefix.rstrip(':')}".replace(" ", "_"),
         )
+        self._batcher = _Batcher(self._redis)
+        self._script = self._redis.register_script(CONSUME)
+        # Connect now, not inside the first flood of requests (an unreachable Redis is
+        # not fatal: requests are then limited in memory until it answers).
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as error:
+            self._down(error)
 
     async def after_serving(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
+            self._batcher = None
+            self._script = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -55,27 +160,51 @@ class RedisLimitStore(RateLimiterStoreABC):
             log.warning("rate-limit store reachable again")
         self.failing = False
 
+    async def consume(self, limits: Sequence[Limit]) -> float | None:
+        """Admit a request against every limit at once (see the module docstring)."""
+        if self._batcher is None or self._script is None:
+            return await self.fallback.consume(limits)
+        script = self._script
+        args: list[float | int] = []
+        for limit in limits:
+            args += [round(limit.interval * 1e6), round(limit.burst * 1e6)]
+        try:
+            keys = [self.prefix + limit.key for limit in limits]
+            refused = await self._batcher.call(
+                lambda pipe: script(keys=keys, args=[*args, EXPIRY_SLACK_MS], client=pipe)
+            )
+        except (RedisError, OSError) as error:
+            self._down(error)
+            return await self.fallback.consume(limits)
+        self._up()
+        return None if refused is None else float(refused)  # type: ignore[arg-type]
+
     async def get(self, key: str, default: datetime) -> datetime:
-        if self._redis is None:
+        """The TAT of ``key`` (the limiter's RateLimit-* response headers read it)."""
+        if self._batcher is None:
             return await self.fallback.get(key, default)
         try:
-            raw = await self._redis.get(self.prefix + key)
+            raw = await self._batcher.call(lambda pipe: pipe.get(self.prefix + key))
         except (RedisError, OSError) as error:
             self._down(error)
             return await self.fallback.get(key, default)
         self._up()
         if raw is None:
             return default
-        return datetime.fromtimestamp(float(raw), UTC)
+        return datetime.fromtimestamp(int(raw) / 1e6, UTC)  # type: ignore[call-overload]
 
     async def set(self, key: str, tat: datetime) -> None:
+        """Unused by :class:`~quart_app.security.ratelimit.AtomicRateLimiter` (it consumes);
+        kept for the store interface: one SET with the same expiry as the script's."""
         if self._redis is None:
             await self.fallback.set(key, tat)
             return
-        ttl_ms = math.ceil((tat - datetime.now(UTC)).total_seconds() * 1000)
+        ttl_ms = round((tat - datetime.now(UTC)).total_seconds() * 1000)
         try:
             await self._redis.set(
-                self.prefix + key, repr(tat.timestamp()), px=max(1, ttl_ms) + EXPIRY_SLACK_MS
+                self.prefix + key,
+                str(round(tat.timestamp() * 1e6)),
+                px=max(1, ttl_ms) + EXPIRY_SLACK_MS,
             )
         except (RedisError, OSError) as error:
             self._down(error)
