@@ -37,6 +37,25 @@ async def test_every_method_gets_200_with_the_subject_headers(app: Quart, method
         assert int(response.headers["X-Auth-Expires"]) > 0
 
 
+async def test_paths_below_are_answered_alike_for_envoy(app: Quart) -> None:
+    client, pair = await started(app)
+    seen = count_quart_requests(app)
+    for _ in range(2):
+        response = await client.put(
+            "/auth/verify/api/v1/items", headers=bearer(pair["access_token"])
+        )
+        assert response.status_code == 200
+        assert response.headers["X-Auth-Subject"] == "1"
+    assert seen == ["/auth/verify/api/v1/items"]
+    denied = await client.get("/auth/verify/api")
+    assert denied.status_code == 401
+    assert denied.headers["WWW-Authenticate"] == "Bearer"
+    # Routes without subpaths stay exact.
+    assert (
+        await client.get("/protected/x", headers=bearer(pair["access_token"]))
+    ).status_code == 404
+
+
 async def test_seen_tokens_are_answered_below_quart_with_the_same_headers(app: Quart) -> None:
     client, pair = await started(app)
     seen = count_quart_requests(app)

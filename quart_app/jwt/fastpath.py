@@ -81,6 +81,8 @@ class ClaimsRoute:
     view: ClaimsView
     #: Methods the fast path may answer (upper case).
     methods: frozenset[str]
+    #: Whether every path below ``path`` (``path/...``) is answered too.
+    subpaths: bool = False
 
 
 def claims_routes(app: Quart) -> dict[str, ClaimsRoute]:
@@ -90,12 +92,30 @@ def claims_routes(app: Quart) -> dict[str, ClaimsRoute]:
 
 
 def register_claims_route(
-    app: Quart, path: str, view: ClaimsView, methods: Iterable[str] = ("GET",)
+    app: Quart,
+    path: str,
+    view: ClaimsView,
+    methods: Iterable[str] = ("GET",),
+    subpaths: bool = False,
 ) -> None:
     """Let the fast path answer ``path`` with ``view``; the Quart route must exist too and
     answer the same (:func:`claims_route` does both)."""
     _fixed(path)
-    claims_routes(app)[path] = ClaimsRoute(path, view, frozenset(m.upper() for m in methods))
+    methods = frozenset(m.upper() for m in methods)
+    claims_routes(app)[path] = ClaimsRoute(path, view, methods, subpaths)
+
+
+def find_route(routes: Mapping[str, ClaimsRoute], path: str) -> ClaimsRoute | None:
+    """The route answering ``path``: itself, or the nearest parent with ``subpaths``."""
+    route = routes.get(path)
+    if route is not None:
+        return route
+    while "/" in path[1:]:
+        path = path[: path.rindex("/")]
+        route = routes.get(path)
+        if route is not None:
+            return route if route.subpaths else None
+    return None
 
 
 def _fixed(path: str) -> None:
@@ -114,13 +134,15 @@ def claims_route(
     *,
     methods: Iterable[str] = ("GET",),
     verify: Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
+    subpaths: bool = False,
     **options: Any,
 ) -> Callable[[V], V]:
     """Declare a route answered by ``view(claims)`` alone, on an app or a blueprint.
 
     ``view`` returns a JSON-serialisable value (sent as the app's JSON response) or a
     :class:`ClaimsResponse`. ``verify`` checks the request and returns its claims
-    (default: ``jwt_required()``'s checks for an access token). ``options`` go to
+    (default: ``jwt_required()``'s checks for an access token). With ``subpaths`` every
+    path below ``rule`` is the same route (``rule/anything``). ``options`` go to
     ``add_url_rule`` (``endpoint=``...). The view itself is returned unchanged, so the
     decorator stacks with documentation decorators applied below it.
     """
@@ -130,21 +152,25 @@ def claims_route(
 
     def decorator(view: V) -> V:
         @wraps(view)
-        async def endpoint() -> Any:
+        async def endpoint(**_: Any) -> Any:
             return await to_response(current_app, view(await check()))
 
         options.setdefault("endpoint", view.__name__)
         target.add_url_rule(rule, view_func=endpoint, methods=list(methods), **options)
+        if subpaths:
+            below = f"{rule.rstrip('/')}/<path:subpath>"
+            named = {**options, "endpoint": f"{options['endpoint']}_subpath"}
+            target.add_url_rule(below, view_func=endpoint, methods=list(methods), **named)
         if isinstance(target, Blueprint):
 
             def record(state: BlueprintSetupState) -> None:
                 prefix = state.url_prefix
                 path = f"{prefix.rstrip('/')}/{rule.lstrip('/')}" if prefix else rule
-                register_claims_route(cast(Quart, state.app), path, view, methods)
+                register_claims_route(cast(Quart, state.app), path, view, methods, subpaths)
 
             target.record(record)
         else:
-            register_claims_route(target, rule, view, methods)
+            register_claims_route(target, rule, view, methods, subpaths)
         return view
 
     return decorator
@@ -238,7 +264,7 @@ class ClaimsFastPath:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "http":
-            route = self.routes.get(scope["path"])
+            route = find_route(self.routes, scope["path"])
             if route is not None and scope["method"] in route.methods and self.usable():
                 started = perf_counter()
                 claims = self._claims(scope)

@@ -4,7 +4,8 @@ nginx ``auth_request``, Traefik ``ForwardAuth`` and Envoy's ``ext_authz`` HTTP s
 send the client's ``Authorization`` header to one URL and let the request through on a
 2xx, copying chosen response headers to the upstream. :func:`forward_auth_route` declares
 that URL as a claims-only route (``quart_app.jwt.fastpath``), answered for every method
-(gateways forward the client's, OPTIONS included, which ``jwt_required`` would exempt):
+(gateways forward the client's, OPTIONS included, which ``jwt_required`` would exempt),
+and for every path below it too (Envoy's ``ext_authz`` appends the request's path):
 
 * 200, empty body, ``X-Auth-Subject`` (the identity claim), ``X-Auth-Username``,
   ``X-Auth-Token-Id`` (jti) and ``X-Auth-Expires`` (exp, integer seconds);
@@ -153,10 +154,12 @@ async def challenge_response(error: BearerChallengeError) -> Response:
 def forward_auth_route(
     target: Quart | Blueprint, rule: str = "/auth/verify", **options: Any
 ) -> Callable[[ClaimsView], ClaimsView]:
-    """Declare the forward-auth URL; decorate ``subject_headers`` (or a view of your own
-    returning a :class:`ClaimsResponse`)::
+    """Declare the forward-auth URL (and every path below it); decorate ``subject_headers``
+    (or a view of your own returning a :class:`ClaimsResponse`)::
 
         forward_auth_route(app)(subject_headers)
     """
     target.register_error_handler(BearerChallengeError, challenge_response)
-    return claims_route(target, rule, methods=ALL_METHODS, verify=verify_bearer, **options)
+    return claims_route(
+        target, rule, methods=ALL_METHODS, verify=verify_bearer, subpaths=True, **options
+    )
