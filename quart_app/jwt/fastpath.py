@@ -158,9 +158,17 @@ def claims_route(
         options.setdefault("endpoint", view.__name__)
         target.add_url_rule(rule, view_func=endpoint, methods=list(methods), **options)
         if subpaths:
-            below = f"{rule.rstrip('/')}/<path:subpath>"
+
+            async def below(**_: Any) -> Any:
+                return await endpoint()
+
             named = {**options, "endpoint": f"{options['endpoint']}_subpath"}
-            target.add_url_rule(below, view_func=endpoint, methods=list(methods), **named)
+            target.add_url_rule(
+                f"{rule.rstrip('/')}/<path:subpath>",
+                view_func=_undocumented(below),
+                methods=list(methods),
+                **named,
+            )
         if isinstance(target, Blueprint):
 
             def record(state: BlueprintSetupState) -> None:
@@ -174,6 +182,15 @@ def claims_route(
         return view
 
     return decorator
+
+
+def _undocumented(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Keep a route out of quart-schema's OpenAPI document, when quart-schema is there."""
+    try:
+        from quart_schema import hide
+    except ImportError:
+        return func
+    return hide(func)  # type: ignore[no-any-return]
 
 
 def _json_body(app: Quart, value: Any) -> bytes:
