@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from quart import Quart
-from support import Client, bearer, count_quart_requests, login, register
+from support import Client, bearer, count_quart_requests, login, past_expiry, register
 
 from quart_app.jwt.forward_auth import SubjectHeaders, challenge
 
@@ -133,12 +132,12 @@ async def test_bad_signature_refresh_and_revoked_tokens_are_invalid_token(app: Q
 
 
 async def test_expired_token_is_invalid_token(app_factory: Callable[..., Quart]) -> None:
-    app = app_factory(JWT_ACCESS_TOKEN_EXPIRES=1)
+    app = app_factory(JWT_ACCESS_TOKEN_EXPIRES=5)
     async with app.test_app():
         client, pair = await started(app)
         headers = bearer(pair["access_token"])
         assert (await client.get("/auth/verify", headers=headers)).status_code == 200
-        await asyncio.sleep(2.1)
+        await past_expiry(pair["access_token"])
         response = await client.get("/auth/verify", headers=headers)
         assert response.status_code == 401
         assert await response.get_json() == {"msg": "Token has expired"}
