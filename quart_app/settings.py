@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     # claim' otherwise; comma-separated in the environment. The JWT extension alone, like
     # Flask-JWT-Extended, requires only the identity claim.
     "JWT_REQUIRED_CLAIMS": ("exp", "jti", "type", "sub"),
+    # Where protected routes and /ws look for the access token, comma-separated: headers,
+    # cookies, query_string, json. A WebSocket takes a cookie only from an Origin listed
+    # in CORS_ALLOWED_ORIGINS.
+    "JWT_TOKEN_LOCATION": ("headers",),
     # RS*/PS*/ES*/EdDSA keys: PEM text, or PEM files; when none is given a key pair is
     # generated once into INSTANCE_PATH/jwt-keys (and rotated there).
     "JWT_PRIVATE_KEY": None,

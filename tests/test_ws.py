@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -125,3 +126,33 @@ async def test_the_openapi_description_documents_the_socket(app: Quart) -> None:
     description = document["info"]["description"]
     assert "GET /ws" in description
     assert "4401" in description
+
+
+async def test_with_cors_on_only_cookies_depend_on_the_origin(
+    app_factory: Callable[..., Quart],
+) -> None:
+    app = app_factory(
+        CORS_ALLOWED_ORIGINS="https://app.example.com", JWT_TOKEN_LOCATION=("headers", "cookies")
+    )
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        token = (await login(client))["access_token"]
+        # A client that is no browser sends no Origin; a token in a header needs none.
+        for origin in ({}, {"Origin": "https://elsewhere.example"}):
+            async with client.websocket("/ws", headers={**bearer(token), **origin}) as ws:
+                assert (await next_message(ws))["type"] == "ready"
+        cookie = {"Cookie": f"access_token_cookie={token}"}
+        async with client.websocket(
+            "/ws", headers={**cookie, "Origin": "https://app.example.com"}
+        ) as ws:
+            assert (await next_message(ws))["type"] == "ready"
+        with pytest.raises(WebsocketResponseError) as caught:
+            async with client.websocket(
+                "/ws", headers={**cookie, "Origin": "https://elsewhere.example"}
+            ) as ws:
+                await ws.receive()
+        assert caught.value.response.status_code == 401
+        assert await caught.value.response.get_json() == {
+            "msg": "Origin not allowed: https://elsewhere.example"
+        }

@@ -130,6 +130,19 @@ def _locate(
     raise missing_jwt(usable, errors)
 
 
+def _sent_something(
+    ws: Websocket, config: JWTConfig, locations: Sequence[str], refresh: bool
+) -> bool:
+    """Whether the handshake has any of the configured places for a token filled in."""
+    cookie = config.refresh_cookie_name if refresh else config.access_cookie_name
+    return any(
+        (location == "headers" and bool(ws.headers.get(config.header_name, "").strip()))
+        or (location == "query_string" and config.query_string_name in ws.args)
+        or (location == "cookies" and cookie in ws.cookies)
+        for location in locations
+    )
+
+
 async def _check(
     manager: JWTManager,
     encoded: str,
@@ -203,10 +216,13 @@ async def verify_jwt_in_websocket(
     ws = cast(Websocket, websocket._get_current_object())  # type: ignore[attr-defined]
     if isinstance(locations, str):
         locations = (locations,)
+    locations = locations or config.token_location
     try:
-        encoded, location = _locate(ws, config, locations or config.token_location, refresh)
+        encoded, location = _locate(ws, config, locations, refresh)
     except NoAuthorizationError:
-        if not optional:
+        # Optional means "no token at all" (the first message may bring one); a header
+        # that is there but malformed refuses the handshake, as it would be without it.
+        if not optional or _sent_something(ws, config, locations, refresh):
             raise
         _store(manager, {}, {}, None, None)
         return None

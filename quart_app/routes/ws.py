@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from quart import Blueprint, websocket
+from quart_cors import cors_exempt
 
 from ..jwt import jwt_required, websocket_auth, websocket_reauth
 
@@ -50,9 +51,16 @@ def _error(msg: str) -> str:
 
 
 @bp.websocket("/ws")
+@cors_exempt
 @jwt_required(optional=True)
 async def ws() -> None:
-    """Echo for an authenticated client, until its token dies."""
+    """Echo for an authenticated client, until its token dies.
+
+    Exempt from quart-cors' origin check, which would refuse every handshake without an
+    allowed ``Origin`` (any non-browser client): a socket needs a token anyway, which no
+    other site's page holds; only a cookie can be sent by one, and the extension takes a
+    cookie only from ``JWT_WEBSOCKET_ORIGINS``.
+    """
     await websocket.send(_ready(await websocket_auth(timeout=AUTH_TIMEOUT)))
     while True:
         raw = await websocket.receive()

@@ -150,6 +150,13 @@ async def test_a_bad_header_refuses_the_handshake_with_the_http_answer(
     assert await refused(app, "/ws", headers=headers) == (status, {"msg": msg})
 
 
+async def test_optional_means_no_token_at_all_not_a_malformed_one(app: Quart) -> None:
+    status, body = await refused(app, "/browser", headers={"Authorization": "Token abc"})
+    assert status == 401
+    assert body["msg"].startswith("Missing 'Bearer' type")
+    assert (await refused(app, "/browser", headers={"Authorization": "Bearer"}))[0] == 422
+
+
 async def test_expired_revoked_and_refresh_tokens_are_refused_before_the_upgrade(
     app: Quart,
 ) -> None:
