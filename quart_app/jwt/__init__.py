@@ -4,6 +4,8 @@ Public names are FJE 4.x's. Differences: every loader may be a coroutine functio
 token creation and decoding are awaited (``await create_access_token(...)``); revocation
 is built in (see ``revocation``); ``JWT_REQUIRED_CLAIMS`` can require claims beyond FJE's
 identity claim (RFC 8725); asymmetric keys carry a ``kid`` and rotate (see ``keys``).
+The FJE 3.x names (``jwt_optional``, ``get_raw_jwt``, ``user_claims_loader``, ...) are
+deprecated aliases of their 4.x forms (``v3``, ``v3loaders``). See README.md here.
 """
 
 from __future__ import annotations
@@ -54,6 +56,17 @@ from .utils import (
     unset_jwt_cookies,
     unset_refresh_cookies,
 )
+from .v3 import (
+    fresh_jwt_required,
+    get_jwt_claims,
+    get_raw_jwt,
+    get_raw_jwt_header,
+    jwt_optional,
+    jwt_refresh_token_required,
+    verify_fresh_jwt_in_request,
+    verify_jwt_in_request_optional,
+    verify_jwt_refresh_token_in_request,
+)
 from .websocket import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHORIZED,
@@ -94,17 +107,23 @@ __all__ = [
     "create_refresh_token",
     "current_user",
     "decode_token",
+    "fresh_jwt_required",
     "get_csrf_token",
     "get_current_user",
     "get_jti",
     "get_jwt",
+    "get_jwt_claims",
     "get_jwt_header",
     "get_jwt_identity",
     "get_jwt_request_location",
     "get_manager",
+    "get_raw_jwt",
+    "get_raw_jwt_header",
     "get_registry",
     "get_unverified_jwt_headers",
     "get_websocket_session",
+    "jwt_optional",
+    "jwt_refresh_token_required",
     "jwt_required",
     "keys_from_settings",
     "rotate_keys",
@@ -113,7 +132,10 @@ __all__ = [
     "unset_access_cookies",
     "unset_jwt_cookies",
     "unset_refresh_cookies",
+    "verify_fresh_jwt_in_request",
     "verify_jwt_in_request",
+    "verify_jwt_in_request_optional",
+    "verify_jwt_refresh_token_in_request",
     "websocket_auth",
     "websocket_reauth",
 ]

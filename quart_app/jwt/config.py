@@ -12,6 +12,7 @@ token is made, and so on; the rest of the extension keeps working meanwhile.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -76,6 +77,11 @@ DEFAULTS: dict[str, Any] = {
     # (a browser sends cookies with any site's WebSocket: cross-site WebSocket hijacking).
     "JWT_WEBSOCKET_ORIGINS": (),
 }
+
+#: Flask-JWT-Extended 3.x settings, still read (``v3loaders``), and 3.x's defaults.
+V3_SETTINGS = ("JWT_BLACKLIST_ENABLED", "JWT_BLACKLIST_TOKEN_CHECKS", "JWT_USER_CLAIMS")
+V3_IDENTITY_CLAIM = "identity"
+V3_USER_CLAIMS = "user_claims"
 
 VALID_LOCATIONS = frozenset({"headers", "cookies", "query_string", "json"})
 
@@ -190,6 +196,10 @@ class JWTConfig:
         self.websocket_origins = frozenset(
             origin.rstrip("/").lower() for origin in _names(get("JWT_WEBSOCKET_ORIGINS") or ())
         )
+        # FJE 3.x: which token types the blocklist loader is asked about (None: every one,
+        # as in 4.x), and where 3.x tokens nest the claims of user_claims_loader.
+        self.blocklist_types = _blocklist_types(config)
+        self.user_claims_key: str = config.get("JWT_USER_CLAIMS", V3_USER_CLAIMS)
         # FJE exempts OPTIONS (CORS preflight) from every check.
         self.exempt_methods = frozenset({"OPTIONS"})
 
@@ -217,3 +227,19 @@ def _checked(check: Any, *args: Any) -> Any:
         return check(*args)
     except RuntimeError as error:
         return error
+
+
+def _blocklist_types(config: Mapping[str, Any]) -> frozenset[str] | None:
+    present = [name for name in V3_SETTINGS if name in config]
+    if present:
+        warnings.warn(
+            f"{', '.join(present)}: Flask-JWT-Extended 3.x settings; in 4.x a registered"
+            " token_in_blocklist_loader is asked about every token (check jwt_data['type'])"
+            " and additional claims are at the top level of the token",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    if config.get("JWT_BLACKLIST_ENABLED", True) is False:
+        return frozenset()
+    checks = config.get("JWT_BLACKLIST_TOKEN_CHECKS")
+    return None if checks is None else frozenset(_names(checks))

@@ -12,7 +12,7 @@ import inspect
 import re
 from collections.abc import Callable, Sequence
 from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from quart import Request, current_app, g, has_websocket_context, request
 
@@ -28,6 +28,7 @@ from .errors import (
     WrongTokenError,
 )
 from .manager import Claims, get_manager
+from .v3loaders import deprecated
 
 F = TypeVar("F", bound=Callable[..., Any])
 _COMMA = re.compile(r",\s*")
@@ -231,6 +232,7 @@ async def verify_jwt_in_request(
     return header, claims
 
 
+@overload
 def jwt_required(
     optional: bool = False,
     fresh: bool = False,
@@ -238,11 +240,30 @@ def jwt_required(
     locations: str | Sequence[str] | None = None,
     verify_type: bool = True,
     skip_revocation_check: bool = False,
-) -> Callable[[F], F]:
+) -> Callable[[F], F]: ...
+
+
+@overload
+def jwt_required(optional: F) -> F: ...
+
+
+def jwt_required(
+    optional: bool | F = False,
+    fresh: bool = False,
+    refresh: bool = False,
+    locations: str | Sequence[str] | None = None,
+    verify_type: bool = True,
+    skip_revocation_check: bool = False,
+) -> Callable[[F], F] | F:
     """Protect a view: it runs only with a valid token (see ``verify_jwt_in_request``).
 
-    Note the parentheses, as in FJE 4: ``@jwt_required()``.
+    Note the parentheses, as in FJE 4: ``@jwt_required()``. The bare ``@jwt_required`` of
+    FJE 3.x works too, with a DeprecationWarning.
     """
+    if callable(optional):
+        deprecated("@jwt_required without parentheses", "@jwt_required()")
+        return jwt_required()(optional)
+    is_optional = bool(optional)
 
     def decorator(fn: F) -> F:
         is_async = inspect.iscoroutinefunction(fn)
@@ -252,7 +273,7 @@ def jwt_required(
             if has_websocket_context():
                 return await websocket_view(*args, **kwargs)
             await verify_jwt_in_request(
-                optional, fresh, refresh, locations, verify_type, skip_revocation_check
+                is_optional, fresh, refresh, locations, verify_type, skip_revocation_check
             )
             if is_async:
                 return await fn(*args, **kwargs)
@@ -263,7 +284,7 @@ def jwt_required(
 
             async def view() -> Any:
                 await verify_jwt_in_request(
-                    optional, fresh, refresh, locations, verify_type, skip_revocation_check
+                    is_optional, fresh, refresh, locations, verify_type, skip_revocation_check
                 )
                 return await current_app.ensure_async(fn)(*args, **kwargs)
 

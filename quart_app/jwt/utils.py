@@ -6,13 +6,13 @@ every loader they call may be a coroutine function.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from quart import Response, current_app
 
 from . import tokens
 from .manager import get_manager
+from .v3loaders import deprecated
 
 #: FJE's cookie lifetime when JWT_SESSION_COOKIE is False (one year).
 COOKIE_MAX_AGE = 31_540_000
@@ -20,36 +20,55 @@ COOKIE_MAX_AGE = 31_540_000
 
 async def create_access_token(
     identity: Any,
-    fresh: bool | timedelta = False,
-    expires_delta: timedelta | float | bool | None = None,
+    fresh: Any = False,
+    expires_delta: Any = None,
     additional_claims: dict[str, Any] | None = None,
     additional_headers: dict[str, Any] | None = None,
+    *,
+    user_claims: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> str:
-    """A new access token for ``identity`` (passed through ``user_identity_loader``)."""
+    """A new access token for ``identity`` (passed through ``user_identity_loader``).
+
+    ``fresh``: a bool, or a duration (timedelta, relativedelta) for which the token is
+    fresh; ``expires_delta``: a duration, seconds, or False for no ``exp``. ``user_claims``
+    and ``headers`` are FJE 3.x's names of ``additional_claims``/``additional_headers``.
+    """
     return await get_manager(current_app).encode(
         identity,
         tokens.ACCESS,
         fresh=fresh,
         expires_delta=expires_delta,
-        additional_claims=additional_claims,
-        additional_headers=additional_headers,
+        additional_claims=_v3_argument(additional_claims, user_claims, "user_claims"),
+        additional_headers=_v3_argument(additional_headers, headers, "headers"),
     )
 
 
 async def create_refresh_token(
     identity: Any,
-    expires_delta: timedelta | float | bool | None = None,
+    expires_delta: Any = None,
     additional_claims: dict[str, Any] | None = None,
     additional_headers: dict[str, Any] | None = None,
+    *,
+    user_claims: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> str:
-    """A new refresh token for ``identity``."""
+    """A new refresh token for ``identity`` (arguments as ``create_access_token``)."""
     return await get_manager(current_app).encode(
         identity,
         tokens.REFRESH,
         expires_delta=expires_delta,
-        additional_claims=additional_claims,
-        additional_headers=additional_headers,
+        additional_claims=_v3_argument(additional_claims, user_claims, "user_claims"),
+        additional_headers=_v3_argument(additional_headers, headers, "headers"),
     )
+
+
+def _v3_argument(value: Any, old_value: Any, old: str) -> Any:
+    if old_value is None:
+        return value
+    new = "additional_claims" if old == "user_claims" else "additional_headers"
+    deprecated(f"create_*_token({old}=...)", f"{new}=...", stacklevel=4)
+    return {**old_value, **(value or {})}
 
 
 async def decode_token(

@@ -133,10 +133,13 @@ class Verification(Loaders):
             claims, self.config.identity_claim_key
         ):
             raise RevokedTokenError(header, claims)
-        if self._token_in_blocklist is not None and await call(
-            self._token_in_blocklist, header, claims
-        ):
-            raise RevokedTokenError(header, claims)
+        blocklist = self._token_in_blocklist
+        if blocklist is not None:
+            types = self.config.blocklist_types  # FJE 3.x settings; None in 4.x
+            if (types is None or claims.get("type") in types) and await call(
+                blocklist, header, claims
+            ):
+                raise RevokedTokenError(header, claims)
 
     async def check_custom(self, header: Claims, claims: Claims) -> None:
         if self._token_verification is not None and not await call(

@@ -1,9 +1,11 @@
 """Pairs of apps built from one description: Flask-JWT-Extended 4.7 on Flask and
 quart_app.jwt on Quart, for the parity tests.
 
-A route is ``(path, jwt_required options, body)``, where ``body(lib)`` builds the JSON
-answer with either library's functions (``lib`` is ``flask_jwt_extended`` or
-``quart_app.jwt``); ``setup(lib, manager)`` registers the same loaders on both. The
+A route is ``(path, protection, body)``, where ``body(lib)`` builds the JSON answer with
+either library's functions (``lib`` is ``flask_jwt_extended`` or ``quart_app.jwt``) and
+``protection`` is ``jwt_required``'s options, or ``protection(lib)`` gives the decorator
+(to put a 3.x name on one side and its 4.x form on the other); ``setup(lib, manager)``
+registers loaders on both. The
 requests themselves go through ``jwt_apps.send_flask``/``send_quart``.
 """
 
@@ -23,7 +25,8 @@ import quart_app.jwt as qje
 
 Body = Callable[[types.ModuleType], Any]
 Setup = Callable[[types.ModuleType, Any], None]
-Route = tuple[str, dict[str, Any], Body]
+Protection = dict[str, Any] | Callable[[types.ModuleType], Callable[..., Any]]
+Route = tuple[str, Protection, Body]
 
 
 def whole_token(lib: types.ModuleType) -> Any:
@@ -79,7 +82,7 @@ def twins(routes: list[Route] | None = None, setup: Setup | None = None, **confi
     if setup is not None:
         setup(fje, flask_manager)
         setup(qje, quart_manager)
-    for path, options, body in routes or ROUTES:
+    for path, protection, body in routes or ROUTES:
         endpoint = path.strip("/") or "root"
 
         def flask_view(body: Body = body) -> Any:
@@ -88,6 +91,12 @@ def twins(routes: list[Route] | None = None, setup: Setup | None = None, **confi
         async def quart_view(body: Body = body) -> Any:
             return jsonify(body(qje))
 
-        flask_app.add_url_rule(path, endpoint, fje.jwt_required(**options)(flask_view))
-        quart_app.add_url_rule(path, endpoint, qje.jwt_required(**options)(quart_view))
+        flask_app.add_url_rule(path, endpoint, _protect(fje, protection)(flask_view))
+        quart_app.add_url_rule(path, endpoint, _protect(qje, protection)(quart_view))
     return Twins(flask_app, quart_app)
+
+
+def _protect(lib: types.ModuleType, protection: Protection) -> Callable[..., Any]:
+    if callable(protection):
+        return protection(lib)
+    return lib.jwt_required(**protection)  # type: ignore[no-any-return]
