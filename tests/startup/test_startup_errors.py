@@ -110,11 +110,3 @@ def test_postgres_database_that_does_not_exist(
     assert result.returncode == BOOT_ERROR_EXIT
     [line] = error_lines(result)
     assert f"database '{missing}' does not exist: create it (createdb" in line, line
-
-
-def test_postgres_refusing_connections(tmp_path: Path) -> None:
-    url = f"postgres://nobody@127.0.0.1:{free_port()}/app"
-    result = start(tmp_path, SERVE, DATABASE_URL=url)
-    assert result.returncode == BOOT_ERROR_EXIT
-    [line] = error_lines(result)
-    assert "cannot connect" in line and "start the database or fix the host and port" in line
