@@ -55,6 +55,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
         security=[{"bearer": []}],
         openapi_provider_class=OpenAPIDocument,
+        # /docs is served from local files (routes/apidocs); quart-schema's pages use CDNs.
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
     )
     app.json = OrjsonProvider(app)
     install_fast_responses(app)

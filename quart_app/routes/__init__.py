@@ -1,11 +1,12 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
 gateway (forward auth), oauth (introspection, revocation, metadata), ws (the authenticated
-WebSocket)."""
+WebSocket), apidocs (the /docs page, from local files)."""
 
 from __future__ import annotations
 
 from quart import Quart
 
+from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
@@ -18,5 +19,5 @@ THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh")
 
 
 def register_blueprints(app: Quart) -> None:
-    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, oauth_bp, ws_bp):
+    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, oauth_bp, ws_bp, apidocs_bp):
         app.register_blueprint(blueprint)
