@@ -45,6 +45,7 @@ class Server:
         access_log: Path | None = None,
         launcher: list[str] | None = None,
         healthz: int | None = 200,
+        target: str = "quart_app.asgi:app",
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -72,7 +73,7 @@ class Server:
         ]
         if access_log is not None:
             self.args += ["--access-logfile", str(access_log), "--access-logformat", "%(p)s %(s)s"]
-        self.args.append("quart_app.asgi:app")
+        self.args.append(target)  # another ASGI app's "module:attribute", if not quart_app
         #: The /healthz status that means "started" (503: serving without its database;
         #: None: any answer).
         self.healthz = healthz

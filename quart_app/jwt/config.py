@@ -76,6 +76,13 @@ DEFAULTS: dict[str, Any] = {
     # Not in FJE: the page origins whose WebSocket handshakes may authenticate by cookie
     # (a browser sends cookies with any site's WebSocket: cross-site WebSocket hijacking).
     "JWT_WEBSOCKET_ORIGINS": (),
+    # Not in FJE: resource-server mode (see ``jwks``): verify with the public keys this
+    # URL publishes; an unknown kid refetches them at most once per MIN_REFRESH seconds,
+    # and they are refreshed in the background once CACHE seconds old.
+    "JWT_JWKS_URL": None,
+    "JWT_JWKS_MIN_REFRESH_SECONDS": 30.0,
+    "JWT_JWKS_CACHE_SECONDS": 300.0,
+    "JWT_JWKS_TIMEOUT_SECONDS": 5.0,
 }
 
 #: Flask-JWT-Extended 3.x settings, still read (``v3loaders``), and 3.x's defaults.
@@ -193,6 +200,10 @@ class JWTConfig:
         self.required_claims = tuple(dict.fromkeys(_names(get("JWT_REQUIRED_CLAIMS"))))
         self.verified_cache_size: int = get("JWT_VERIFIED_CACHE_SIZE")
         self.max_token_length: int = get("JWT_MAX_TOKEN_LENGTH")
+        self.jwks_url: str | None = get("JWT_JWKS_URL") or None
+        self.jwks_min_refresh = float(get("JWT_JWKS_MIN_REFRESH_SECONDS"))
+        self.jwks_cache_seconds = float(get("JWT_JWKS_CACHE_SECONDS"))
+        self.jwks_timeout = float(get("JWT_JWKS_TIMEOUT_SECONDS"))
         self.websocket_origins = frozenset(
             origin.rstrip("/").lower() for origin in _names(get("JWT_WEBSOCKET_ORIGINS") or ())
         )

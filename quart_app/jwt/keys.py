@@ -236,6 +236,11 @@ class KeySet:
     def keys(self) -> list[Key]:
         return list(self._keys)
 
+    async def refetch(self, header: Mapping[str, Any]) -> bool:
+        """For a token whose key is unknown: look for new keys elsewhere (a JWKS, see
+        ``jwks``); True if it is worth asking ``verification_key`` again."""
+        return False
+
     def signing_key(self, algorithm: str) -> Key:
         """The newest key that can sign with ``algorithm``."""
         self.refresh()

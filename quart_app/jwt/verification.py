@@ -10,7 +10,7 @@ import jwt
 
 from . import tokens
 from .errors import RevokedTokenError, UserClaimsVerificationError, UserLookupError
-from .keys import family
+from .keys import UnknownKeyError, family
 from .loaders import Loaders, call
 from .revocation import RevocationList, RevocationsUnknown
 from .verifier import fast_verify
@@ -36,7 +36,13 @@ class Verification(Loaders):
         header = tokens.unverified_header(encoded)
         algorithms = self.config.decode_algorithms
         if self._decode_key is None:
-            key, alg = self.keys.verification_key(header, algorithms)
+            keys = self.keys
+            try:
+                key, alg = keys.verification_key(header, algorithms)
+            except UnknownKeyError:
+                if not await keys.refetch(header):  # a JWKS that may have rotated
+                    raise
+                key, alg = keys.verification_key(header, algorithms)
             return key, (alg,)
         token_alg = header.get("alg")
         if not isinstance(token_alg, str) or token_alg not in algorithms:

@@ -94,6 +94,10 @@ class ConfigView:
         if self._explicit_keys is not None:
             return self._explicit_keys
         config = self.config
+        if self._keys is None and config.jwks_url:
+            from .jwks import remote_key_set
+
+            self._keys = remote_key_set(config)
         if self._keys is None:
             self._keys = KeySet.from_config(
                 config.algorithm,
