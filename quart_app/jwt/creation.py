@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
+
+from quart import current_app
+from quart.json.provider import DefaultJSONProvider
 
 from . import tokens
 from .deltas import expires_delta as checked_delta
@@ -55,4 +60,24 @@ class Creation(Loaders):
             encode_nbf=config.encode_nbf,
             claims=claims,
             headers=headers,
+            json_encoder=_json_encoder(),
         )
+
+
+_encoders: dict[Callable[[Any], Any], type[json.JSONEncoder]] = {}
+
+
+def _json_encoder() -> type[json.JSONEncoder]:
+    """As FJE: values JSON cannot encode (a UUID identity, a date claim) are encoded with
+    the ``default`` of the app's JSON provider class."""
+    provider = current_app.json_provider_class
+    default: Callable[[Any], Any] = getattr(provider, "default", DefaultJSONProvider.default)
+    encoder = _encoders.get(default)
+    if encoder is None:
+
+        class Encoder(json.JSONEncoder):
+            def default(self, o: Any) -> Any:
+                return default(o)
+
+        encoder = _encoders[default] = Encoder
+    return encoder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,7 @@ def encode_token(
     claims: Mapping[str, Any] | None = None,
     headers: Mapping[str, Any] | None = None,
     now: float | None = None,
+    json_encoder: type[json.JSONEncoder] | None = None,
 ) -> str:
     """Build and sign a token with Flask-JWT-Extended's claim set.
 
@@ -66,7 +68,13 @@ def encode_token(
         data["exp"] = int(after(now, expires_delta))
     if claims:
         data.update(claims)
-    return _jwt.encode(data, key, algorithm=algorithm, headers=dict(headers) if headers else None)
+    return _jwt.encode(
+        data,
+        key,
+        algorithm=algorithm,
+        headers=dict(headers) if headers else None,
+        json_encoder=json_encoder,
+    )
 
 
 def decode_complete(

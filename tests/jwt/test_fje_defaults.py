@@ -92,3 +92,21 @@ async def test_expired_token_loader_sees_the_defaults() -> None:
     status, body = await twins(setup=setup).same(bearer(token))
     assert status == 401
     assert body["expired"]["type"] == "access" and body["expired"]["jti"] is None
+
+
+async def test_identities_json_cannot_encode_use_the_app_s_json_provider() -> None:
+    """FJE encodes a UUID identity (or a date claim) with the app's JSON provider."""
+    import uuid
+    from datetime import date
+
+    pair = twins()
+    identity = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    with pair.flask_app.app_context():
+        theirs = fje.create_access_token(identity, additional_claims={"on": date(2026, 12, 1)})
+    async with pair.quart_app.app_context():
+        ours = await qje.create_access_token(identity, additional_claims={"on": date(2026, 12, 1)})
+    for token in (theirs, ours):
+        status, body = await pair.same(bearer(token))
+        assert status == 200
+        assert body["identity"] == str(identity)
+        assert body["jwt"]["on"] == "Tue, 01 Dec 2026 00:00:00 GMT"
