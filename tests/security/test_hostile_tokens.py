@@ -53,9 +53,14 @@ def raw(value: Any) -> bytes:
     return value if isinstance(value, bytes) else json.dumps(value).encode()
 
 
+def _now() -> int:
+    """Now, read when a token is built: a long run outlives any time taken at collection."""
+    return int(time.time())
+
+
 def claims(**overrides: Any) -> dict[str, Any]:
     """A complete, valid access-token claim set for user 1; ``None`` drops a claim."""
-    now = int(time.time())
+    now = _now()
     base: dict[str, Any] = {
         "sub": "1",
         "iat": now,
@@ -534,7 +539,6 @@ def _payload_cases() -> Iterator[Case]:
 
 def _claim_cases() -> Iterator[Case]:
     h = {"alg": "HS256", "typ": "JWT"}
-    now = int(time.time())
     not_int = "Expiration Time claim (exp) must be an integer."
     # sub: RFC 7519 and PyJWT say a string.
     for name, sub in {
@@ -548,7 +552,9 @@ def _claim_cases() -> Iterator[Case]:
         build: Callable[[str], str]
         if sub is None:
             build = partial(
-                lambda _u: hs(h, b'{"sub":null,"exp":%d,"jti":"j","type":"access"}' % (now + 600))
+                lambda _u: hs(
+                    h, b'{"sub":null,"exp":%d,"jti":"j","type":"access"}' % (_now() + 600)
+                )
             )
         else:
             build = partial(lambda _u, s: hs(h, claims(sub=s)), s=sub)
@@ -581,7 +587,7 @@ def _claim_cases() -> Iterator[Case]:
     yield Case("exp-float-past", lambda _u: hs(h, claims(exp=1.5)), 401, EXPIRED)
     yield Case("exp-negative", lambda _u: hs(h, claims(exp=-1)), 401, EXPIRED)
     yield Case("exp-zero", lambda _u: hs(h, claims(exp=0)), 401, EXPIRED)
-    yield Case("exp-past", lambda _u: hs(h, claims(exp=now - 5)), 401, EXPIRED)
+    yield Case("exp-past", lambda _u: hs(h, claims(exp=_now() - 5)), 401, EXPIRED)
     yield Case(
         "exp-huge-float",
         lambda _u: hs(h, claims(exp=1e30)),
@@ -612,14 +618,14 @@ def _claim_cases() -> Iterator[Case]:
         422,
         not_int,
     )
-    yield Case("exp-string-digits", lambda _u: hs(h, claims(exp=str(now + 600))), 422, not_int)
+    yield Case("exp-string-digits", lambda _u: hs(h, claims(exp=str(_now() + 600))), 422, not_int)
     yield Case("exp-string", lambda _u: hs(h, claims(exp="tomorrow")), 422, not_int)
     yield Case("exp-bool", lambda _u: hs(h, claims(exp=True)), 401, EXPIRED)  # True == 1
-    yield Case("exp-list", lambda _u: hs(h, claims(exp=[now + 600])), 422, not_int)
+    yield Case("exp-list", lambda _u: hs(h, claims(exp=[_now() + 600])), 422, not_int)
     # nbf / iat
     yield Case(
         "nbf-future",
-        lambda _u: hs(h, claims(nbf=now + 3600)),
+        lambda _u: hs(h, claims(nbf=_now() + 3600)),
         422,
         "The token is not yet valid (nbf)",
     )
@@ -637,7 +643,7 @@ def _claim_cases() -> Iterator[Case]:
     )
     yield Case(
         "iat-future",
-        lambda _u: hs(h, claims(iat=now + 3600)),
+        lambda _u: hs(h, claims(iat=_now() + 3600)),
         422,
         "The token is not yet valid (iat)",
     )
@@ -697,7 +703,10 @@ def _claim_cases() -> Iterator[Case]:
 
 def _duplicate_key_cases() -> Iterator[Case]:
     """Duplicate names: the lexically last one wins everywhere (RFC 7519 section 4)."""
-    payload = json.dumps(claims())[:-1]
+
+    def payload() -> str:
+        return json.dumps(claims())[:-1]
+
     yield Case(
         "duplicate-alg-last-none",
         lambda _u: hs(b'{"alg":"HS256","alg":"none"}', claims()),
@@ -706,7 +715,7 @@ def _duplicate_key_cases() -> Iterator[Case]:
     )
     yield Case(
         "duplicate-type-last-refresh",
-        lambda _u: hs({"alg": "HS256"}, (payload + ',"type":"refresh"}').encode()),
+        lambda _u: hs({"alg": "HS256"}, (payload() + ',"type":"refresh"}').encode()),
         422,
         "Only non-refresh tokens are allowed",
         everywhere=False,
@@ -724,13 +733,13 @@ def _duplicate_key_cases() -> Iterator[Case]:
     )
     yield Case(
         "duplicate-sub-last-int",
-        lambda _u: hs({"alg": "HS256"}, (payload + ',"sub":1}').encode()),
+        lambda _u: hs({"alg": "HS256"}, (payload() + ',"sub":1}').encode()),
         422,
         "Subject must be a string",
     )
     yield Case(
         "duplicate-exp-last-expired",
-        lambda _u: hs({"alg": "HS256"}, (payload + ',"exp":1}').encode()),
+        lambda _u: hs({"alg": "HS256"}, (payload() + ',"exp":1}').encode()),
         401,
         EXPIRED,
     )
