@@ -1,4 +1,4 @@
-"""Write REPORT.md and the PNG chart from the runner's measurements."""
+"""Write REPORT.md from the runner's measurements (the PNG: ``benchmarks.chart``)."""
 
 from __future__ import annotations
 
@@ -238,7 +238,7 @@ def write_report(
     if skipped:
         lines += ["## Skipped", "", "Not measured on this machine (no rows below for them):", ""]
         lines += [f"- {msg}" for msg in skipped] + [""]
-    lines += ["## Targets of issue 5", "", "| target | figure | verdict |", "|---|---|---|"]
+    lines += ["## Targets", "", "| target | figure | verdict |", "|---|---|---|"]
     lines += [f"| {what} | {figure} | {verdict} |" for what, figure, verdict in checks]
     lines += ["", "## Results", ""]
     lines += [
@@ -282,64 +282,4 @@ def write_report(
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def draw_chart(
-    path: Path,
-    scenarios: list[tuple[str, str, str]],
-    summaries: list[Summary],
-    micro: list[dict[str, Any]],
-    title: str,
-) -> Path:
-    """One row per scenario: req/s (left) and p50/p99 (right) per target; µs for micro."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [(k, t) for k, t, _ in scenarios]
-    fig, axes = plt.subplots(
-        len(rows), 2, figsize=(14, 2.9 * len(rows)), squeeze=False, constrained_layout=True
-    )
-    fig.suptitle(title, fontsize=11)
-    for (key, scen_title), (ax_rps, ax_lat) in zip(rows, axes, strict=True):
-        if key == "verify-micro":
-            ok = [r for r in micro if r.get("us") is not None]
-            names = [r["name"] for r in ok]
-            ax_rps.barh(names, [r["us"] for r in ok], color="tab:purple")
-            ax_rps.invert_yaxis()
-            ax_rps.set_xlabel("µs per operation (in-process)")
-            ax_rps.set_title(f"{key}: {scen_title}", fontsize=9, loc="left")
-            ax_rps.tick_params(axis="y", labelsize=7)
-            ax_lat.axis("off")
-            continue
-        group = [s for s in summaries if s.scenario == key]
-        labels = [f"{s.target}\n{s.variant}\n({s.tool})" for s in group]
-        xs = range(len(group))
-        ax_rps.bar(xs, [s.rps for s in group], color="tab:blue")
-        for x, s in zip(xs, group, strict=True):
-            ax_rps.text(x, s.rps, _fmt(s.rps, 0), ha="center", va="bottom", fontsize=7)
-            if s.rps_rounds:
-                ax_rps.plot([x] * len(s.rps_rounds), s.rps_rounds, "k.", markersize=3)
-        ax_rps.set_xticks(list(xs), labels, fontsize=7)
-        ax_rps.set_ylabel("req/s")
-        ax_rps.set_title(f"{key}: {scen_title}", fontsize=9, loc="left")
-        width = 0.38
-        ax_lat.bar([x - width / 2 for x in xs], [s.p50_ms for s in group], width, label="p50")
-        ax_lat.bar([x + width / 2 for x in xs], [s.p99_ms for s in group], width, label="p99")
-        ax_lat.set_xticks(list(xs), labels, fontsize=7)
-        ax_lat.set_ylabel("ms")
-        if any(s.p99_ms > 0 for s in group):
-            top = max(s.p99_ms for s in group)
-            low = min((s.p50_ms for s in group if s.p50_ms > 0), default=top)
-            if low > 0 and top / low > 50:
-                ax_lat.set_yscale("log")
-        ax_lat.legend(fontsize=7)
-        ax_lat.set_title("latency", fontsize=9, loc="left")
-    # The scenario keys travel in the PNG's metadata, so a test can check the chart's rows.
-    fig.savefig(
-        path, dpi=90, metadata={"Description": "scenarios: " + ", ".join(k for k, _ in rows)}
-    )
-    plt.close(fig)
     return path

@@ -14,7 +14,9 @@ machine (PostgreSQL or Redis unreachable, granian not installed) are skipped, no
 and the report lists them with the reason.
 
 Flags: ``--seconds`` per round, ``--rounds``, ``--scenarios a,b``, ``--tool``, ``--out``,
-and ``--smoke`` (a couple of seconds per scenario, one round: for CI).
+and ``--smoke`` (about a second per scenario, one round: a check that everything runs,
+written to a temporary folder unless ``--out`` is given, so the committed results stay).
+Servers start one after another, each with a wait scaled to the machine's load.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 
 from benchmarks.loadgen import LoadResult, RequestSpec
 from benchmarks.report import Record, Summary
+from benchmarks.scenarios import Options, Scenario, Variant, build_scenarios
 from benchmarks.servers import (
     QUART_BENCH_ENV,
     REPO,
@@ -45,197 +48,18 @@ from benchmarks.servers import (
     Server,
     TargetSpec,
     check_shared_stores,
-    has_fast_path_setting,
-    has_serve_launcher,
     postgres_admin_url,
     redis_url,
     shown,
     target_specs,
 )
 
+__all__ = ["Options", "Runner", "Scenario", "Variant", "build_scenarios", "evaluate", "main"]
+
 RESULTS = REPO / "benchmarks" / "results"
 CHART = "chart.png"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One thing measured in a scenario: a target and what is asked of it."""
-
-    target: str
-    label: str
-    path: str = "/protected"
-    auth: bool = True
-
-
-@dataclass(frozen=True)
-class Scenario:
-    key: str
-    title: str
-    how: str
-    kind: str  # "get", "storm", "locust" or "micro"
-    variants: tuple[Variant, ...] = ()
-    connections: int = 64
-    sample_workers: bool = False
-    min_seconds: float = 0.0  # rounds last at least this long (smoke runs excepted)
-    rounds: int | None = None  # None: --rounds
-
-
-@dataclass
-class Options:
-    seconds: float
-    rounds: int
-    tool: str
-    accounts: int
-    storm_clients: int
-    storm_rate: float
-    locust_users: int
-    quick_micro: bool
-    out: Path
-    keep: bool
-    smoke: bool = False
-
-
-def build_scenarios(opts: Options) -> list[Scenario]:
-    """Every scenario of issue 5, in run order."""
-    protected = Variant("quart-hypercorn", "/protected")
-    baseline = Variant("flask-gunicorn", "/protected")
-    # quart_app's own launcher (one SO_REUSEPORT socket per worker), when it has one.
-    serve = (Variant("quart-serve", "/protected"),) if has_serve_launcher() else ()
-    # What `make run` starts: the launcher when there is one.
-    make_run = serve[0] if serve else protected
-    # With quart_app's claims fast path, /protected skips Quart and /noop does not: measure
-    # /protected through Quart too, so the ratio reads "verification cost" like for like.
-    nofast = (
-        (Variant("quart-noop-nofast-hypercorn", "/protected, FAST_PATH=false"),)
-        if has_fast_path_setting()
-        else ()
-    )
-    # The same app and server with PostgreSQL + Redis behind it instead of SQLite and
-    # in-process revocations and throttles: what running on several hosts costs.
-    stores = (
-        Variant("quart-hypercorn", "/protected"),
-        Variant("quart-hypercorn-pg", "/protected"),
-    )
-    tool = opts.tool
-    storm_how = (
-        f"python-loadgen: GET /protected at a fixed {opts.storm_rate:g} req/s over 16"
-        " connections (latency from the intended send time), alone and while"
-        f" {opts.storm_clients} clients POST /login back to back"
-    )
-    return [
-        Scenario(
-            "protected-64",
-            "GET /protected, 64 connections",
-            f"{tool}, 64 keep-alive connections, one HS256 token per request from a pool",
-            "get",
-            (baseline, protected, *serve),
-            64,
-            sample_workers=True,
-        ),
-        Scenario(
-            "protected-1000",
-            "GET /protected, 1,000 connections",
-            f"{tool}, 1,000 connections, rounds of at least 12 s with a 10 s timeout (a"
-            " connection left unserved for longer is a timeout, not an unseen request);"
-            " errors = resets, timeouts, non-2xx; worker RSS, connections per worker and the"
-            " listen queue sampled every 0.5 s; quart_app under granian for reference (the"
-            " server's own per-request cost decides this one)",
-            "get",
-            (baseline, protected, *serve, Variant("quart-granian", "/protected")),
-            1000,
-            sample_workers=True,
-            min_seconds=12.0,
-        ),
-        Scenario(
-            "auth-overhead",
-            "/protected vs unauthenticated /noop, same server",
-            f"{tool}, 64 connections; quart_app served with one extra no-auth route"
-            " (benchmarks/peers/quart_noop.py) under hypercorn.toml; Flask for reference",
-            "get",
-            (
-                Variant("quart-noop-hypercorn", "/protected"),
-                Variant("quart-noop-hypercorn", "/noop", "/noop", auth=False),
-                *nofast,
-                Variant("flask-gunicorn", "/protected"),
-                Variant("flask-gunicorn", "/noop", "/noop", auth=False),
-            ),
-            64,
-        ),
-        Scenario(
-            "uvicorn-peer",
-            "under uvicorn: quart_app vs FastAPI + PyJWT",
-            f"{tool}, 64 connections; both under uvicorn, 2 workers, same loop and parser",
-            "get",
-            (Variant("quart-uvicorn", "/protected"), Variant("fastapi-uvicorn", "/protected")),
-            64,
-            sample_workers=True,
-        ),
-        Scenario(
-            "servers",
-            "quart_app under Hypercorn, uvicorn and granian",
-            f"{tool}, 64 connections; the same app (SQLite, in-process stores) under"
-            " hypercorn.toml, uvicorn (2 workers, --backlog 2048, access log off) and granian"
-            " (--interface asgi --workers 2 --loop uvloop --backlog 2048, access log off)",
-            "get",
-            (
-                Variant("quart-hypercorn", "/protected"),
-                Variant("quart-uvicorn", "/protected"),
-                Variant("quart-granian", "/protected"),
-            ),
-            64,
-            sample_workers=True,
-        ),
-        Scenario(
-            "login-storm",
-            "/protected p99 with and without continuous logins",
-            storm_how,
-            "storm",
-            (make_run, Variant("flask-gunicorn", "/protected")),
-            16,
-        ),
-        Scenario(
-            "backends-protected",
-            "GET /protected: SQLite + in-process stores vs PostgreSQL + Redis",
-            f"{tool}, 64 connections; quart_app under hypercorn.toml twice: quart-hypercorn"
-            " with its SQLite file and in-process revocations and throttles, quart-hypercorn-pg"
-            " with DATABASE_URL on a fresh PostgreSQL database (bench_<id>, migrated to head"
-            " at start, dropped at the end) and REDIS_URL with its own key prefix (bench:<id>:)",
-            "get",
-            stores,
-            64,
-            sample_workers=True,
-        ),
-        Scenario(
-            "backends-login",
-            "/protected p99 under a login storm: SQLite + in-process vs PostgreSQL + Redis",
-            f"{storm_how}; the same two quart_app targets as backends-protected (every login"
-            " reads the user from the database and passes the login throttle, which lives in"
-            " Redis for quart-hypercorn-pg)",
-            "storm",
-            stores,
-            16,
-        ),
-        Scenario(
-            "locust",
-            "Locust ProtectedUser (one Locust process)",
-            f"locust -f benchmarks/locustfile.py ProtectedUser -u {opts.locust_users}, one"
-            " round of 20 s per target; the /protected row over the second half of the run"
-            " (after every user has registered and logged in, which costs the Flask baseline"
-            " seconds of scrypt); one Locust process tops out near ~4,500 req/s here",
-            "locust",
-            (make_run, Variant("flask-gunicorn", "/protected")),
-            opts.locust_users,
-            min_seconds=20.0,
-            rounds=1,
-        ),
-        Scenario(
-            "verify-micro",
-            "verification cost per request, in-process",
-            "python -m benchmarks.micro: best of 5 repeats, CPU µs per operation"
-            " (process time), one core",
-            "micro",
-        ),
-    ]
+#: How long a server gets to answer /healthz on an idle machine (scaled up under load).
+STARTUP_TIMEOUT_S = 120.0
 
 
 # --- accounts and tokens ---------------------------------------------------------------
@@ -403,6 +227,13 @@ def _to_record(
     )
 
 
+def startup_timeout(base: float = STARTUP_TIMEOUT_S) -> float:
+    """``base`` seconds, times the machine's load per core when it is busier than idle."""
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return base * max(1.0, load / cores)
+
+
 class Runner:
     def __init__(self, opts: Options, scenarios: list[Scenario]) -> None:
         self.opts = opts
@@ -441,7 +272,7 @@ class Runner:
             self.progress(f"starting {key} on {server.base_url}")
             self.servers[key] = server
             try:
-                server.start()
+                server.start(timeout=startup_timeout())
                 self.accounts[key] = prepare_accounts(server, self.opts.accounts)
             except Exception as exc:
                 self.broken[key] = str(exc)
@@ -488,10 +319,13 @@ class Runner:
             self.stop_server(self.servers.pop(key))
 
     def prestart(self) -> None:
-        """Start every server the scenarios need, in parallel (start-up is mostly waiting)."""
-        keys = list(dict.fromkeys(v.target for s in self.scenarios for v in s.variants))
-        with ThreadPoolExecutor(max_workers=max(1, len(keys))) as pool:
-            list(pool.map(self.server, keys))
+        """Start every server the scenarios need, one after another.
+
+        All at once, nine servers importing their frameworks on two busy cores took longer
+        than any fixed wait; one at a time, each gets the machine and a wait scaled to it.
+        """
+        for key in dict.fromkeys(v.target for s in self.scenarios for v in s.variants):
+            self.server(key)
 
     def run(self) -> None:
         try:
@@ -568,6 +402,9 @@ class Runner:
             self.record(rec)
         elif scenario.kind == "storm":
             self.run_storm(scenario, variant, server, rnd, url, auth)
+        elif scenario.kind == "custom" and scenario.measure is not None:
+            for rec in scenario.measure(self, scenario, variant, server, rnd):
+                self.record(rec)
         elif scenario.kind == "locust":
             result, failures = run_locust(
                 server.base_url, "ProtectedUser", scenario.connections, seconds, self.workdir
@@ -674,7 +511,7 @@ class Runner:
 
 
 def evaluate(summaries: list[Summary], micro: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """The issue's targets, each with the figure that decides it."""
+    """The performance targets, each with the figure that decides it."""
 
     def get(scenario: str, target: str, variant: str = "/protected") -> Summary | None:
         return next(
@@ -834,13 +671,25 @@ def run_notes(opts: Options) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
-    parser = argparse.ArgumentParser(description="quart_app benchmark runner (issue 5)")
+    parser = argparse.ArgumentParser(
+        description="quart_app benchmark runner: every server side by side, interleaved rounds"
+    )
     parser.add_argument("--seconds", type=float, default=None, help="seconds per round (6)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3)")
     parser.add_argument("--scenarios", default=None, help="comma-separated keys (default all)")
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
-    parser.add_argument("--smoke", action="store_true", help="seconds per scenario, for CI")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where REPORT.md goes")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a check that everything runs: about a second per scenario, one round, figures"
+        " meaningless; written to a new temporary folder unless --out is given",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"folder for REPORT.md and chart.png (default {RESULTS.relative_to(REPO)})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args(argv)
 
@@ -859,7 +708,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
         storm_rate=100.0 if smoke else 250.0,
         locust_users=8 if smoke else 32,
         quick_micro=smoke,
-        out=args.out,
+        out=args.out or (Path(tempfile.mkdtemp(prefix="quart-bench-smoke-")) if smoke else RESULTS),
         keep=args.keep,
         smoke=smoke,
     )
@@ -868,8 +717,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.chart import draw_chart
     from benchmarks.report import (
-        draw_chart,
         machine_info,
         source_revision,
         summarise,

@@ -24,12 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks import scenarios as scenario_registry  # noqa: E402
 from benchmarks.report import Summary  # noqa: E402
-from benchmarks.run import Options, Runner, build_scenarios, evaluate  # noqa: E402
+from benchmarks.run import RESULTS, Options, Runner, build_scenarios, evaluate, parse_args  # noqa: E402
+from benchmarks.scenarios import Scenario, Variant  # noqa: E402
 from benchmarks.servers import SHARED_STORES, TargetSpec, target_specs  # noqa: E402
 
 SMOKE_TIMEOUT_S = 240
-#: The scenarios of issue 5, in the runner's order.
+#: The scenarios, in the runner's order.
 SCENARIOS = [
     "protected-64",
     "protected-1000",
@@ -182,3 +184,28 @@ def test_locust_lists_the_user_classes() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     listed = {line.strip() for line in proc.stdout.splitlines()}
     assert {"ProtectedUser", "LoginUser", "MixedUser", "LoginStorm"} <= listed
+
+
+def test_smoke_never_writes_the_committed_results_by_default(tmp_path: Path) -> None:
+    opts, _ = parse_args(["--smoke"])
+    try:
+        assert opts.out != RESULTS
+        assert opts.out.is_dir() and not any(opts.out.iterdir())
+    finally:
+        opts.out.rmdir()
+    assert parse_args(["--smoke", "--out", str(tmp_path)])[0].out == tmp_path
+    assert parse_args([])[0].out == RESULTS
+
+
+def test_a_scenario_module_is_one_line_of_registration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    module = types.ModuleType("bench_extra")
+    extra = Scenario("extra", "an added scenario", "how", "get", (Variant("quart-serve", "x"),))
+    module.scenarios = lambda opts: [extra]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench_extra", module)
+    monkeypatch.setattr(scenario_registry, "MODULES", ("bench_extra",))
+    keys = [s.key for s in build_scenarios(_options(tmp_path))]
+    assert keys == [*SCENARIOS[:-1], "extra", "verify-micro"]
