@@ -226,7 +226,8 @@ def rotate_keys() -> None:
         )
         raise click.ClickException(f"{algorithm} keys come from {where}")
     try:
-        key = keys.rotate()
+        # An empty directory got its first key when the app was built: that is the new key.
+        key = keys.generated or keys.rotate()
     except Exception as error:
         raise click.ClickException(_one_line(error)) from None
     click.echo(f"new {key.algorithm} signing key {key.kid} in {keys.path}")
@@ -254,6 +255,11 @@ def prune() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list the accounts already here.")
+@click.option(
+    "--allow-skipped",
+    is_flag=True,
+    help="Exit 0 even when rows were skipped or conflicted (default: exit 1).",
+)
 def import_users_command(
     source_url: str,
     table_name: str,
@@ -263,17 +269,20 @@ def import_users_command(
     new_ids: bool,
     dry_run: bool,
     verbose: bool,
+    allow_skipped: bool,
 ) -> None:
     """Import the Flask app's users from SOURCE_URL (e.g. sqlite:////srv/flask/instance/app.db).
 
     Passwords keep their Werkzeug hashes and become argon2id at each user's next login.
-    One transaction; running it again imports nothing twice.
+    One transaction; running it again imports nothing twice. Exits 1 when rows were skipped
+    or conflicted (after importing the others), so that a script notices; --allow-skipped
+    accepts that.
     """
     from sqlalchemy.engine import make_url
 
     from .importer import SourceError, import_users, read_source
 
-    async def work(svc: Services) -> list[str]:
+    async def work(svc: Services) -> tuple[list[str], int]:
         try:
             users = await read_source(
                 source_url,
@@ -291,10 +300,21 @@ def import_users_command(
         report = await import_users(
             svc.db, users, source=shown, keep_ids=not new_ids, dry_run=dry_run
         )
-        return report.lines(verbose)
+        problems = [*report.skipped, *report.conflicts]
+        # "Already here" is not counted: after their first login, imported users' hashes
+        # differ from the source's, so a run again lists them there.
+        left_out = sum(len(problem.rows) for problem in problems)
+        return report.lines(verbose), left_out
 
-    for line in _run(work):
+    lines, left_out = _run(work)
+    for line in lines:
         click.echo(line)
+    if left_out and not allow_skipped:
+        done = "would be imported" if dry_run else "were imported"
+        raise click.ClickException(
+            f"{left_out} source row(s) not imported (listed above; the others {done}):"
+            " fix them in the source and run it again, or pass --allow-skipped"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

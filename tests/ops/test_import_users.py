@@ -96,12 +96,19 @@ async def test_skips_conflicts_and_accounts_already_here_are_reported(tmp_path: 
         )
 
     result = await cli(["import-users", source], env)
-    assert result.exit_code == 0, result.output
+    # A script must notice that rows stayed behind: exit 1, after the good rows went in.
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        "Error: 4 source row(s) not imported (listed above; the others were imported):"
+        " fix them in the source and run it again, or pass --allow-skipped"
+    )
     lines = result.stdout.splitlines()
     assert "imported 1, unchanged 0, already here 1, skipped 2, conflicts 1" in lines
     assert "conflict: id 2 'Bob', id 3 'bob': usernames equal without regard to case" in lines
     assert "(list the accounts already here with --verbose)" in lines
-    verbose = (await cli(["import-users", "-v", "--dry-run", source], env)).stdout.splitlines()
+    accepted = await cli(["import-users", "--allow-skipped", "-v", "--dry-run", source], env)
+    assert accepted.exit_code == 0, accepted.output
+    verbose = accepted.stdout.splitlines()
     assert "already here: id 6 'taken': as id 1, with another password; left untouched" in verbose
     assert any(
         line.startswith("skipped: id 4 'no spaces allowed': username must") for line in lines
