@@ -39,6 +39,8 @@ from .metrics import Metrics, verification_reason
 __all__ = ["EXTENSION_KEY", "Observability", "init_observability", "observability"]
 
 EXTENSION_KEY = "quart_app.observability"
+#: Where a view notes the user of a request that carries no token (see note_user).
+USER_KEY = "_obs_user"
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
@@ -82,6 +84,11 @@ class Observability:
                 client=client(),
                 user_id=user_id,
             )
+
+
+def note_user(user_id: int | str) -> None:
+    """Name the user of this request in its log line when no token does (login, register)."""
+    setattr(g._get_current_object(), USER_KEY, str(user_id))  # type: ignore[attr-defined]
 
 
 def observability(app: Quart) -> Observability:
@@ -150,7 +157,7 @@ def _add_request_hooks(app: Quart, state: Observability) -> None:
         rule = req.url_rule
         route = rule.rule if rule is not None else "<unmatched>"
         claims = getattr(store, "_jwt_extended_jwt", None)
-        user = claims.get("sub") if claims else None
+        user = claims.get("sub") if claims else getattr(store, USER_KEY, None)
         state.record(
             method=req.method,
             path=req.path,

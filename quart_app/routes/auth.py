@@ -21,6 +21,7 @@ from ..jwt import (
     jwt_required,
 )
 from ..jwt.revocation import FAMILY_CLAIM, SESSION_CLAIM, Revocation, session_start
+from ..observability import note_user
 from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
 from ..security.lockout import Lockout, LockoutPolicy
 from ..security.throttle import client_address, limit_key
@@ -47,6 +48,7 @@ async def register(data: Credentials) -> tuple[dict[str, Any], int]:
         user = await svc.users.create(data.username, username_key(data.username), password_hash)
     except UsernameTaken:
         raise AppError(409, "Username already exists") from None
+    note_user(user.id)
     return {"id": user.id, "username": user.username}, 201
 
 
@@ -70,6 +72,7 @@ async def _issue(
     user_id: str, username: str, *, fresh: bool, family: str, started: float
 ) -> Response:
     svc = services()
+    note_user(user_id)  # the request log names who logged in
     claims = {"username": username, FAMILY_CLAIM: family, SESSION_CLAIM: started}
     access = await create_access_token(user_id, fresh=fresh, additional_claims=claims)
     refresh = await create_refresh_token(user_id, additional_claims=claims)

@@ -122,6 +122,24 @@ async def test_one_json_line_per_request_and_no_secrets(
         assert secret not in err
 
 
+async def test_login_and_register_lines_name_the_user(
+    app_with: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = await app_with(LOG_FORMAT="json")
+    client = app.test_client()
+    await register(client, "alice")
+    await register(client, "bob")
+    tokens = await login(client, "bob")
+    await client.post("/token/refresh", headers=bearer(tokens["refresh_token"]))
+    lines = access_lines(capsys.readouterr().err)
+    assert [(line["route"], line["user_id"]) for line in lines] == [
+        ("/register", "1"),
+        ("/register", "2"),
+        ("/login", "2"),
+        ("/token/refresh", "2"),
+    ]
+
+
 async def test_text_format_and_switching_logs_off(
     app_with: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
