@@ -93,11 +93,16 @@ class KeyDirectory(KeySet):
         if algorithm in HMAC_ALGORITHMS:
             raise ValueError("HS* algorithms use JWT_SECRET_KEY, not a key directory")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        #: The key this object generated because the directory had none, if it did (the
+        #: first ``rotate-keys`` on an empty directory then reports it instead of adding
+        #: a second one).
+        self.generated: Key | None = None
         with self._locked():
             self._load()
             if not any(k.algorithm == algorithm for k in self._keys):
                 self._create(algorithm)
                 self._load()
+                self.generated = self._keys[-1]
         self._checked = time.monotonic()
 
     @contextlib.contextmanager

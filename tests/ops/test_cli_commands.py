@@ -229,6 +229,18 @@ async def test_rotate_keys_adds_a_signing_key_old_tokens_keep_working(tmp_path: 
         assert {old_kid, new_kid} <= {key["kid"] for key in jwks["keys"]}
 
 
+def test_first_rotate_keys_in_an_empty_folder_makes_one_key(tmp_path: Path) -> None:
+    env = cli_env(tmp_path, JWT_ALGORITHM="ES256")
+    first = run_cli(["rotate-keys"], env)
+    assert first.exit_code == 0, first.output
+    folder = Path(env["INSTANCE_PATH"]) / "jwt-keys"
+    assert len(list(folder.glob("key-*-ES256.pem"))) == 1
+    second = run_cli(["rotate-keys"], env)
+    assert second.exit_code == 0, second.output
+    assert len(list(folder.glob("key-*-ES256.pem"))) == 2
+    assert second.stdout.split()[4] != first.stdout.split()[4]
+
+
 async def test_revoke_user_reaches_workers_through_redis_at_once(
     tmp_path: Path, redis_server: RedisRun
 ) -> None:
