@@ -1,11 +1,12 @@
 """The benchmark suite must not rot: run it briefly and check what it writes.
 
-Slow on purpose (two to five minutes, the servers starting one after another): ``python -m benchmarks.run --smoke`` starts the Flask
-baseline, quart_app under Hypercorn, uvicorn and granian (and with PostgreSQL + Redis when
-they answer) and the FastAPI peer on loopback ports and runs every scenario for about a
-second. No speed is asserted; figures from a second-long run on a shared machine mean
-nothing. Marked ``live`` because it starts real servers. The fast tests below check the
-skip rules and that the verdicts ignore the rows of the newer scenarios.
+Slow on purpose (two to five minutes, the servers starting one after another):
+``python -m benchmarks.run --smoke`` starts the Flask baseline, quart_app under Hypercorn,
+uvicorn and granian (and with PostgreSQL + Redis when they answer) and the FastAPI peer on
+loopback ports and runs every scenario for about a second. No speed is asserted; figures
+from a second-long run on a shared machine mean nothing. Marked ``live`` because it starts
+real servers. The fast tests below check the skip rules, the verdicts, where a smoke run
+writes, and how a scenario module registers.
 """
 
 from __future__ import annotations
