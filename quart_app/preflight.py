@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from .jwt.config import settings_problems
 from .jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from .settings import SettingsError, load_settings, short_secret
 
@@ -67,7 +68,7 @@ def preflight(
 def problems_of(settings: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
     """One line per setting that cannot work (the values are already read)."""
     env = os.environ if environ is None else environ
-    problems = [*_check_values(settings), *_check_secret(settings)]
+    problems = [*_check_values(settings), *_check_secret(settings), *settings_problems(settings)]
     return problems + _check_paths(settings, env)
 
 

@@ -215,6 +215,13 @@ class JWTConfig:
         self.exempt_methods = frozenset({"OPTIONS"})
 
     @property
+    def problems(self) -> list[str]:
+        """FJE's texts for the settings that will raise when used (empty: all usable)."""
+        values: list[Any] = [self._access_expires, self._refresh_expires]
+        values += [self._token_location, self._header_name]
+        return [str(value) for value in values if isinstance(value, RuntimeError)]
+
+    @property
     def access_expires(self) -> Any:
         """``JWT_ACCESS_TOKEN_EXPIRES`` as a duration, None for tokens without ``exp``."""
         return _valid(self._access_expires)
@@ -254,3 +261,12 @@ def _blocklist_types(config: Mapping[str, Any]) -> frozenset[str] | None:
         return frozenset()
     checks = config.get("JWT_BLACKLIST_TOKEN_CHECKS")
     return None if checks is None else frozenset(_names(checks))
+
+
+def settings_problems(config: Mapping[str, Any]) -> list[str]:
+    """One line per ``JWT_*`` setting of ``config`` (FJE's defaults for the missing ones)
+    that cannot work: what a service checks before it starts."""
+    try:
+        return JWTConfig({**DEFAULTS, **config}).problems
+    except (RuntimeError, TypeError, ValueError) as error:
+        return [str(error)]

@@ -85,3 +85,30 @@ async def test_responses_are_compact_sorted_json_from_orjson(tmp_path: Path) -> 
         body = await jsonify({"b": 1, "a": [1, 2]}).get_data()
     assert body == b'{"a":[1,2],"b":1}\n'
     assert orjson.loads(body) == {"a": [1, 2], "b": 1}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "line"),
+    [
+        (
+            "JWT_TOKEN_LOCATION",
+            ["headers", "body"],
+            'JWT_TOKEN_LOCATION can only contain "headers", "cookies", "query_string", or "json"',
+        ),
+        ("JWT_HEADER_NAME", "", "JWT_ACCESS_HEADER_NAME cannot be empty"),
+        (
+            "JWT_REFRESH_TOKEN_EXPIRES",
+            "a month",
+            "must be able to add JWT_REFRESH_TOKEN_EXPIRES to datetime.datetime",
+        ),
+    ],
+)
+def test_a_bad_jwt_setting_stops_start_up(
+    tmp_path: Path, setting: str, value: object, line: str
+) -> None:
+    """The extension raises these only when the setting is used (as FJE); the service
+    checks them before it starts."""
+    config = {"INSTANCE_PATH": str(tmp_path), "JWT_SECRET_KEY": "s" * 40, setting: value}
+    with pytest.raises(SettingsError) as raised:
+        create_app(config)
+    assert raised.value.problems == [line]
