@@ -11,7 +11,7 @@ import hmac
 import inspect
 import re
 from collections.abc import Callable, Sequence
-from functools import wraps
+from functools import partial, wraps
 from typing import Any, TypeVar, cast, overload
 
 from quart import Request, current_app, g, has_websocket_context, request
@@ -271,24 +271,26 @@ def jwt_required(
         @wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             if has_websocket_context():
-                return await websocket_view(*args, **kwargs)
+                from .websocket import run_websocket_view
+
+                # Few frames: each one stays alive for as long as the socket is open.
+                verify = partial(
+                    verify_jwt_in_request,
+                    is_optional,
+                    fresh,
+                    refresh,
+                    locations,
+                    verify_type,
+                    skip_revocation_check,
+                )
+                view = fn if is_async else current_app.ensure_async(fn)
+                return await run_websocket_view(view, args, kwargs, verify)
             await verify_jwt_in_request(
                 is_optional, fresh, refresh, locations, verify_type, skip_revocation_check
             )
             if is_async:
                 return await fn(*args, **kwargs)
             return await current_app.ensure_async(fn)(*args, **kwargs)
-
-        async def websocket_view(*args: Any, **kwargs: Any) -> Any:
-            from .websocket import run_websocket_view
-
-            async def view() -> Any:
-                await verify_jwt_in_request(
-                    is_optional, fresh, refresh, locations, verify_type, skip_revocation_check
-                )
-                return await current_app.ensure_async(fn)(*args, **kwargs)
-
-            return await run_websocket_view(view)
 
         return cast(F, wrapper)
 

@@ -47,6 +47,9 @@ class JWTManager(Creation, Verification, V3Loaders):
             app.config.setdefault(key, value)
         self._app_config = count_writes(app.config)
         register_error_handlers(app, self)
+        from .websocket import init_websockets
+
+        init_websockets(app)
         if add_context_processor:
             from .context import current_user
 

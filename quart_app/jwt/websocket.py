@@ -53,8 +53,10 @@ HANDSHAKE_LOCATIONS = ("headers", "query_string", "cookies")
 REGISTRY_KEY = "flask-jwt-extended.sockets"
 #: A close frame's reason is at most 123 bytes of UTF-8.
 MAX_REASON = 123
-#: How long the last words to a client that does not read may take.
-FAREWELL_TIMEOUT = 1.0
+#: How long the last words to a client may take. Generous: when thousands of sockets end at
+#: once (a user's revocation), each waits its turn on the event loop within this time; a
+#: client that does not read its socket is let go after it.
+FAREWELL_TIMEOUT = 10.0
 _SESSION = "_jwt_extended_socket"
 
 
@@ -340,6 +342,7 @@ async def close_socket(code: int, msg: str, message: dict[str, Any] | None = Non
     """Send ``message`` (if any) and close with ``code`` and ``msg``; a client that is
     gone or does not read is let go after ``FAREWELL_TIMEOUT``."""
     ws = cast(Websocket, websocket._get_current_object())  # type: ignore[attr-defined]
+    g._jwt_extended_socket_closed = True
     with contextlib.suppress(Exception):
         async with asyncio.timeout(FAREWELL_TIMEOUT):
             await ws.accept()
@@ -348,8 +351,13 @@ async def close_socket(code: int, msg: str, message: dict[str, Any] | None = Non
             await ws.close(code, _reason(msg))
 
 
-async def run_websocket_view(view: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a websocket view so that the socket ends as the contract says.
+async def run_websocket_view(
+    view: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    verify: Callable[[], Awaitable[Any]] | None = None,
+) -> Any:
+    """Run a websocket view (after ``verify``) so that the socket ends as the contract says.
 
     The registry ends a session by cancelling its task; here that cancellation becomes
     ``{"type": "revoked"|"expired", "msg"}`` and close 4401, and a
@@ -357,7 +365,9 @@ async def run_websocket_view(view: Callable[[], Awaitable[Any]]) -> Any:
     cancellation (the client went away, shutdown) propagates untouched.
     """
     try:
-        return await view()
+        if verify is not None:
+            await verify()
+        return await view(*args, **(kwargs or {}))
     except asyncio.CancelledError:
         session = get_websocket_session()
         task = asyncio.current_task()
@@ -374,3 +384,17 @@ async def run_websocket_view(view: Callable[[], Awaitable[Any]]) -> Any:
         session = get_websocket_session()
         if session is not None:
             get_registry().close(session)
+
+
+def init_websockets(app: Quart) -> None:
+    """Let a socket verified by a bare ``verify_jwt_in_request`` (no ``jwt_required``
+    around the view) end as the contract says too: its view is cancelled like any other,
+    and the teardown sends the message and the close the wrapper would have."""
+
+    @app.teardown_websocket
+    async def end_cancelled_socket(_error: BaseException | None) -> None:
+        session = get_websocket_session()
+        if session is None or session.ended is None or g.get("_jwt_extended_socket_closed"):
+            return
+        kind, msg = session.ended
+        await close_socket(CLOSE_UNAUTHORIZED, msg, {"type": kind, "msg": msg})

@@ -60,6 +60,13 @@ def make_app(**config: Any) -> Quart:
             else:
                 await websocket.send_json(message)
 
+    @app.websocket("/bare")
+    async def bare() -> None:
+        await qje.verify_jwt_in_request()
+        await websocket.send_json({"sub": qje.get_jwt_identity()})
+        while True:
+            await websocket.send(await websocket.receive())
+
     @app.websocket("/cookies")
     @qje.jwt_required(locations=["cookies"])
     async def cookies() -> None:
@@ -280,6 +287,15 @@ async def test_a_revocation_closes_the_socket(app: Quart, kind: str) -> None:
     assert code == qje.CLOSE_UNAUTHORIZED
     assert seen == [{"type": "revoked", "msg": "Token has been revoked"}]
     assert qje.get_registry(app).ended["revoked"] == 1
+
+
+async def test_a_bare_verify_jwt_in_request_ends_the_same_way(app: Quart) -> None:
+    async with app.test_client().websocket("/bare", headers=bearer(await token(app))) as ws:
+        assert await ws.receive_json() == {"sub": "alice"}
+        mirror(app).apply([Revocation("family", "fam-1", time.time() + 600)])
+        code, seen = await closed_with(ws)
+    assert (code, seen) == (4401, [{"type": "revoked", "msg": "Token has been revoked"}])
+    assert len(qje.get_registry(app)) == 0
 
 
 async def test_revocations_that_do_not_cover_the_socket_leave_it_open(app: Quart) -> None:
