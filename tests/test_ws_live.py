@@ -60,6 +60,15 @@ async def test_a_bad_handshake_is_refused_with_the_http_answer(two_workers: Serv
         assert json.loads(caught.value.response.body)["msg"].startswith(str(msg))
 
 
+async def test_a_message_over_the_limit_closes_1009(two_workers: Server) -> None:
+    pair = await session(two_workers.url)
+    ws, _ = await open_socket(two_workers.url, pair["access_token"])
+    await ws.send(json.dumps({"type": "echo", "data": "x" * 60_000}))
+    assert len(await asyncio.wait_for(ws.recv(), WAIT)) > 60_000
+    await ws.send(json.dumps({"type": "echo", "data": "x" * 70_000}))
+    assert (await ending(ws))[1] == 1009
+
+
 async def test_logout_closes_the_sockets_on_every_worker_in_time(two_workers: Server) -> None:
     pair = await session(two_workers.url)
     # Sixteen connections: the kernel spreads them over both workers (all on one: 2**-15).
