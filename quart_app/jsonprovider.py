@@ -31,6 +31,17 @@ class OrjsonProvider(DefaultJSONProvider):
         return orjson.loads(s)
 
 
+def describe_json_error(error: Exception) -> str:
+    """What is wrong with a body that is not JSON, and where (for the 400's ``msg``)."""
+    if isinstance(error, orjson.JSONDecodeError):
+        where = f"line {error.lineno}, column {error.colno}"
+        return f"Request body is not valid JSON: {error.msg} at {where}"
+    if isinstance(error, UnicodeDecodeError):
+        byte = error.object[error.start]
+        return f"Request body is not valid JSON: not UTF-8 (byte 0x{byte:02x} at {error.start})"
+    return f"Request body is not valid JSON: {error}"
+
+
 def install_fast_responses(app: Quart) -> None:
     """Skip quart-schema's response conversion for values that are JSON already.
 

@@ -7,13 +7,20 @@ from typing import Any
 from quart import Quart, Request, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..errors import AppError
+from ..jsonprovider import describe_json_error
+
 
 class StrictJsonRequest(Request):
-    """Quart's request, except that a body that is not UTF-8 is bad JSON (400), not a 500.
+    """Quart's request, except that a body that is not UTF-8 is bad JSON (400), not a 500,
+    and that the 400 says what is wrong and where instead of "Bad request".
 
     Quart decodes the body to text before its ``try`` around the JSON parser, so the
     ``UnicodeDecodeError`` of a body like ``b"\\xff"`` escapes ``on_json_loading_failed``.
     """
+
+    def on_json_loading_failed(self, error: Exception) -> Any:
+        raise AppError(400, describe_json_error(error))
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         try:
