@@ -52,7 +52,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     QuartSchema(
         app,
         info=Info(title="quart_app", version=__version__, description=WS_DESCRIPTION),
-        security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
+        security_schemes={
+            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+            # POST /login only, as the JSON body's alternative.
+            "basic": HttpSecurityScheme(scheme="basic"),
+        },
         security=[{"bearer": []}],
         openapi_provider_class=OpenAPIDocument,
         # /docs is served from local files (routes/apidocs); quart-schema's pages use CDNs.

@@ -28,7 +28,7 @@ from ..security.throttle import client_address, limit_key
 from ..services import services
 from ..store import UsernameTaken
 from ..store.logins import LoginSourceStore
-from .docs import TOKEN_ERRORS, UNAVAILABLE, errors, public
+from .docs import TOKEN_ERRORS, UNAVAILABLE, basic_or_body, errors, public
 
 bp = Blueprint("auth", __name__)
 
@@ -90,7 +90,7 @@ async def _issue(
 
 
 @bp.post("/login")
-@public
+@basic_or_body
 @errors(400, 401, 413, 429, UNAVAILABLE)
 @document_request(Credentials)
 @document_response(TokenPair)
@@ -98,8 +98,7 @@ async def login() -> Response:
     """Exchange a username and password (JSON body or HTTP Basic) for a token pair.
 
     The locks are checked before the password, so a throttled account answers 429
-    whatever the password: the throttle cannot be used to test passwords. Which locks
-    apply to whom is decided in ``security/lockout.py``.
+    whatever the password: the throttle cannot be used to test passwords.
     """
     svc = services()
     creds = await _credentials()

@@ -3,16 +3,25 @@
 quart-schema documents only what a view declares; without these, /openapi.json listed
 the success of each route and nothing else, and public routes inherited the app-wide
 bearer requirement. Both are checked by the schemathesis run in tests/security.
+
+:class:`OpenAPIDocument` also gives every operation a tag (its blueprint) and a one-line
+summary (the docstring's first paragraph), every answer a description (by status for the
+``{"msg"}`` ones) and the headers every client may rely on: ``X-Request-ID`` on each
+answer, ``Retry-After`` on 429 and 503.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from quart_schema import document_response, security_scheme
 from quart_schema.openapi import OpenAPIProvider
+from werkzeug.routing import Rule
 
 from ..schemas import Message
 
@@ -41,6 +50,47 @@ def public(func: F) -> F:
     return security_scheme([])(func)
 
 
+def basic_or_body(func: F) -> F:
+    """No token: credentials in the JSON body, or HTTP Basic (the ``basic`` scheme)."""
+    return security_scheme([{}, {"basic": []}])(func)
+
+
+#: Tag of each blueprint's operations, with what the tag groups.
+TAGS = {
+    "auth": ("auth", "Accounts and tokens: register, log in, refresh, log out."),
+    "users": ("users", "Routes for a logged-in user."),
+    "meta": ("meta", "Health checks for load balancers, and the keys that verify tokens."),
+    "observability": ("meta", ""),
+    "gateway": ("gateway", "Forward authentication for nginx, Traefik and Envoy."),
+    "oauth": ("oauth", "Introspection, revocation and metadata for other services."),
+}
+#: What a ``{"msg"}`` answer of each status means, whatever the route.
+STATUS = {
+    400: "Invalid request: the body is not JSON, or a field or query parameter is missing"
+    " or invalid; `msg` names it.",
+    401: "Not authenticated: bad username or password, or a token that is missing, expired"
+    " or revoked; `msg` says which (Flask-JWT-Extended's texts).",
+    403: "Not allowed for these credentials.",
+    404: "Not found.",
+    409: "Conflict: the username is taken (without regard to case).",
+    413: "Request body larger than the configured limit (MAX_CONTENT_LENGTH).",
+    415: "Unsupported media type.",
+    422: "Malformed token, bad signature, or a token of the wrong type; `msg` says which.",
+    429: "Too many requests from this address, or failed logins on this account; retry"
+    " after `Retry-After` seconds.",
+    503: "The database (or Redis) is unavailable or busy; retry after `Retry-After` seconds.",
+}
+REQUEST_ID = {
+    "description": "This request's id (the client's X-Request-ID when it sent a sane one),"
+    " also in the server's log line for it.",
+    "schema": {"type": "string"},
+}
+RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 class EmptyBody(BaseModel):
     """No body; what the answer says is in its headers."""
 
@@ -48,7 +98,40 @@ class EmptyBody(BaseModel):
 class OpenAPIDocument(OpenAPIProvider):
     """quart-schema's document, where an :class:`EmptyBody` answer has no content at all
     and its headers model documents response headers (quart-schema files those under
-    ``content``, where no header belongs)."""
+    ``content``, where no header belongs), completed as the module docstring says."""
+
+    def schema(self) -> dict[str, Any]:
+        document: dict[str, Any] = super().schema()
+        operations = [op for path in document["paths"].values() for op in path.values()]
+        used = {tag for operation in operations for tag in operation.get("tags", ())}
+        document["tags"] = [
+            {"name": name, "description": text}
+            for name, text in TAGS.values()
+            if name in used and text
+        ]
+        return document
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        func = self._app.view_functions[rule.endpoint]
+        blueprint = rule.endpoint.rsplit(".", 1)[0] if "." in rule.endpoint else ""
+        summary, description = _summary(func)
+        for path in paths.values():
+            for method, operation in list(path.items()):
+                operation = copy.deepcopy(operation)  # quart-schema shares them per method
+                operation.setdefault("tags", [TAGS.get(blueprint, ("other", ""))[0]])
+                if summary:
+                    operation["summary"] = summary
+                    operation["description"] = description
+                for status, answer in operation["responses"].items():
+                    if not answer.get("description") or answer["description"] == _MESSAGE_DOC:
+                        answer["description"] = STATUS.get(int(status), "Error; see `msg`.")
+                    headers = answer.setdefault("headers", {})
+                    headers.setdefault("X-Request-ID", REQUEST_ID)
+                    if int(status) in (429, 503):
+                        headers.setdefault("Retry-After", RETRY_AFTER)
+                path[method] = operation
+        return paths, components
 
     def build_response_object(
         self, model: type[Any], headers_model: type[Any] | None
@@ -66,3 +149,13 @@ class OpenAPIDocument(OpenAPIProvider):
                 for name, field in fields.items()
             }
         return response, {}
+
+
+_MESSAGE_DOC = inspect.getdoc(Message)
+
+
+def _summary(func: Callable[..., Any]) -> tuple[str, str]:
+    """The docstring's first paragraph as one line, and the rest."""
+    doc = inspect.getdoc(func) or ""
+    first, _, rest = doc.partition("\n\n")
+    return re.sub(r"\s+", " ", first).strip(), rest.strip()

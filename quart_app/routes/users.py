@@ -68,6 +68,7 @@ async def _current_user() -> UserRecord:
 @jwt_required()
 @document_response(MeOut)
 async def me() -> dict[str, Any]:
+    """The token's user: id, username and when the account was created."""
     user = await _current_user()
     return {"id": user.id, "username": user.username, "created_at": user.created_at.isoformat()}
 
