@@ -38,10 +38,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.gateway import gateway_checks, gateway_specs, make_server
 from benchmarks.loadgen import LoadResult, RequestSpec
 from benchmarks.report import Record, Summary
 from benchmarks.scenarios import Options, Scenario, Variant, build_scenarios
 from benchmarks.servers import (
+    BIN,
     QUART_BENCH_ENV,
     REPO,
     SHARED_STORES,
@@ -238,7 +240,7 @@ class Runner:
     def __init__(self, opts: Options, scenarios: list[Scenario]) -> None:
         self.opts = opts
         self.scenarios = scenarios
-        self.specs: dict[str, TargetSpec] = target_specs()
+        self.specs: dict[str, TargetSpec] = {**target_specs(), **gateway_specs()}
         self.secret = "bench-" + uuid.uuid4().hex + uuid.uuid4().hex
         self.workdir = Path(tempfile.mkdtemp(prefix="quart-bench-"))
         self.servers: dict[str, Server] = {}
@@ -268,7 +270,7 @@ class Runner:
                 self.skipped[key] = reason
                 self.progress(f"skipping {key}: {reason}")
                 return None
-            server = Server(self.specs[key], self.workdir, self.secret)
+            server = make_server(self.specs[key], self.workdir, self.secret)
             self.progress(f"starting {key} on {server.base_url}")
             self.servers[key] = server
             try:
@@ -286,7 +288,12 @@ class Runner:
         """Why `spec` cannot run on this machine (a skip, not a failure), or None."""
         program = Path(spec.argv[0])
         if spec.optional and not program.exists():
-            return f"{program.name} is not installed (pip install -e '.[bench]')"
+            how = (
+                "pip install -e '.[bench]'"
+                if program.parent == BIN
+                else f"apt-get install {program.name}"
+            )
+            return f"{program.name} is not installed ({how})"
         if spec.stores == SHARED_STORES:
             if self.shared_stores is None:
                 self.shared_stores = check_shared_stores()
@@ -624,6 +631,7 @@ def evaluate(summaries: list[Summary], micro: list[dict[str, Any]]) -> list[tupl
                 "reported",
             )
         )
+    checks += gateway_checks(get, verdict)
     return checks
 
 

@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from debian import ensure_tool
 
 REPO = Path(__file__).resolve().parent.parent
 # benchmarks/ is not an installed package: the runner runs from the repository.
@@ -26,6 +27,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import scenarios as scenario_registry  # noqa: E402
+from benchmarks.gateway import gateway_specs  # noqa: E402
+from benchmarks.nginx import nginx_binary  # noqa: E402
 from benchmarks.report import Summary  # noqa: E402
 from benchmarks.run import RESULTS, Options, Runner, build_scenarios, evaluate, parse_args  # noqa: E402
 from benchmarks.scenarios import Scenario, Variant  # noqa: E402
@@ -44,6 +47,7 @@ SCENARIOS = [
     "backends-protected",
     "backends-login",
     "locust",
+    "gateway-64",
     "verify-micro",
 ]
 
@@ -74,6 +78,7 @@ def _png_text(data: bytes) -> dict[str, str]:
 
 @pytest.mark.live
 def test_runner_smoke_writes_report_and_chart(tmp_path: Path) -> None:
+    ensure_tool(nginx_binary, "nginx")  # the gateway scenario runs, not skips, where it can
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
@@ -92,7 +97,7 @@ def test_runner_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     for key in SCENARIOS:
         assert f"| {key} |" in report, f"scenario {key} missing from the results table"
     targets = ("flask-gunicorn", "quart-hypercorn", "quart-uvicorn", "quart-granian")
-    for target in (*targets, "fastapi-uvicorn"):
+    for target in (*targets, "fastapi-uvicorn", "nginx-quart", "nginx-flask", "nginx-ceiling"):
         assert f"| {target} |" in report
     # PostgreSQL + Redis rows, or the reason they are missing (never a failure).
     skipped = report.partition("## Skipped")[2].partition("## Targets")[0]
@@ -123,7 +128,7 @@ def _options(tmp_path: Path) -> Options:
 
 
 def test_every_variant_names_a_known_target(tmp_path: Path) -> None:
-    specs = target_specs()
+    specs = {**target_specs(), **gateway_specs()}
     scenarios = build_scenarios(_options(tmp_path))
     assert [s.key for s in scenarios] == SCENARIOS
     for scenario in scenarios:
@@ -208,6 +213,6 @@ def test_a_scenario_module_is_one_line_of_registration(
     extra = Scenario("extra", "an added scenario", "how", "get", (Variant("quart-serve", "x"),))
     module.scenarios = lambda opts: [extra]  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "bench_extra", module)
-    monkeypatch.setattr(scenario_registry, "MODULES", ("bench_extra",))
+    monkeypatch.setattr(scenario_registry, "MODULES", (*scenario_registry.MODULES, "bench_extra"))
     keys = [s.key for s in build_scenarios(_options(tmp_path))]
     assert keys == [*SCENARIOS[:-1], "extra", "verify-micro"]

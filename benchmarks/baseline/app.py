@@ -3,7 +3,8 @@
 Flask + Flask-JWT-Extended + Flask-SQLAlchemy + werkzeug's default password hash (scrypt),
 as the classic Flask-JWT-Extended guides build it, with the routes and JSON of the
 service's contract (the README's Routes) for /register, /login, /token/refresh and
-/protected, plus a no-auth ``GET /noop`` and ``GET /healthz``. Served by gunicorn with 2 sync
+/protected, ``/auth/verify`` for the gateway scenario, plus a no-auth ``GET /noop`` and
+``GET /healthz``. Served by gunicorn with 2 sync
 workers (``gunicorn_conf.py``)::
 
     gunicorn -c benchmarks/baseline/gunicorn_conf.py 'benchmarks.baseline.app:create_app()'
@@ -135,6 +136,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @jwt_required()
     def protected() -> ResponseReturnValue:
         return jsonify(logged_in_as=get_jwt()["username"])
+
+    # The gateway scenario's verifier (nginx auth_request), as the Flask app would write it.
+    @app.route("/auth/verify", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    @jwt_required()
+    def verify() -> ResponseReturnValue:
+        claims = get_jwt()
+        headers = {
+            "X-Auth-Subject": str(claims["sub"]),
+            "X-Auth-Username": str(claims.get("username", "")),
+            "X-Auth-Token-Id": str(claims["jti"]),
+            "X-Auth-Expires": str(int(claims["exp"])),
+        }
+        return "", 200, headers
 
     @app.get("/noop")
     def noop() -> ResponseReturnValue:

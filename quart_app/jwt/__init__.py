@@ -32,6 +32,8 @@ from .errors import (
     UserLookupError,
     WrongTokenError,
 )
+from .fastpath import ClaimsFastPath, ClaimsResponse, claims_route
+from .forward_auth import forward_auth_route, subject_headers
 from .keydir import KeyDirectory, keys_from_settings, rotate_keys
 from .keys import Key, KeySet
 from .manager import JWTManager, get_manager
@@ -81,6 +83,8 @@ __all__ = [
     "CLOSE_FORBIDDEN",
     "CLOSE_UNAUTHORIZED",
     "CSRFError",
+    "ClaimsFastPath",
+    "ClaimsResponse",
     "FreshTokenRequired",
     "InvalidHeaderError",
     "InvalidQueryParamError",
@@ -103,10 +107,12 @@ __all__ = [
     "UserLookupError",
     "WebSocketAuthError",
     "WrongTokenError",
+    "claims_route",
     "create_access_token",
     "create_refresh_token",
     "current_user",
     "decode_token",
+    "forward_auth_route",
     "fresh_jwt_required",
     "get_csrf_token",
     "get_current_user",
@@ -129,6 +135,7 @@ __all__ = [
     "rotate_keys",
     "set_access_cookies",
     "set_refresh_cookies",
+    "subject_headers",
     "unset_access_cookies",
     "unset_jwt_cookies",
     "unset_refresh_cookies",
