@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from .jwt.config import settings_problems
 from .jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
+from .security.clients import parse_clients
 from .settings import SettingsError, load_settings, short_secret
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -84,6 +85,10 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
     level = str(settings.get("LOG_LEVEL", "INFO")).strip().upper()
     if not isinstance(logging.getLevelName(level), int):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")
+    try:
+        parse_clients(settings.get("INTROSPECTION_CLIENTS"))
+    except SettingsError as error:
+        problems.append(str(error))
     for names, least in ((POSITIVE, 1), (NOT_NEGATIVE, 0)):
         for name in names:
             value = settings.get(name)

@@ -17,6 +17,7 @@ import hmac
 import secrets
 from collections import OrderedDict
 
+from ..settings import SettingsError
 from .passwords import Passwords
 
 SETTING = "INTROSPECTION_CLIENTS"
@@ -25,7 +26,7 @@ _HASH_PREFIXES = ("$argon2", "pbkdf2:", "scrypt:")
 _REMEMBERED = 256
 
 
-class ClientsSettingError(ValueError):
+class ClientsSettingError(SettingsError):
     """``INTROSPECTION_CLIENTS`` cannot be read; the message names the setting."""
 
 
