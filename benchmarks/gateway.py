@@ -11,8 +11,9 @@ files, one nginx worker), each protecting the same upstream (an nginx ``return 2
 
 The scenario is :func:`scenarios` (named in ``benchmarks.scenarios.MODULES``); the runner
 knows the targets from :func:`gateway_specs`, starts them through :func:`make_server` and
-measures ``GET /api/resource`` through nginx like any other ``get`` scenario; CPU per request counts nginx and the verifier together. nginx comes from
-Debian's package (``apt-get install nginx``); without it the scenario is skipped, saying so.
+measures ``GET /api/resource`` through nginx like any other ``get`` scenario; CPU per
+request counts nginx and the verifier together. nginx comes from Debian's package
+(``apt-get install nginx``); without it the scenario is skipped, saying so.
 """
 
 from __future__ import annotations

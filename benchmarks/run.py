@@ -43,7 +43,6 @@ from benchmarks.loadgen import LoadResult, RequestSpec
 from benchmarks.report import Record, Summary
 from benchmarks.scenarios import Options, Scenario, Variant, build_scenarios
 from benchmarks.servers import (
-    BIN,
     QUART_BENCH_ENV,
     REPO,
     SHARED_STORES,
@@ -288,11 +287,9 @@ class Runner:
         """Why `spec` cannot run on this machine (a skip, not a failure), or None."""
         program = Path(spec.argv[0])
         if spec.optional and not program.exists():
-            how = (
-                "pip install -e '.[bench]'"
-                if program.parent == BIN
-                else f"apt-get install {program.name}"
-            )
+            # A Debian program (nginx) or one of the bench extras.
+            debian = str(program.parent) in ("/usr/sbin", "/usr/bin")
+            how = f"apt-get install {program.name}" if debian else "pip install -e '.[bench]'"
             return f"{program.name} is not installed ({how})"
         if spec.stores == SHARED_STORES:
             if self.shared_stores is None:

@@ -156,6 +156,10 @@ def test_unreachable_backends_and_missing_programs_are_skipped(
         assert runner.skip_reason(optional) == (
             "no-such-server is not installed (pip install -e '.[bench]')"
         )
+        debian = TargetSpec("gone", "gone", "quart", ("/usr/sbin/no-such-nginx",), optional=True)
+        assert runner.skip_reason(debian) == (
+            "no-such-nginx is not installed (apt-get install no-such-nginx)"
+        )
         assert runner.failures == [] and runner.servers == {}
     finally:
         runner.stop_all()
