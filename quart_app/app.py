@@ -30,6 +30,8 @@ from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody
 from .settings import NOTES_KEY, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
+from .store.redis_breaker import EXTENSION_KEY as BREAKER_EXTENSION_KEY
+from .store.redis_breaker import breaker_from_settings
 from .store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
 
 __version__ = "0.1.0"
@@ -89,7 +91,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         nice=settings["PASSWORD_HASH_NICE"],
     )
     # With Redis, revocations also fan out by pub/sub (milliseconds); SQL stays the truth.
-    bus = RedisRevocationBus.from_settings(settings)
+    # Every Redis client of this worker goes through one circuit breaker (a hung Redis
+    # costs one timeout, then the fallbacks answer until it responds again).
+    redis_breaker = breaker_from_settings(settings)
+    app.extensions[BREAKER_EXTENSION_KEY] = redis_breaker
+    bus = RedisRevocationBus.from_settings(settings, breaker=redis_breaker)
     app.extensions[BUS_EXTENSION_KEY] = bus
     revocation_store = SqlRevocationStore(db)
     revocations = RevocationSync(
@@ -136,6 +142,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         await revocations.stop()
         await passwords.stop()
         await db.close()
+        if redis_breaker is not None:
+            await redis_breaker.close()
 
     init_observability(app)
     init_lifecycle(app)

@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     # Namespace of our Redis keys and of the revocation channel (several deployments,
     # or test runs, can share one Redis).
     "REDIS_PREFIX": "quart_app:",
+    # After a Redis timeout or connection error, a worker stops calling Redis (fallbacks:
+    # the SQL poll, per-worker throttling) and pings it this often until it answers.
+    # 0 turns the breaker off: every request tries Redis and waits out its timeouts.
+    "REDIS_BREAKER_COOLDOWN": 2.0,
     # Tokens.
     "JWT_SECRET_KEY": None,
     "JWT_ALGORITHM": "HS256",

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 CHUNK = 64 * 1024
+MAX_TRANSCRIPT = 16 * 1024 * 1024
 
 
 class FaultProxy:
@@ -34,6 +35,9 @@ class FaultProxy:
             sock.bind((host, 0))
             self.port = int(sock.getsockname()[1])
         self.accepted = 0
+        #: What clients sent (first MAX_TRANSCRIPT bytes), held back while hung included:
+        #: tells which commands a client still tries to send.
+        self.transcript = bytearray()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -109,12 +113,12 @@ class FaultProxy:
         self._writers.add(writer)
         upstream_writer: asyncio.StreamWriter | None = None
         try:
-            assert self._flowing is not None
-            await self._flowing.wait()  # a hung server accepts, then says nothing
+            # Connected upstream even while hung: the pumps hold every byte back instead.
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
             self._writers.add(upstream_writer)
             await asyncio.gather(
-                self._pump(reader, upstream_writer), self._pump(upstream_reader, writer)
+                self._pump(reader, upstream_writer, record=True),
+                self._pump(upstream_reader, writer),
             )
         except (OSError, asyncio.IncompleteReadError):
             pass
@@ -125,13 +129,40 @@ class FaultProxy:
                     with contextlib.suppress(Exception):
                         end.close()
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    def _note(self, data: bytes) -> None:
+        room = MAX_TRANSCRIPT - len(self.transcript)
+        if room > 0:
+            self.transcript += data[:room]
+
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, record: bool = False
+    ) -> None:
+        """Copy ``source`` to ``sink``; while hung, keep reading (and noting) but hold
+        every byte back, closing nothing.
+        """
         assert self._flowing is not None
-        while True:
-            data = await source.read(CHUNK)
-            await self._flowing.wait()  # hung: hold the bytes, close nothing
-            if not data:
-                sink.close()
-                return
-            sink.write(data)
-            await sink.drain()
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def read() -> None:
+            data = b"x"
+            while data:
+                try:
+                    data = await source.read(CHUNK)
+                except OSError:
+                    data = b""
+                if record:
+                    self._note(data)
+                queue.put_nowait(data)
+
+        reading = asyncio.create_task(read())
+        try:
+            while True:
+                data = await queue.get()
+                await self._flowing.wait()
+                if not data:
+                    sink.close()
+                    return
+                sink.write(data)
+                await sink.drain()
+        finally:
+            reading.cancel()

@@ -24,6 +24,7 @@ from quart import Quart, Response, g, request
 from ..jwt.errors import JWTExtendedException
 from ..security.throttle import client_address
 from ..services import services
+from ..store.redis_breaker import breaker
 from .health import Readiness
 from .health import bp as health_bp
 from .logs import (
@@ -102,7 +103,9 @@ def init_observability(app: Quart) -> None:
     metrics = Metrics() if config["METRICS_ENABLED"] else None
     state = Observability(
         metrics=metrics,
-        readiness=Readiness(config.get("REDIS_URL"), float(config["READINESS_TIMEOUT"])),
+        readiness=Readiness(
+            config.get("REDIS_URL"), float(config["READINESS_TIMEOUT"]), breaker(app)
+        ),
         access_log=bool(config["ACCESS_LOG"]),
     )
     app.extensions[EXTENSION_KEY] = state

@@ -23,20 +23,26 @@ log = logging.getLogger(__name__)
 
 
 class Readiness:
-    def __init__(self, redis_url: str | None, timeout: float) -> None:
+    def __init__(self, redis_url: str | None, timeout: float, breaker: Any = None) -> None:
         self.redis_url = redis_url or None
         self.timeout = timeout
+        #: The worker's Redis breaker: while it is open, Redis is reported unavailable
+        #: at once instead of after a timeout.
+        self.breaker = breaker
         self._redis: Any = None
 
     def _redis_client(self) -> Any:
         if self._redis is None:
             from redis.asyncio import Redis
 
-            self._redis = Redis.from_url(
-                str(self.redis_url),
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-            )
+            options: dict[str, Any] = {
+                "socket_connect_timeout": self.timeout,
+                "socket_timeout": self.timeout,
+            }
+            if self.breaker is not None:
+                self._redis = self.breaker.client(str(self.redis_url), **options)
+            else:
+                self._redis = Redis.from_url(str(self.redis_url), **options)
         return self._redis
 
     async def _probe(self, name: str, check: Awaitable[Any]) -> str:

@@ -73,9 +73,12 @@ def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
     """
     store: Any
     if app.config["REDIS_URL"]:
+        from ..store.redis_breaker import breaker
         from ..store.redis_limits import RedisLimitStore
 
-        store = RedisLimitStore(app.config["REDIS_URL"], prefix=app.config["REDIS_PREFIX"])
+        store = RedisLimitStore(
+            app.config["REDIS_URL"], prefix=app.config["REDIS_PREFIX"], breaker=breaker(app)
+        )
     else:
         store = BoundedMemoryStore()
     AtomicRateLimiter(

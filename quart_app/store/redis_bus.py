@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..jwt.revocation import Kind, Revocation, RevocationStore, RevocationSync
+from .redis_breaker import RedisBreaker
 
 log = logging.getLogger(__name__)
 
@@ -117,23 +118,34 @@ class RedisRevocationBus:
         self._publisher: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._publish_failing = False
+        #: Publishes pass it (logout must not wait for a hung Redis); the listener,
+        #: a background task with its own back-off, does not.
+        self.breaker: RedisBreaker | None = None
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> RedisRevocationBus | None:
+    def from_settings(
+        cls, settings: Mapping[str, Any], *, breaker: RedisBreaker | None = None
+    ) -> RedisRevocationBus | None:
         url = settings.get("REDIS_URL")
-        return cls(str(url), prefix=str(settings["REDIS_PREFIX"])) if url else None
+        if not url:
+            return None
+        bus = cls(str(url), prefix=str(settings["REDIS_PREFIX"]))
+        bus.breaker = breaker
+        return bus
 
     def wrap(self, store: RevocationStore) -> PublishingStore:
         return PublishingStore(store, self)
 
-    def _client(self) -> Redis:
-        return Redis.from_url(
-            self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            socket_keepalive=True,
-            client_name=self.client_name,
-        )
+    def _client(self, guarded: bool = False) -> Redis:
+        options: dict[str, Any] = {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "socket_keepalive": True,
+            "client_name": self.client_name,
+        }
+        if guarded and self.breaker is not None:
+            return self.breaker.client(**options)
+        return Redis.from_url(self.url, **options)
 
     async def publish(self, entries: list[Revocation]) -> None:
         """Announce ``entries``; a failure is logged, never raised (the SQL poll has them)."""
@@ -154,7 +166,7 @@ class RedisRevocationBus:
         """Start listening; wait briefly for the subscription, so that a worker reporting
         ready is on the channel whenever Redis is up (and serves without it otherwise).
         """
-        self._publisher = self._client()
+        self._publisher = self._client(guarded=True)
         self._task = asyncio.create_task(self._listen(sync), name="revocation-bus")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.connected.wait(), timeout=2 * self.timeout)

@@ -29,6 +29,7 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from quart_rate_limiter.store import RateLimiterStoreABC
 from redis.asyncio import Redis
@@ -37,6 +38,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from ..security.ratelimit import BoundedMemoryStore, Limit
+from .redis_breaker import RedisBreaker
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +117,17 @@ class _Batcher:
 
 
 class RedisLimitStore(RateLimiterStoreABC):
-    def __init__(self, url: str, *, prefix: str = "quart_app:", timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "quart_app:",
+        timeout: float = 0.5,
+        breaker: RedisBreaker | None = None,
+    ) -> None:
         self.url = url
+        #: Every command passes it: while Redis is down, limiting falls back at once.
+        self.breaker = breaker
         self.prefix = f"{prefix}limits:"
         self.timeout = timeout
         self.fallback = BoundedMemoryStore()
@@ -126,8 +137,10 @@ class RedisLimitStore(RateLimiterStoreABC):
         self._script: AsyncScript | None = None
 
     async def before_serving(self) -> None:
-        self._redis = Redis.from_url(
-            self.url,
+        connect = (
+            self.breaker.client if self.breaker is not None else partial(Redis.from_url, self.url)
+        )
+        self._redis = connect(
             socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             client_name=f"{self.prefix.rstrip(':')}".replace(" ", "_"),
