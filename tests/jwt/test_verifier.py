@@ -25,6 +25,9 @@ RULES = Rules(
     identity_claim_key="sub",
 )
 
+#: The extension's own defaults, Flask-JWT-Extended's: no claim required but the identity.
+FJE_RULES = Rules(algorithms=frozenset({"HS256"}), required=(), identity_claim_key="sub")
+
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -136,8 +139,9 @@ def corpus() -> list[str]:
             leeway=5.0,
             verify_sub=False,
         ),
+        FJE_RULES,
     ],
-    ids=["defaults", "aud-iss-leeway"],
+    ids=["defaults", "aud-iss-leeway", "fje-defaults"],
 )
 def test_fast_path_never_accepts_what_pyjwt_refuses(rules: Rules) -> None:
     accepted = 0
@@ -150,6 +154,23 @@ def test_fast_path_never_accepts_what_pyjwt_refuses(rules: Rules) -> None:
         assert slow is not None, token
         assert fast == slow, token
     assert accepted >= 1
+
+
+@pytest.mark.parametrize("dropped", ["exp", "jti", "type", "iat", "nbf"])
+def test_fje_s_defaults_agree_on_tokens_without_optional_claims(dropped: str) -> None:
+    token = sign(HEADER, claims(**{dropped: None}))
+    fast = fast_verify(token, HS_KEYS, FJE_RULES)
+    assert fast is not None and fast == pyjwt_verdict(token, FJE_RULES, SECRET, ["HS256"])
+    assert fast_verify(token, HS_KEYS, RULES) is None or dropped in ("iat", "nbf")
+
+
+def test_without_the_identity_claim_both_refuse() -> None:
+    token = sign(HEADER, claims(sub=None))
+    assert fast_verify(token, HS_KEYS, FJE_RULES) is None
+    with pytest.raises(tokens.JWTDecodeError, match=r"^Missing claim: sub$"):
+        tokens.decode_complete(
+            token, key=SECRET, algorithms=["HS256"], required_claims=(), identity_claim_key="sub"
+        )
 
 
 def test_fast_path_is_taken_for_well_formed_tokens() -> None:
