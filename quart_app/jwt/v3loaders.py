@@ -102,22 +102,25 @@ class V3Loaders(Loaders):
     # -- same names, fewer arguments in 3.x ------------------------------------------
 
     def expired_token_loader(self, callback: F) -> F:
-        if positional_count(callback) == 1:
+        if positional_count(callback) == 1:  # 3.x: callback(expired_token)
             deprecated("expired_token_loader(expired_token)", "(jwt_header, jwt_data)")
-            super().expired_token_loader(lambda h, d: callback(d))
-            return callback
+            return _registered(super().expired_token_loader, lambda h, d: callback(d), callback)
         return super().expired_token_loader(callback)
 
     def needs_fresh_token_loader(self, callback: F) -> F:
-        if positional_count(callback) == 0:
+        if positional_count(callback) == 0:  # 3.x: callback()
             deprecated("needs_fresh_token_loader()", "(jwt_header, jwt_data)")
-            super().needs_fresh_token_loader(lambda h, d: callback())
-            return callback
+            return _registered(super().needs_fresh_token_loader, lambda h, d: callback(), callback)
         return super().needs_fresh_token_loader(callback)
 
     def revoked_token_loader(self, callback: F) -> F:
-        if positional_count(callback) == 0:
+        if positional_count(callback) == 0:  # 3.x: callback()
             deprecated("revoked_token_loader()", "(jwt_header, jwt_data)")
-            super().revoked_token_loader(lambda h, d: callback())
-            return callback
+            return _registered(super().revoked_token_loader, lambda h, d: callback(), callback)
         return super().revoked_token_loader(callback)
+
+
+def _registered(loader: Callable[[Any], Any], adapted: Callable[..., Any], callback: F) -> F:
+    """Register ``adapted`` with the 4.x ``loader``; give back the user's ``callback``."""
+    loader(adapted)
+    return callback
