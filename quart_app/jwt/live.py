@@ -2,10 +2,10 @@
 
 Flask-JWT-Extended reads ``current_app.config`` on every use, so a setting changed after
 start-up applies to the next request. Reading a dozen keys per request costs time, so
-the manager keeps a snapshot instead and rebuilds it only when this counter moved: one
-attribute read per request. ``count_writes`` gives the app's config object (in place, so
+the manager keeps a snapshot instead, and the config tells it when to drop it: nothing
+is checked per request. ``count_writes`` gives the app's config object (in place, so
 every reference to it stays valid) a class that counts writes to ``JWT_*`` keys and to
-``SECRET_KEY`` (FJE's fallback secret).
+``SECRET_KEY`` (FJE's fallback secret) and calls its watchers after each one.
 
 Not seen: a value changed in place (``app.config["JWT_CSRF_METHODS"].append("GET")``).
 Assign a new value instead, or call ``JWTManager.reload_config()``.
@@ -13,7 +13,7 @@ Assign a new value instead, or call ``JWTManager.reload_config()``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 
@@ -22,13 +22,21 @@ def _watched(key: object) -> bool:
 
 
 class WriteCounting(dict[str, Any]):
-    """Mixed in before the config class: every write to a watched key bumps ``jwt_writes``."""
+    """Mixed in before the config class: every write to a watched key bumps ``jwt_writes``
+    and calls each of ``jwt_watchers``."""
 
     jwt_writes = 0
+    jwt_watchers: tuple[Callable[[], None], ...] = ()
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher()`` after every write to a ``JWT_*`` key (or ``SECRET_KEY``)."""
+        self.jwt_watchers = (*self.jwt_watchers, watcher)
 
     def _bump(self, keys: Iterable[object]) -> None:
         if any(_watched(key) for key in keys):
             self.jwt_writes += 1
+            for watcher in self.jwt_watchers:
+                watcher()
 
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, value)

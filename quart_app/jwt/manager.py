@@ -45,7 +45,7 @@ class JWTManager(Creation, Verification, V3Loaders):
             app.config["JWT_IDENTITY_CLAIM"] = V3_IDENTITY_CLAIM
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        self._app_config = count_writes(app.config)
+        self._watch(count_writes(app.config))
         register_error_handlers(app, self)
         from .websocket import init_websockets
 

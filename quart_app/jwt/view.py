@@ -3,7 +3,7 @@
 The settings object, the verification rules, the key set and the verified-token cache
 are built lazily from ``app.config`` and kept until a ``JWT_*`` key of it is written
 (``live``), or :meth:`ConfigView.reload_config` is called: then all of them are dropped
-and the next use rebuilds them. The check costs one attribute read per request.
+and the next use rebuilds them. The config says when: nothing is checked per request.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ class ConfigView:
 
     def __init__(self) -> None:
         self._app_config: WriteCounting | None = None  # set by init_app
-        self._seen_writes = -1
         #: Moves whenever the settings view is rebuilt or a loader is set or replaced.
         self._generation = 0
         self._config: JWTConfig | None = None
@@ -37,16 +36,21 @@ class ConfigView:
     def config(self) -> JWTConfig:
         """The ``JWT_*`` settings, as ``app.config`` holds them now."""
         config = self._config
-        if config is not None and self._app_config.jwt_writes == self._seen_writes:  # type: ignore[union-attr]
-            return config
-        return self._rebuild()
+        if config is None:
+            config = self._rebuild()
+        return config
+
+    def _watch(self, app_config: WriteCounting) -> None:
+        """Read the settings from ``app_config``; rebuild after each write to them."""
+        self._app_config = app_config
+        app_config.watch(self.reload_config)
+        self._config = None
 
     def _rebuild(self) -> JWTConfig:
         app_config = self._app_config
         if app_config is None:
             raise RuntimeError("JWTManager.init_app(app) has not been called")
         self._changed()
-        self._seen_writes = app_config.jwt_writes
         config = self._config = JWTConfig(app_config)
         return config
 
