@@ -44,7 +44,9 @@ def install_fast_path(app: Quart) -> None:
         request_id_var.set(rid)  # this request's task: the log line below carries it
         return [_NOSNIFF, (_REQUEST_ID, rid.encode())]
 
-    def observe(scope: HTTPScope, claims: Mapping[str, Any], status: int, elapsed: float) -> None:
+    def observe(
+        scope: HTTPScope, rule: str, claims: Mapping[str, Any], status: int, elapsed: float
+    ) -> None:
         path = scope["path"]
         sub = claims.get(get_manager(app).config.identity_claim_key)
 
@@ -61,7 +63,7 @@ def install_fast_path(app: Quart) -> None:
         observability(app).record(
             method=scope["method"],
             path=path,
-            route=path,
+            route=rule,
             status=status,
             elapsed=elapsed,
             endpoint=None,

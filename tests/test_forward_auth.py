@@ -166,3 +166,20 @@ def test_subject_headers_never_carry_raw_control_or_non_latin_characters() -> No
         "X-Auth-Expires": "10",
     }
     assert answer.status == 200 and answer.body == b"" and answer.content_type is None
+
+
+async def test_paths_below_count_under_one_route_label(app_factory: Callable[..., Quart]) -> None:
+    app = app_factory(METRICS_ENABLED=True)
+    async with app.test_app():
+        client, pair = await started(app)
+        for path in ("/auth/verify/a/b", "/auth/verify/c", "/auth/verify/d"):  # Quart, fast, fast
+            response = await client.get(path, headers=bearer(pair["access_token"]))
+            assert response.status_code == 200
+        metrics = await (await client.get("/metrics")).get_data(as_text=True)
+        lines = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("quart_app_http_requests_total") and "/auth/verify" in line
+        ]
+        assert lines and all('"/auth/verify/<path:subpath>"' in line for line in lines), lines
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == 3.0

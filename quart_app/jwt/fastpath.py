@@ -54,8 +54,9 @@ ClaimsView = Callable[[Mapping[str, Any]], Any]
 V = TypeVar("V", bound=ClaimsView)
 #: Extra headers for every fast answer, e.g. a request id: ``headers(scope) -> [(name, value)]``.
 HeadersHook = Callable[[HTTPScope], Iterable[tuple[bytes, bytes]]]
-#: Called after each fast answer: ``observe(scope, claims, status, seconds)``.
-ObserveHook = Callable[[HTTPScope, Mapping[str, Any], int, float], None]
+#: Called after each fast answer: ``observe(scope, rule, claims, status, seconds)``, where
+#: ``rule`` is the Quart rule that would have answered (a metrics label of bounded count).
+ObserveHook = Callable[[HTTPScope, str, Mapping[str, Any], int, float], None]
 
 REGISTRY_KEY = "quart_app.jwt.claims_routes"
 _BEARER = re.compile(rb"Bearer ([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)")
@@ -83,6 +84,10 @@ class ClaimsRoute:
     methods: frozenset[str]
     #: Whether every path below ``path`` (``path/...``) is answered too.
     subpaths: bool = False
+
+    def rule(self, path: str) -> str:
+        """The Quart rule serving ``path``: this one, or the one for the paths below it."""
+        return self.path if path == self.path else f"{self.path.rstrip('/')}/<path:subpath>"
 
 
 def claims_routes(app: Quart) -> dict[str, ClaimsRoute]:
@@ -342,4 +347,5 @@ class ClaimsFastPath:
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})
         if self._observe is not None:
-            self._observe(scope, claims, status, perf_counter() - started)
+            rule = route.rule(scope["path"])
+            self._observe(scope, rule, claims, status, perf_counter() - started)

@@ -44,7 +44,7 @@ def build_app(**config: Any) -> tuple[Quart, list[str], list[tuple[str, int]]]:
         app.asgi_app,
         app,
         headers=lambda scope: [(b"x-served", b"yes")],
-        observe=lambda scope, claims, status, elapsed: observed.append((scope["path"], status)),
+        observe=lambda scope, rule, claims, status, elapsed: observed.append((rule, status)),
     )
 
     @app.route("/mint")
