@@ -23,6 +23,7 @@ from .routes.oauth import init_oauth
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
 from .security.limits import init_request_limits
+from .security.lockout import LoginGuard, LoginPolicy
 from .security.passwords import Passwords
 from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
@@ -30,6 +31,7 @@ from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody
 from .settings import NOTES_KEY, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
+from .store.login_limits import LoginLimitStore
 from .store.redis_breaker import EXTENSION_KEY as BREAKER_EXTENSION_KEY
 from .store.redis_breaker import breaker_from_settings
 from .store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
@@ -108,6 +110,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         users=UserStore(db),
         passwords=passwords,
         revocations=revocations,
+        logins=LoginGuard(LoginLimitStore(db), LoginPolicy.from_config(app.config)),
         config=app.config,
     )
 

@@ -235,13 +235,17 @@ def rotate_keys() -> None:
 
 @main.command("prune")
 def prune() -> None:
-    """Delete revocations whose tokens have all expired anyway."""
+    """Delete revocations whose tokens have all expired anyway, and login counters that
+    decide nothing any more."""
 
-    async def work(svc: Services) -> int:
+    async def work(svc: Services) -> tuple[int, int]:
         store: Any = svc.revocations.store
-        return int(await store.prune())
+        return int(await store.prune()), await svc.logins.store.prune(time.time())
 
-    click.echo(f"pruned {_run(work)} expired revocations")
+    revocations, counters = _run(work)
+    click.echo(f"pruned {revocations} expired revocations")
+    if counters:
+        click.echo(f"pruned {counters} expired login counters")
 
 
 @main.command("import-users")

@@ -31,7 +31,8 @@ class AppError(Exception):
 
 class Throttled(AppError):
     def __init__(self, retry_after: float, msg: str = "Too many requests") -> None:
-        seconds = max(1, math.ceil(retry_after))
+        # Rounded first: (now + 600) - now is 600.0000001 in floating point, not 601 s.
+        seconds = max(1, math.ceil(round(retry_after, 3)))
         super().__init__(429, msg, {"Retry-After": str(seconds)})
 
 

@@ -250,8 +250,6 @@ async def _write(
                 "username_key": key,
                 "password_hash": user.password,
                 "created_at": utcnow(),
-                "failed_logins": 0,
-                "locked_until": None,
             }
             if keep_ids and user.id not in taken:
                 row["id"] = user.id

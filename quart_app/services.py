@@ -8,6 +8,7 @@ from typing import Any, cast
 from quart import Quart, current_app
 
 from .jwt import RevocationSync
+from .security.lockout import LoginGuard
 from .security.passwords import Passwords
 from .store import Database, UserStore
 
@@ -20,6 +21,7 @@ class Services:
     users: UserStore
     passwords: Passwords
     revocations: RevocationSync
+    logins: LoginGuard
     config: dict[str, Any]
 
 

@@ -105,12 +105,18 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_LOCKOUT_THRESHOLD": 10,
     "LOGIN_LOCKOUT_BASE_SECONDS": 1.0,
     "LOGIN_LOCKOUT_MAX_SECONDS": 900.0,
-    # A lock that ended this long ago is forgotten; per-source counts reset after this
-    # long without a failure.
+    # A count (per account, per account and network) with no failure for this long
+    # starts again from one.
     "LOGIN_LOCKOUT_WINDOW_SECONDS": 24 * 3600.0,
     # A network that logged in successfully is exempt from the account lock (not from its
     # own) for this long, so an attacker elsewhere cannot lock the owner out. 0: off.
     "LOGIN_TRUSTED_SOURCE_SECONDS": 30 * 24 * 3600.0,
+    # Per network across accounts (an IPv4 address, an IPv6 /64): this many failed password
+    # checks within the window (counted from the first) block its logins for
+    # LOGIN_SOURCE_BLOCK_SECONDS. A success does not reset it. 0: off.
+    "LOGIN_SOURCE_BLOCK_THRESHOLD": 100,
+    "LOGIN_SOURCE_BLOCK_WINDOW_SECONDS": 600.0,
+    "LOGIN_SOURCE_BLOCK_SECONDS": 600.0,
     # Logs: "text" or "json" lines on stderr; "none" leaves logging to the host process.
     "LOG_FORMAT": "text",
     "LOG_LEVEL": "INFO",

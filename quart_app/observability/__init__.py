@@ -115,6 +115,7 @@ def init_observability(app: Quart) -> None:
 
         app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
         services(app).passwords.observer = metrics
+        services(app).logins.observer = metrics
         _count_verification_failures(app, metrics)
     _add_request_hooks(app, state)
 

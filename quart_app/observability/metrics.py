@@ -122,6 +122,14 @@ class Metrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.login_refusals = Counter(
+            "login_refusals",
+            "Password checks refused before they ran, by limit: source (the network's"
+            " block), pair (the account from that network), account.",
+            ["limit"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.hash_queue = Gauge(
             "password_hash_queue_depth",
             "Password hashes waiting for or running in the hashing pool.",
@@ -150,6 +158,7 @@ class Metrics:
         self._latency: dict[tuple[str, str], Any] = {}
         self._verifications: dict[str, Any] = {}
         self._logins: dict[str, Any] = {}
+        self._refusals: dict[str, Any] = {}
 
     def observe_request(
         self, method: str, route: str, status: int, seconds: float, endpoint: str | None
@@ -167,6 +176,9 @@ class Metrics:
         histogram.observe(seconds)
         if endpoint == "auth.login":
             self._child(self._logins, self.logins, LOGIN_OUTCOMES.get(status, "invalid")).inc()
+
+    def login_refused(self, limit: str) -> None:
+        self._child(self._refusals, self.login_refusals, limit).inc()
 
     def observe_verification(self, outcome: str) -> None:
         self._child(self._verifications, self.verifications, outcome).inc()

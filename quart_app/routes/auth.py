@@ -23,11 +23,9 @@ from ..jwt import (
 from ..jwt.revocation import FAMILY_CLAIM, SESSION_CLAIM, Revocation, session_start
 from ..observability import note_user
 from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
-from ..security.lockout import Lockout, LockoutPolicy
 from ..security.throttle import client_address, limit_key
 from ..services import services
 from ..store import UsernameTaken
-from ..store.logins import LoginSourceStore
 from .docs import TOKEN_ERRORS, UNAVAILABLE, basic_or_body, errors, public
 
 bp = Blueprint("auth", __name__)
@@ -97,22 +95,22 @@ async def _issue(
 async def login() -> Response:
     """Exchange a username and password (JSON body or HTTP Basic) for a token pair.
 
-    The locks are checked before the password, so a throttled account answers 429
-    whatever the password: the throttle cannot be used to test passwords.
+    The check is reserved in the shared store before the password is looked at, so a
+    locked account answers 429 whatever the password (the lock cannot be used to test
+    passwords), and guesses in flight at once cannot outrun the lock. Unknown usernames
+    take the same path. Which limits apply to whom: ``security/lockout.py``.
     """
     svc = services()
     creds = await _credentials()
-    user = await svc.users.by_key(username_key(creds.username))
+    key = username_key(creds.username)
     now = time.time()
-    lockout = Lockout(svc.users, LoginSourceStore(svc.db), LockoutPolicy.from_config(svc.config))
-    source = limit_key(client_address())
-    state = await lockout.check(user, source, now) if user is not None else None
+    attempt = await svc.logins.admit(key, limit_key(client_address()), now)
+    user = await svc.users.by_key(key)
     if not await svc.passwords.verify(user.password_hash if user else None, creds.password):
-        if user is not None:
-            await lockout.failed(user, source, state, now)
+        await attempt.failed()
         raise AppError(401, BAD_CREDENTIALS)
     assert user is not None  # verify() is never True without a stored hash
-    await lockout.succeeded(user, source, state, now)
+    await attempt.succeeded()
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
     return await _issue(

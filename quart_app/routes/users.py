@@ -13,7 +13,16 @@ from ..errors import AppError
 from ..jwt import UserLookupError, get_jwt, get_jwt_header, jwt_required
 from ..jwt.fastpath import claims_route
 from ..jwt.revocation import Revocation
-from ..schemas import LoggedInAs, MeOut, Message, PasswordChange, UserList, UsersQuery
+from ..schemas import (
+    LoggedInAs,
+    MeOut,
+    Message,
+    PasswordChange,
+    UserList,
+    UsersQuery,
+    username_key,
+)
+from ..security.throttle import client_address, limit_key
 from ..services import services
 from ..store import UserRecord
 from .docs import TOKEN_ERRORS, UNAVAILABLE, errors
@@ -74,19 +83,25 @@ async def me() -> dict[str, Any]:
 
 
 @bp.put("/me/password")
-@errors(400, *TOKEN_ERRORS, 413, UNAVAILABLE)
+@errors(400, *TOKEN_ERRORS, 413, 429, UNAVAILABLE)
 @jwt_required(fresh=True)
 @validate_request(PasswordChange)
 @document_response(Message)
 async def change_password(data: PasswordChange) -> dict[str, str]:
     """Change the password (needs a fresh token, i.e. one straight from /login).
 
-    Every token of the user issued before the change is revoked, on every worker.
+    Every token of the user issued before the change is revoked, on every worker. A
+    wrong ``old_password`` is a failed login of the account: the same limits, reserved
+    before the check, and the same 429 while the account is locked.
     """
     svc = services()
     user = await _current_user()
+    network = limit_key(client_address())
+    attempt = await svc.logins.admit(username_key(user.username), network, time.time())
     if not await svc.passwords.verify(user.password_hash, data.old_password):
+        await attempt.failed()
         raise AppError(401, "Old password is incorrect")
+    await attempt.succeeded()
     await svc.users.set_password_hash(user.id, await svc.passwords.hash(data.new_password))
     now = time.time()
     horizon = max(svc.config["JWT_REFRESH_TOKEN_EXPIRES"], svc.config["JWT_ACCESS_TOKEN_EXPIRES"])

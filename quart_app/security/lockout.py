@@ -1,124 +1,141 @@
-"""Brute-force lockout: per account, per (account, source), and trusted sources.
+"""Brute-force limits on password checks: per account, per (account, network), per network.
 
-The trade-off. A lock per account is the only thing that stops guessing spread over
-many addresses (a botnet gets the per-address limit once per address), but a plain
-account lock is also a weapon: one wrong password every few minutes from anywhere
-keeps the owner out for as long as the attacker likes. So:
+Every limit is *reserved* before the password is checked, in the shared store, with one
+statement per limit and one transaction per attempt (quart_app/store/login_limits.py):
+N guesses in flight at once, on any worker or host, count as N, and at most
+``LOGIN_LOCKOUT_THRESHOLD`` of them at one account reach a password check. A check
+that fails has been counted already; one that succeeds gives its reservations back.
 
-* **Account lock** (``users.failed_logins``/``locked_until``): after
-  ``LOGIN_LOCKOUT_THRESHOLD`` failures in a row the account is locked for
-  ``LOGIN_LOCKOUT_BASE_SECONDS``, doubling with every further failure up to
-  ``LOGIN_LOCKOUT_MAX_SECONDS``. While locked, /login answers 429 whatever the password,
-  and attempts are not counted (the attacker cannot stack up lock time). A lock that
-  lapsed more than ``LOGIN_LOCKOUT_WINDOW_SECONDS`` ago is forgotten.
-* **Source lock** (``login_sources``): the same rule per (account, client network), the
-  network being what throttling counts (an IPv4 address or an IPv6 /64).
-* **Trusted sources**: a network that logged in successfully to the account within
-  ``LOGIN_TRUSTED_SOURCE_SECONDS`` is exempt from the *account* lock, not from its own
-  source lock. An attacker elsewhere cannot keep the owner out of the networks the owner
-  uses; an attacker who shares the owner's network is limited by the source lock like
-  everyone there. A success during an account lock (from a trusted source) leaves the
-  account's count alone, so the owner logging in does not hand the attacker a fresh
-  budget; a success after the lock resets it.
-* Sessions survive: the lock is on /login only, so clients holding a refresh token are
-  not affected at all.
-
-What is left: an owner on a *new* network (no trusted source yet, no refresh token)
-during a sustained distributed attack waits out locks of at most the cap each; each
-costs the attacker one request per lock period per account.
+* **Account lock**: after ``LOGIN_LOCKOUT_THRESHOLD`` failures in a row the account is
+  locked for ``LOGIN_LOCKOUT_BASE_SECONDS``, doubling with every further failure up to
+  ``LOGIN_LOCKOUT_MAX_SECONDS``. While locked, /login (and PUT /me/password) answer 429
+  whatever the password, and attempts are not counted (the attacker cannot stack up
+  lock time). A count with no failure for ``LOGIN_LOCKOUT_WINDOW_SECONDS`` starts again.
+* **(Account, network) lock**: the same rule per account and client network (an IPv4
+  address or an IPv6 /64, what throttling counts).
+* **Trusted networks**: a network that logged in successfully to the account within
+  ``LOGIN_TRUSTED_SOURCE_SECONDS`` is exempt from the *account* lock, not from its own.
+  An attacker elsewhere cannot keep the owner out of the networks the owner uses. A
+  success from a trusted network during an account lock leaves the account's count
+  alone, so the owner logging in does not hand the attacker a fresh budget.
+* **Network block** (the Flask article's rule): ``LOGIN_SOURCE_BLOCK_THRESHOLD`` failed
+  checks from one network within ``LOGIN_SOURCE_BLOCK_WINDOW_SECONDS``, across any
+  accounts, block its logins for ``LOGIN_SOURCE_BLOCK_SECONDS``. A success does not
+  reset it (it only takes its own reservation back). 0 turns it off.
+* **No username oracle**: the counters are keyed by a hash of the case-folded username,
+  not by the user's id, so an unknown username takes exactly the path of a known one
+  (the same three reservations, a dummy hash, the same answers, locks included).
+* Sessions survive: the limits are on password checks only, so clients holding a
+  refresh token are not affected at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import Throttled
-from ..store import UserRecord, UserStore
-from ..store.logins import LoginSourceStore, SourceState
+from ..store.login_limits import Backoff, Block, LoginLimitStore, Refused
 
 LOCKED = "Too many failed login attempts; try later"
+BLOCKED = "Too many failed logins from this address; try later"
+
+
+class RefusalObserver(Protocol):
+    def login_refused(self, limit: str) -> None:
+        """A password check was refused by ``limit``: source, pair or account."""
 
 
 @dataclass(frozen=True, slots=True)
-class LockoutPolicy:
-    threshold: int
-    base: float
-    cap: float
-    window: float
+class LoginPolicy:
+    account: Backoff
+    source: Block | None
     trust: float
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> LockoutPolicy:
+    def from_config(cls, config: Mapping[str, Any]) -> LoginPolicy:
+        threshold = int(config["LOGIN_SOURCE_BLOCK_THRESHOLD"])
         return cls(
-            threshold=int(config["LOGIN_LOCKOUT_THRESHOLD"]),
-            base=float(config["LOGIN_LOCKOUT_BASE_SECONDS"]),
-            cap=float(config["LOGIN_LOCKOUT_MAX_SECONDS"]),
-            window=float(config["LOGIN_LOCKOUT_WINDOW_SECONDS"]),
+            account=Backoff(
+                threshold=int(config["LOGIN_LOCKOUT_THRESHOLD"]),
+                base=float(config["LOGIN_LOCKOUT_BASE_SECONDS"]),
+                cap=float(config["LOGIN_LOCKOUT_MAX_SECONDS"]),
+                forget=float(config["LOGIN_LOCKOUT_WINDOW_SECONDS"]),
+            ),
+            source=Block(
+                threshold=threshold,
+                window=float(config["LOGIN_SOURCE_BLOCK_WINDOW_SECONDS"]),
+                seconds=float(config["LOGIN_SOURCE_BLOCK_SECONDS"]),
+            )
+            if threshold > 0
+            else None,
             trust=float(config["LOGIN_TRUSTED_SOURCE_SECONDS"]),
         )
 
 
-class Lockout:
-    """The lockout decisions of one login attempt (see the module docstring)."""
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
-    def __init__(self, users: UserStore, sources: LoginSourceStore, policy: LockoutPolicy) -> None:
-        self.users = users
-        self.sources = sources
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One admitted password check: report its outcome exactly once."""
+
+    guard: LoginGuard
+    account: str
+    pair: str
+    source: str | None
+    trusted: bool
+    now: float
+
+    async def failed(self) -> None:
+        if self.trusted:  # not reserved at the account: count it there now
+            await self.guard.store.count(self.account, self.guard.policy.account, self.now)
+
+    async def succeeded(self) -> None:
+        trust = self.guard.policy.trust
+        await self.guard.store.succeeded(
+            self.now,
+            refund=self.source,
+            reset=[self.pair] if self.trusted else [self.pair, self.account],
+            reset_unless_locked=[self.account] if self.trusted else [],
+            trust=(self.pair, self.now + trust) if trust > 0 else None,
+        )
+
+
+class LoginGuard:
+    """Admits password checks (see the module docstring); one per app."""
+
+    def __init__(self, store: LoginLimitStore, policy: LoginPolicy) -> None:
+        self.store = store
         self.policy = policy
+        self.observer: RefusalObserver | None = None
 
-    async def check(self, user: UserRecord, source: str, now: float) -> SourceState | None:
-        """Raise ``Throttled`` when this attempt may not even try a password."""
-        state = await self.sources.get(user.id, source)
-        if state is not None and state.locked_until is not None and state.locked_until > now:
-            raise Throttled(state.locked_until - now, LOCKED)
-        locked = user.locked_until is not None and user.locked_until > now
-        if locked and not _trusted(state, now):
-            assert user.locked_until is not None
-            raise Throttled(user.locked_until - now, LOCKED)
-        return state
+    async def failures(self, username_key: str) -> int:
+        """Failed checks of the account counted now (0 after a success or a lapse)."""
+        return await self.store.failures(_key("account", username_key))
 
-    async def failed(
-        self, user: UserRecord, source: str, state: SourceState | None, now: float
-    ) -> None:
-        """Count a wrong password; raise ``Throttled`` if that locked this attempt out."""
-        policy = self.policy
-        account_until = await self.users.record_failure(
-            user.id, now, policy.threshold, policy.base, policy.cap, policy.window
-        )
-        source_until = await self.sources.record_failure(
-            user.id,
-            source,
-            now,
-            threshold=policy.threshold,
-            base=policy.base,
-            cap=policy.cap,
-            window=policy.window,
-        )
-        candidates = [source_until] if _trusted(state, now) else [account_until, source_until]
-        until = max((u for u in candidates if u is not None), default=None)
-        if until is not None:
-            raise Throttled(until - now, LOCKED)
-
-    async def succeeded(
-        self, user: UserRecord, source: str, state: SourceState | None, now: float
-    ) -> None:
-        """Reset what a success resets, and (re)trust the source."""
-        account_locked = user.locked_until is not None and user.locked_until > now
-        if not account_locked and (user.failed_logins or user.locked_until is not None):
-            await self.users.record_success(user.id)
-        fresh_enough = (
-            state is not None
-            and not state.failures
-            and state.locked_until is None
-            and (state.trusted_until or 0) > now + self.policy.trust / 2
-        )
-        if not fresh_enough and self.policy.trust > 0:
-            await self.sources.record_success(user.id, source, now, self.policy.trust)
-        elif state is not None and (state.failures or state.locked_until is not None):
-            await self.sources.record_success(user.id, source, now, 0)
-
-
-def _trusted(state: SourceState | None, now: float) -> bool:
-    return state is not None and state.trusted_until is not None and state.trusted_until > now
+    async def admit(self, username_key: str, network: str, now: float) -> Attempt:
+        """Reserve a check of ``username_key``'s password from ``network``, or raise
+        ``Throttled`` (429) naming the limit's end."""
+        account, pair = _key("account", username_key), _key("pair", username_key, network)
+        source = _key("source", network) if self.policy.source is not None else None
+        last: list[tuple[str, str, Backoff | Block]] = []
+        if source is not None and self.policy.source is not None:
+            last.append(("source", source, self.policy.source))
+        try:
+            verdict = await self.store.reserve(
+                ("pair", pair, self.policy.account),
+                now,
+                unless_trusted=("account", account, self.policy.account),
+                last=last,
+            )
+        except Refused as refused:
+            if self.observer is not None:
+                self.observer.login_refused(refused.step)
+            message = BLOCKED if refused.step == "source" else LOCKED
+            raise Throttled(refused.until - now, message) from None
+        trusted = verdict.trusted_until is not None and verdict.trusted_until > now
+        return Attempt(self, account, pair, source, trusted, now)

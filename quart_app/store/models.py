@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Deterministic constraint names, so migrations can refer to them on every engine.
@@ -35,9 +35,6 @@ class User(Base):
     username_key: Mapped[str] = mapped_column(String(256), unique=True)
     password_hash: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    #: Failed logins in a row, and the time (epoch seconds) until which logins are refused.
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
 
 
 class RevocationRow(Base):
@@ -62,24 +59,28 @@ class RevocationRow(Base):
     )
 
 
-class LoginSource(Base):
-    """Failed and successful logins of one account from one client network.
+class LoginLimit(Base):
+    """One counter of failed password checks: an account, an (account, client network)
+    pair, or a client network across accounts (see quart_app/security/lockout.py).
 
-    The per-account lock (``users.failed_logins``/``locked_until``) stops guessing spread
-    over many addresses; this row adds a lock per (account, source) and remembers
-    sources that logged in successfully, which the account lock does not apply to: an
-    attacker elsewhere cannot keep the owner out (see quart_app/security/lockout.py).
+    ``key`` is a SHA-256 of what is counted (the case-folded username, the network), so
+    any username or client address, however long, makes a 64-character key, and the
+    table holds neither. Every decision is one ``INSERT ... ON CONFLICT DO UPDATE ...
+    RETURNING`` statement (quart_app/store/login_limits.py).
     """
 
-    __tablename__ = "login_sources"
+    __tablename__ = "login_limits"
 
-    user_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    #: The client address as throttling counts it: IPv4, or an IPv6 /64.
-    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: Failed (or in-flight) checks counted since ``since``.
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_failure_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Epoch seconds: the last counted check (back-off), or the window's start (block).
+    since: Mapped[float] = mapped_column(Float)
     locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
-    #: Until when a success from this source exempts it from the account lock.
+    #: The decision of the latest reservation, read back by the statement that made it.
+    admitted: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: (account, network) pairs only: until when a success exempts the network from the
+    #: account lock.
     trusted_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: When the row decides nothing any more (``quart-app prune`` deletes it then).
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

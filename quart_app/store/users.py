@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database, bounded_store
@@ -30,8 +29,6 @@ class UserRecord:
     username: str
     password_hash: str
     created_at: datetime
-    failed_logins: int
-    locked_until: float | None
 
 
 def _record(user: User) -> UserRecord:
@@ -43,8 +40,6 @@ def _record(user: User) -> UserRecord:
         created_at=user.created_at
         if user.created_at.tzinfo is not None
         else user.created_at.replace(tzinfo=UTC),
-        failed_logins=user.failed_logins,
-        locked_until=user.locked_until,
     )
 
 
@@ -59,7 +54,6 @@ class UserStore:
             username=username,
             username_key=username_key,
             password_hash=password_hash,
-            failed_logins=0,
         )
         try:
             async with self.db.session() as session, session.begin():
@@ -96,54 +90,7 @@ class UserStore:
             result = await session.execute(
                 update(User)
                 .where(User.id == user_id)
-                .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+                .values(password_hash=password_hash)
                 .returning(User.id)
             )
             return result.scalar() is not None
-
-    @retry_conflicts()
-    async def record_failure(
-        self,
-        user_id: int,
-        now: float,
-        threshold: int,
-        base: float,
-        cap: float,
-        window: float | None = None,
-    ) -> float | None:
-        """Count a failed login; from ``threshold`` failures on, lock with growing back-off.
-
-        Returns the time until which the account is locked, or None. The count and the
-        lock live in the database, so every worker and host sees the same state. With
-        ``window``, a lock that ended more than ``window`` seconds ago is forgotten and
-        the count starts again from one.
-        """
-        values: dict[str, Any] = {"failed_logins": User.failed_logins + 1}
-        if window is not None:
-            lapsed = User.locked_until < now - window
-            values = {
-                "failed_logins": case((lapsed, 1), else_=User.failed_logins + 1),
-                "locked_until": case((lapsed, None), else_=User.locked_until),
-            }
-        async with self.db.session() as session, session.begin():
-            failures = await session.scalar(
-                update(User)
-                .where(User.id == user_id)
-                .values(**values)
-                .returning(User.failed_logins)
-            )
-            if failures is None or failures < threshold:
-                return None
-            # The exponent is capped: 2**1100 is past any float (OverflowError).
-            delay = min(cap, base * 2 ** min(failures - threshold, 64))
-            await session.execute(
-                update(User).where(User.id == user_id).values(locked_until=now + delay)
-            )
-            return float(now + delay)
-
-    @retry_conflicts()
-    async def record_success(self, user_id: int) -> None:
-        async with self.db.session() as session, session.begin():
-            await session.execute(
-                update(User).where(User.id == user_id).values(failed_logins=0, locked_until=None)
-            )

@@ -22,6 +22,7 @@ from quart_app.jwt.revocation import Revocation
 from quart_app.services import services
 from quart_app.store import SqlRevocationStore, UsernameTaken
 from quart_app.store import revocations as revocations_module
+from quart_app.store.login_limits import Backoff, LoginLimitStore, Refused
 
 #: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.
 POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
@@ -57,14 +58,23 @@ async def test_concurrent_registrations_of_one_name_give_one_201(
             assert await response.get_json() == {"msg": "Username already exists"}
 
 
-async def test_concurrent_failed_logins_are_all_counted(app: Quart, backend: str) -> None:
-    users = services(app).users
-    user = await users.create("dave", "dave", "hash")
-    await asyncio.gather(
-        *(users.record_failure(user.id, time.time(), 100, 1.0, 10.0) for _ in range(20))
-    )
-    stored = await users.by_id(user.id)
-    assert stored is not None and stored.failed_logins == 20
+async def test_concurrent_reservations_admit_exactly_the_threshold(
+    app: Quart, backend: str
+) -> None:
+    """Twenty reservations at one key at once: ten admitted, ten refused, on each engine."""
+    store = LoginLimitStore(services(app).db)
+    policy = Backoff(threshold=10, base=60.0, cap=600.0, forget=3600.0)
+    now = time.time()
+
+    async def reserve() -> bool:
+        try:
+            await store.reserve(("pair", "k" * 64, policy), now)
+        except Refused:
+            return False
+        return True
+
+    admitted = await asyncio.gather(*(reserve() for _ in range(20)))
+    assert sorted(admitted) == [False] * 10 + [True] * 10
 
 
 def _entry(kind: Any, value: str, ttl: float = 60.0) -> Revocation:
@@ -202,8 +212,7 @@ async def test_serialization_failures_are_retried_not_answered_500(
                     *(client.post("/login", json=wrong) for _ in range(4))
                 )
             assert [r.status_code for r in responses] == [401] * 4
-            user = await services(app).users.by_key("alice")
-            assert user is not None and user.failed_logins == 4
+            assert await services(app).logins.failures("alice") == 4
             assert retried.count > 0  # the conflict did happen, and was retried
     finally:
         await postgres.execute(f"ALTER DATABASE {database} RESET default_transaction_isolation")

@@ -206,7 +206,7 @@ async def test_metrics_count_requests_verifications_logins_and_hashing(
         await client.get("/protected", headers=headers)
     await client.post("/logout", headers=bearer(tokens["access_token"]))
     await client.get("/protected", headers=bearer(tokens["access_token"]))  # revoked
-    for _ in range(3):  # wrong, wrong, then the third failure locks the account: 429
+    for _ in range(4):  # three checks fail and lock the account; the fourth is refused: 429
         await client.post("/login", json={"username": "alice", "password": "wrong-horse"})
     await client.get("/nowhere")
 
@@ -226,7 +226,8 @@ async def test_metrics_count_requests_verifications_logins_and_hashing(
         for outcome in ("ok", "missing", "malformed", "expired", "bad_signature", "revoked")
     } == {"ok": 4, "missing": 1, "malformed": 1, "expired": 1, "bad_signature": 1, "revoked": 1}
     logins = "quart_app_logins_total"
-    assert [value(found, logins, outcome=o) for o in ("ok", "failed", "throttled")] == [1, 2, 1]
+    assert [value(found, logins, outcome=o) for o in ("ok", "failed", "throttled")] == [1, 3, 1]
+    assert value(found, "quart_app_login_refusals_total", limit="pair") == 1
     latency = "quart_app_http_request_duration_seconds_count"
     assert value(found, latency, method="GET", route="/protected") == 8
     assert value(found, "quart_app_password_hash_seconds_count", operation="verify") == 4

@@ -1,0 +1,116 @@
+"""The brute-force limits replayed as an attacker would: many guesses in flight at once
+against live Hypercorn with two workers, on each storage profile.
+
+Each admitted wrong guess is answered 401 after a password check, each refused one 429
+without a check, so counting the 401s counts the password checks. Distinct client
+addresses are distinct loopback addresses (127.0.0.x) bound by the client. The first
+lock lasts a minute here (1 s by default): on a busy machine a burst can outlast a
+one-second lock, and the back-off then rightly admits one more check per lapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from live import Server, server_env
+from support import SECRET
+
+pytestmark = pytest.mark.live
+
+THRESHOLD = 10
+SOURCE_THRESHOLD = 100
+GUESSES = 150
+LOCKED = {"msg": "Too many failed login attempts; try later"}
+BLOCKED = {"msg": "Too many failed logins from this address; try later"}
+
+
+@pytest.fixture
+def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> AsyncIterator[Server]:
+    env = {
+        "JWT_SECRET_KEY": SECRET,
+        "RATELIMIT_AUTH_LIMIT": "100000",  # these tests are about the limits behind it
+        "LOGIN_LOCKOUT_BASE_SECONDS": "60",
+        "PASSWORD_HASH_NICE": "0",  # the checks, not their priority, are under test
+        **server_env(backend_config),
+    }
+    live = Server(tmp_path / "instance", workers=2, env=env)
+    live.start(timeout=60)
+    yield live  # type: ignore[misc]
+    live.stop()
+
+
+def client_from(server: Server, stack: AsyncExitStack, address: str) -> Callable[..., Any]:
+    """A client whose connections come from ``address``; one connection per request, so
+    the kernel spreads them over both workers."""
+    transport = httpx.AsyncHTTPTransport(
+        local_address=address,
+        limits=httpx.Limits(max_connections=GUESSES, max_keepalive_connections=0),
+    )
+
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient(base_url=server.url, transport=transport, timeout=120) as http:
+            yield http
+
+    return opened
+
+
+async def _register(http: httpx.AsyncClient, names: list[str]) -> None:
+    responses = await asyncio.gather(
+        *(http.post("/register", json={"username": n, "password": "correct-horse"}) for n in names)
+    )
+    assert all(r.status_code == 201 for r in responses), {r.text for r in responses}
+
+
+async def test_concurrent_guesses_get_at_most_threshold_checks(server: Server) -> None:
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(client_from(server, stack, "127.0.0.1")())
+        await _register(http, ["alice"])
+        wrong = {"username": "alice", "password": "wrong-password"}
+        responses = await asyncio.gather(*(http.post("/login", json=wrong) for _ in range(GUESSES)))
+        statuses = Counter(r.status_code for r in responses)
+        print(f"\n{GUESSES} concurrent guesses: {dict(statuses)}")
+        assert set(statuses) == {401, 429}, statuses
+        assert statuses[401] <= THRESHOLD, statuses  # each 401 is one password check
+        for response in responses:
+            if response.status_code == 429:
+                assert response.json() == LOCKED and int(response.headers["Retry-After"]) >= 1
+        right = await http.post("/login", json={"username": "alice", "password": "correct-horse"})
+        assert right.status_code == 429 and right.json() == LOCKED
+
+
+async def test_one_address_is_blocked_across_accounts(server: Server) -> None:
+    names = [f"user{n}" for n in range(GUESSES)]
+    async with AsyncExitStack() as stack:
+        setup = await stack.enter_async_context(client_from(server, stack, "127.0.0.3")())
+        attacker = await stack.enter_async_context(client_from(server, stack, "127.0.0.1")())
+        other = await stack.enter_async_context(client_from(server, stack, "127.0.0.2")())
+        await _register(setup, names)
+        responses = await asyncio.gather(
+            *(
+                attacker.post("/login", json={"username": n, "password": "wrong-password"})
+                for n in names
+            )
+        )
+        statuses = Counter(r.status_code for r in responses)
+        print(f"\n{GUESSES} failed logins at {GUESSES} accounts from one address: {dict(statuses)}")
+        assert statuses == {401: SOURCE_THRESHOLD, 429: GUESSES - SOURCE_THRESHOLD}, statuses
+        for response in responses:
+            if response.status_code == 429:
+                assert response.json() == BLOCKED
+                # 600 s from the attempt that began it (a little later than some starts)
+                assert 1 <= int(response.headers["Retry-After"]) <= 602
+        # Blocked for every account, the right password included ...
+        right = {"username": "user0", "password": "correct-horse"}
+        assert (await attacker.post("/login", json=right)).status_code == 429
+        # ... and only that address.
+        assert (await other.post("/login", json=right)).status_code == 200
+        wrong = {"username": "user1", "password": "wrong-password"}
+        assert (await other.post("/login", json=wrong)).status_code == 401
