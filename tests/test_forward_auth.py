@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -183,3 +184,24 @@ async def test_paths_below_count_under_one_route_label(app_factory: Callable[...
         ]
         assert lines and all('"/auth/verify/<path:subpath>"' in line for line in lines), lines
         assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == 3.0
+
+
+async def test_both_paths_write_the_same_log_line(
+    app_factory: Callable[..., Quart], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = app_factory(ACCESS_LOG=True)
+    async with app.test_app():
+        client, pair = await started(app)
+        with caplog.at_level(logging.INFO, logger="quart_app.access"):
+            for _ in range(2):  # Quart, then the fast path
+                await client.get("/auth/verify", headers=bearer(pair["access_token"]))
+        lines = [
+            r.fields  # type: ignore[attr-defined]
+            for r in caplog.records
+            if r.name == "quart_app.access" and r.fields["path"] == "/auth/verify"  # type: ignore[attr-defined]
+        ]
+        assert [(f["status"], f["user_id"], f["route"]) for f in lines] == [
+            (200, "1", "/auth/verify"),
+            (200, "1", "/auth/verify"),
+        ]
+        assert pair["access_token"] not in caplog.text

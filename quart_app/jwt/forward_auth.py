@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jwt
-from quart import Blueprint, Quart, Response, current_app, jsonify, request
+from quart import Blueprint, Quart, Response, current_app, g, jsonify, request
 
 from . import tokens
 from .decorators import _from_headers
@@ -91,8 +91,7 @@ async def verify_bearer() -> Mapping[str, Any]:
         await manager.check_revoked(header, claims)
         if manager.has_token_verification:
             await manager.check_custom(header, claims)
-        if manager.has_user_lookup:
-            await manager.load_user(header, claims)
+        user = await manager.load_user(header, claims) if manager.has_user_lookup else None
     except NoAuthorizationError as error:
         if config.header_name not in request.headers:
             raise BearerChallengeError(str(error), challenge()) from None
@@ -105,6 +104,13 @@ async def verify_bearer() -> Mapping[str, Any]:
         raise _invalid_token("Token has been revoked") from None
     except (JWTExtendedException, jwt.InvalidTokenError) as error:
         raise _invalid_token(str(error)) from None
+    # Where jwt_required() keeps them: get_jwt(), current_user and the request log see them.
+    vars(g._get_current_object()).update(  # type: ignore[attr-defined]
+        _jwt_extended_jwt_user={"loaded_user": user} if manager.has_user_lookup else None,
+        _jwt_extended_jwt_header=header,
+        _jwt_extended_jwt=claims,
+        _jwt_extended_jwt_location="headers",
+    )
     return claims
 
 
