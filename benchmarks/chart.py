@@ -5,11 +5,14 @@ many there are. Each unit has its own axis: /protected requests a second at the 
 logins a second (the storm rows) at the top in another colour, latency in ms on the
 right. An axis whose values span more than 20x is logarithmic, so the small bars stay
 visible (the in-process micro-benchmarks span 2 µs to 60 ms). Black dots are the
-individual rounds; the legend says so.
+individual rounds; the legend says so. ``python -m benchmarks.chart REPORT.md`` redraws
+the chart of a report already written (its tables hold every figure the chart shows).
 """
 
 from __future__ import annotations
 
+import re
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -166,3 +169,57 @@ def draw_chart(
     )
     plt.close(fig)
     return path
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", "") or 0)
+
+
+def from_report(report: Path) -> tuple[list[tuple[str, str, str]], list[Summary], list[Any], str]:
+    """What ``draw_chart`` needs, read back from a REPORT.md the runner wrote."""
+    lines = report.read_text(encoding="utf-8").splitlines()
+    machine = dict(re.findall(r"^- \*\*([^*]+)\*\*: (.*)$", "\n".join(lines), re.M))
+    scenarios = [
+        (m.group(1), m.group(2), m.group(3))
+        for m in (re.match(r"^- \*\*([\w-]+)\*\* \((.*)\): (.*)$", line) for line in lines)
+        if m
+    ]
+    summaries, micro = [], []
+    section = ""
+    for line in lines:
+        if line.startswith("## "):
+            section = line[3:]
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if section == "Results" and len(cells) >= 11 and cells[4].isdigit():
+            rounds = [_number(r) for r in cells[10].split(" / ") if r]
+            summaries.append(
+                Summary(
+                    *(cells[0], cells[1], cells[2], cells[3], int(cells[4]), len(rounds)),
+                    *(_number(cells[5]), _number(cells[6]), _number(cells[7])),
+                    0,
+                    rounds,
+                    {},
+                    {},
+                )
+            )
+        elif section.startswith("Verification") and len(cells) == 3 and cells[1][:1].isdigit():
+            micro.append({"name": cells[0], "us": _number(cells[1])})
+    busy = any(line.startswith("> **The machine was busy**") for line in lines)
+    title = (
+        f"quart_app benchmarks: {machine.get('cores')} cores, {machine.get('cpu')},"
+        f" {machine.get('python')} ({machine.get('run', '')}{'; machine busy' if busy else ''})"
+    )
+    return scenarios, summaries, micro, title
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.chart [REPORT.md]``: redraw the chart beside a report."""
+    args = sys.argv[1:] if argv is None else argv
+    report = Path(args[0]) if args else Path(__file__).parent / "results" / "REPORT.md"
+    scenarios, summaries, micro, title = from_report(report)
+    print(draw_chart(report.parent / "chart.png", scenarios, summaries, micro, title))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -220,3 +220,16 @@ def test_a_scenario_module_is_one_line_of_registration(
     monkeypatch.setattr(scenario_registry, "MODULES", (*scenario_registry.MODULES, "bench_extra"))
     keys = [s.key for s in build_scenarios(_options(tmp_path))]
     assert keys == [*SCENARIOS[:-1], "extra", "verify-micro"]
+
+
+def test_the_committed_chart_can_be_redrawn_from_its_report(tmp_path: Path) -> None:
+    from benchmarks.chart import draw_chart, from_report
+
+    report = REPO / "benchmarks" / "results" / "REPORT.md"
+    scenarios, summaries, micro, title = from_report(report)
+    assert [key for key, _, _ in scenarios] == SCENARIOS
+    assert {s.scenario for s in summaries} == set(SCENARIOS) - {"verify-micro"}
+    assert len(micro) >= 10 and "2 cores" in title
+    chart = draw_chart(tmp_path / "chart.png", scenarios, summaries, micro, title)
+    charted = _png_text(chart.read_bytes())["Description"].removeprefix("scenarios: ")
+    assert charted.split(", ") == SCENARIOS
