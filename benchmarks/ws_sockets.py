@@ -42,8 +42,8 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from .servers import Server, rss_mib, target_specs
-from .tools import raise_nofile
+from benchmarks.servers import Server, rss_mib, target_specs
+from benchmarks.tools import raise_nofile
 
 #: Loopback source addresses the sockets are spread over.
 SOURCES = [f"127.0.0.{i}" for i in range(1, 9)]
