@@ -89,6 +89,16 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
         parse_clients(settings.get("INTROSPECTION_CLIENTS"))
     except SettingsError as error:
         problems.append(str(error))
+    if (
+        settings.get("METRICS_ENABLED")
+        and not settings.get("METRICS_TOKEN")
+        and not settings.get("METRICS_PUBLIC")
+    ):
+        problems.append(
+            "METRICS_ENABLED is true but METRICS_TOKEN is unset, which would publish"
+            " /metrics to anyone: set METRICS_TOKEN (scrapers send 'Authorization: Bearer"
+            " <token>'), or METRICS_PUBLIC=true if the port is reachable by scrapers only"
+        )
     for names, least in ((POSITIVE, 1), (NOT_NEGATIVE, 0)):
         for name in names:
             value = settings.get(name)

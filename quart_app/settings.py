@@ -127,6 +127,9 @@ DEFAULTS: dict[str, Any] = {
     # variable PROMETHEUS_MULTIPROC_DIR (an empty directory) so every scrape sees them all.
     "METRICS_ENABLED": False,
     "METRICS_TOKEN": None,
+    # Without METRICS_TOKEN, /metrics (user ids aside, it tells login and failure rates)
+    # is served only when this says so: METRICS_ENABLED alone refuses to start.
+    "METRICS_PUBLIC": False,
     # Seconds /readyz waits for the database (and Redis) before answering 503.
     "READINESS_TIMEOUT": 2.0,
     # Clients allowed to use POST /oauth/introspect: "id:secret,id:secret"; a secret may

@@ -128,7 +128,7 @@ async def test_a_user_lookup_loader_turns_the_fast_path_off(
 async def test_fast_path_logs_and_counts_like_quart(
     app_factory: Callable[..., Quart], caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = app_factory(METRICS_ENABLED=True, ACCESS_LOG=True)
+    app = app_factory(METRICS_ENABLED=True, METRICS_PUBLIC=True, ACCESS_LOG=True)
     async with app.test_app():
         client, pair = await started(app)
         headers = bearer(pair["access_token"])

@@ -170,7 +170,7 @@ def test_subject_headers_never_carry_raw_control_or_non_latin_characters() -> No
 
 
 async def test_paths_below_count_under_one_route_label(app_factory: Callable[..., Quart]) -> None:
-    app = app_factory(METRICS_ENABLED=True)
+    app = app_factory(METRICS_ENABLED=True, METRICS_PUBLIC=True)
     async with app.test_app():
         client, pair = await started(app)
         for path in ("/auth/verify/a/b", "/auth/verify/c", "/auth/verify/d"):  # Quart, fast, fast

@@ -34,14 +34,25 @@ QUART = {"FAST_PATH": False}  # through Quart and our hooks, as every request bu
 CONFIGS: dict[str, dict[str, Any]] = {
     "request id only": {**QUART, "ACCESS_LOG": False, "METRICS_ENABLED": False},
     "+ access log (json)": {**QUART, "ACCESS_LOG": True, "LOG_FORMAT": "json"},
-    "+ metrics": {**QUART, "ACCESS_LOG": False, "METRICS_ENABLED": True},
-    "log + metrics": {**QUART, "ACCESS_LOG": True, "LOG_FORMAT": "json", "METRICS_ENABLED": True},
+    "+ metrics": {**QUART, "ACCESS_LOG": False, "METRICS_ENABLED": True, "METRICS_PUBLIC": True},
+    "log + metrics": {
+        **QUART,
+        "ACCESS_LOG": True,
+        "LOG_FORMAT": "json",
+        "METRICS_ENABLED": True,
+        "METRICS_PUBLIC": True,
+    },
 }
 #: GET /protected with a token seen before is answered below Quart (quart_app/fastpath.py),
 #: which writes the same log line and metrics itself.
 FAST: dict[str, dict[str, Any]] = {
     "fast path, all off": {"ACCESS_LOG": False, "METRICS_ENABLED": False},
-    "fast path, log + metrics": {"ACCESS_LOG": True, "LOG_FORMAT": "json", "METRICS_ENABLED": True},
+    "fast path, log + metrics": {
+        "ACCESS_LOG": True,
+        "LOG_FORMAT": "json",
+        "METRICS_ENABLED": True,
+        "METRICS_PUBLIC": True,
+    },
 }
 
 

@@ -240,7 +240,11 @@ async def test_hash_queue_depth_is_reported_while_hashes_wait(
     app_with: Callable[..., Any],
 ) -> None:
     app = await app_with(
-        METRICS_ENABLED=True, PASSWORD_HASH_THREADS=1, ARGON2_TIME_COST=3, ARGON2_MEMORY_COST=8192
+        METRICS_ENABLED=True,
+        METRICS_PUBLIC=True,
+        PASSWORD_HASH_THREADS=1,
+        ARGON2_TIME_COST=3,
+        ARGON2_MEMORY_COST=8192,
     )
     metrics = observability(app).metrics
     assert metrics is not None

@@ -60,6 +60,10 @@ CASES = {
         {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/metrics"},
         "PROMETHEUS_MULTIPROC_DIR /nonexistent/metrics is not a directory",
     ),
+    "metrics without a token": (
+        {"METRICS_ENABLED": "true"},
+        "METRICS_ENABLED is true but METRICS_TOKEN is unset",
+    ),
 }
 
 
