@@ -54,9 +54,9 @@ REGISTRY_KEY = "flask-jwt-extended.sockets"
 #: A close frame's reason is at most 123 bytes of UTF-8.
 MAX_REASON = 123
 #: How long the last words to a client may take. Generous: when thousands of sockets end at
-#: once (a user's revocation), each waits its turn on the event loop within this time; a
-#: client that does not read its socket is let go after it.
-FAREWELL_TIMEOUT = 10.0
+#: once (a user's revocation) on a busy worker, each waits its turn on the event loop
+#: within this time; only a client that does not read its socket is let go after it.
+FAREWELL_TIMEOUT = 60.0
 _SESSION = "_jwt_extended_socket"
 
 
