@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -241,15 +242,89 @@ async def run_profile(stores: str, opts: argparse.Namespace, workdir: Path) -> F
     spec = target_specs()[TARGETS[stores]]
     server = Server(spec, workdir, secret="ws-bench-" + uuid.uuid4().hex)
     figures = Figures(stores=stores, sockets_target=opts.sockets)
-    server.start()
+    await asyncio.to_thread(server.start)  # it runs an event loop of its own
     try:
         await measure(server, figures, opts)
     except Exception as error:
         figures.errors.append(f"{type(error).__name__}: {error}"[:500])
         figures.errors.append("server log: " + server.log_tail(15)[-3000:])
     finally:
-        server.stop()
+        await asyncio.to_thread(server.stop)
     return figures
+
+
+# -- as a scenario of `make bench` (benchmarks.run) --------------------------------------
+
+
+def _runner_measure(
+    runner: Any, scenario: Any, variant: Any, server: Server, rnd: int
+) -> list[Any]:
+    """One round on the runner's server: the echo row, with the other figures beside it."""
+    from benchmarks.report import Record
+
+    smoke = bool(runner.opts.smoke)
+    opts = parse_args(["--smoke"] if smoke else [])
+    figures = Figures(stores="shared" if server.stores else "local", sockets_target=opts.sockets)
+    started = time.perf_counter()
+    try:
+        asyncio.run(measure(server, figures, opts))
+    except Exception as error:
+        figures.errors.append(f"{type(error).__name__}: {error}"[:500])
+    extra = {
+        "sockets held": f"{figures.sockets_held:,} of {figures.sockets_target:,}",
+        "RSS per socket": f"{figures.rss_per_socket_kib:.1f} KiB",
+        "revoked family closed": (
+            f"{figures.family_sockets:,} sockets in {figures.family_close_seconds:.2f} s"
+        ),
+        "revoked user closed": (
+            f"{figures.user_sockets:,} sockets in {figures.user_close_seconds:.2f} s"
+        ),
+        "permessage-deflate RSS per socket": f"{figures.deflate_rss_per_socket_kib:.1f} KiB",
+    }
+    if figures.errors:
+        extra["errors"] = " | ".join(figures.errors)[:300]
+    return [
+        Record(
+            scenario=scenario.key,
+            target=variant.target,
+            variant=variant.label,
+            round=rnd,
+            tool="websockets",
+            connections=figures.echo_sockets,
+            seconds=time.perf_counter() - started,
+            requests=figures.echo_round_trips,
+            rps=figures.echo_per_second,
+            p50_ms=figures.echo_p50_ms,
+            p99_ms=figures.echo_p99_ms,
+            errors=len(figures.errors),
+            extra=extra,
+        )
+    ]
+
+
+def scenarios(opts: Any) -> list[Any]:
+    """The runner's scenario: this module's measurement on both storage profiles."""
+    from benchmarks.scenarios import Scenario, Variant
+
+    return [
+        Scenario(
+            "ws-sockets",
+            "WebSockets: 10,000 authenticated sockets on 2 workers",
+            "python -m benchmarks.ws_sockets: /ws echo round trip with 1,000 sockets echoing at"
+            " once (10 each, one after the other), then 10,000 sockets held from one client"
+            " process (websockets, no compression, sources 127.0.0.1-8): workers' RSS growth"
+            " per socket, time from a logout's 200 until the 1,000 sockets of its family got"
+            " their revoked message, then the same for the other 9,000 after a password"
+            " change; permessage-deflate's RSS per socket on 1,000 more",
+            "custom",
+            (
+                Variant("quart-hypercorn", "/ws, SQLite", "/ws"),
+                Variant("quart-hypercorn-pg", "/ws, PostgreSQL + Redis", "/ws"),
+            ),
+            rounds=1,
+            measure=_runner_measure,
+        )
+    ]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

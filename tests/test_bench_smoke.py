@@ -48,6 +48,7 @@ SCENARIOS = [
     "backends-login",
     "locust",
     "gateway-64",
+    "ws-sockets",
     "verify-micro",
 ]
 
