@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import httpx
 import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
-from live import Server, free_port
+from live import ROOT, Server, free_port
 from support import bearer, make_config
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -153,6 +154,43 @@ async def test_cookies_only_from_an_allowed_origin(tmp_path: Path) -> None:
                 )
             assert caught.value.response.status_code == 401
             assert "Origin" in json.loads(caught.value.response.body)["msg"]
+
+
+def readme_snippet() -> str:
+    """The README's Python client for /ws."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## A WebSocket that lives as long as its token", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_readme_python_client_runs_as_written(two_workers: Server) -> None:
+    pair = await session(two_workers.url)
+    script = readme_snippet()
+    assert 'connect("ws://localhost:8000/ws"' in script and 'main("eyJ...")' in script
+    script = script.replace("ws://localhost:8000/ws", ws_url(two_workers.url))
+    script = script.replace('main("eyJ...")', f"main({pair['access_token']!r})")
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    assert client.stdout is not None
+    try:
+        ready = await asyncio.wait_for(client.stdout.readline(), WAIT)
+        echo = await asyncio.wait_for(client.stdout.readline(), WAIT)
+        async with httpx.AsyncClient(base_url=two_workers.url) as http:
+            response = await http.post("/logout", headers=bearer(pair["access_token"]))
+            assert response.status_code == 200
+        rest, _ = await asyncio.wait_for(client.communicate(), WAIT)
+    finally:
+        if client.returncode is None:
+            client.kill()
+            await client.wait()
+    assert client.returncode == 0
+    assert "'type': 'ready'" in ready.decode()
+    assert echo.decode().strip() == "{'type': 'echo', 'data': 'hello'}"
+    assert rest.decode().splitlines() == [
+        '{"type":"revoked","msg":"Token has been revoked"}',
+        "4401 Token has been revoked",
+    ]
 
 
 # -- no task outlives its socket (Hypercorn in this process) ------------------------------
