@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidMessage
 
 from benchmarks.servers import Server, rss_mib, target_specs
 from benchmarks.tools import raise_nofile
@@ -76,6 +77,8 @@ class Figures:
     close_codes: dict[str, int] = field(default_factory=dict)
     deflate_sockets: int = 0
     deflate_rss_per_socket_kib: float = 0.0
+    handshake_retries: int = 0
+    handshake_failures: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -84,24 +87,39 @@ def ws_url(base: str) -> str:
 
 
 async def open_many(
-    base: str, token: str, count: int, *, first: int = 0, compression: str | None = None
+    base: str,
+    token: str,
+    count: int,
+    *,
+    first: int = 0,
+    compression: str | None = None,
+    failures: list[str] | None = None,
 ) -> list[ClientConnection]:
     """``count`` sockets on ``token``, each past its ``ready`` message."""
     gate = asyncio.Semaphore(OPENING)
+    failures = [] if failures is None else failures
     headers = {"Authorization": f"Bearer {token}"}
 
     async def one(index: int) -> ClientConnection:
         async with gate:
-            ws = await connect(
-                ws_url(base),
-                additional_headers=headers,
-                compression=compression,
-                ping_interval=None,
-                open_timeout=WAIT,
-                close_timeout=WAIT,
-                max_queue=4,
-                local_addr=(SOURCES[index % len(SOURCES)], 0),
-            )
+            for attempt in range(1, 4):
+                try:
+                    ws = await connect(
+                        ws_url(base),
+                        additional_headers=headers,
+                        compression=compression,
+                        ping_interval=None,
+                        open_timeout=WAIT,
+                        close_timeout=WAIT,
+                        max_queue=4,
+                        local_addr=(SOURCES[index % len(SOURCES)], 0),
+                    )
+                    break
+                except (InvalidMessage, OSError) as error:
+                    # Counted and reported: a handshake the server dropped is a finding.
+                    failures.append(f"{type(error).__name__}: {error}")
+                    if attempt == 3:
+                        raise
             ready = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
             if ready.get("type") != "ready":
                 raise RuntimeError(f"expected ready, got {ready}")
@@ -183,7 +201,8 @@ async def measure(server: Server, figures: Figures, opts: argparse.Namespace) ->
         figures.rss_before_mib = await settle_rss(server)
 
         family_count = min(opts.family, opts.sockets)
-        family = await open_many(base, first["access_token"], family_count)
+        dropped: list[str] = []
+        family = await open_many(base, first["access_token"], family_count, failures=dropped)
         started = time.perf_counter()
         trips = await echo_round_trips(family[: opts.echo], opts.echo_rounds)
         figures.echo_per_second = len(trips) / (time.perf_counter() - started)
@@ -193,8 +212,15 @@ async def measure(server: Server, figures: Figures, opts: argparse.Namespace) ->
 
         started = time.perf_counter()
         rest = await open_many(
-            base, second["access_token"], opts.sockets - family_count, first=family_count
+            base,
+            second["access_token"],
+            opts.sockets - family_count,
+            first=family_count,
+            failures=dropped,
         )
+        figures.handshake_retries = len(dropped)
+        for reason in dropped:
+            figures.handshake_failures[reason] = figures.handshake_failures.get(reason, 0) + 1
         figures.open_seconds = time.perf_counter() - started
         figures.sockets_held = len(family) + len(rest)
         figures.rss_held_mib = await settle_rss(server)
@@ -281,6 +307,8 @@ def _runner_measure(
         ),
         "permessage-deflate RSS per socket": f"{figures.deflate_rss_per_socket_kib:.1f} KiB",
     }
+    if figures.handshake_retries:
+        extra["handshakes retried"] = str(figures.handshake_retries)
     if figures.errors:
         extra["errors"] = " | ".join(figures.errors)[:300]
     return [
