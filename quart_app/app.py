@@ -28,7 +28,7 @@ from .security.passwords import Passwords
 from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
 from .serving.lifecycle import init_lifecycle
-from .serving.middleware import DrainRequestBody
+from .serving.middleware import DrainRequestBody, ServingHeaders
 from .settings import NOTES_KEY, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.login_limits import LoginLimitStore
@@ -151,6 +151,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     init_observability(app)
     init_lifecycle(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
-    # Outermost: answers claims-only routes for cached tokens before any other layer.
+    # Answers claims-only routes for cached tokens before any layer below it.
     install_fast_path(app)
+    # Around everything: Connection: close while draining, HSTS, ambiguous framing.
+    app.asgi_app = ServingHeaders(app.asgi_app, hsts=settings["STRICT_TRANSPORT_SECURITY"] or "")  # type: ignore[method-assign]
     return app

@@ -144,6 +144,11 @@ DEFAULTS: dict[str, Any] = {
     # After start-up, freeze every object then alive out of the garbage collector's scans
     # (gc.freeze), so a full collection no longer stalls a worker for ~140 ms.
     "GC_FREEZE": True,
+    # python -m quart_app.serve kills and replaces a worker whose event loop has not run
+    # for this many seconds (a request stuck in blocking code), like gunicorn's --timeout.
+    "WORKER_TIMEOUT": 30.0,
+    # Sent on every response served over TLS (HSTS, RFC 6797); empty: not sent.
+    "STRICT_TRANSPORT_SECURITY": "max-age=31536000",
 }
 
 

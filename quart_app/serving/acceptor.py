@@ -15,7 +15,11 @@ sock=...)``, after the app's start-up has run. :func:`install` (called from
 queue on every wake-up and hands each connection to ``loop.connect_accepted_socket`` with
 the same ``StreamReaderProtocol`` that ``asyncio.start_server`` builds. TLS sockets, calls
 without ``sock=`` and every other event loop go to ``asyncio.start_server`` unchanged.
-``DRAIN_ACCEPT_QUEUE=false`` leaves asyncio alone.
+``DRAIN_ACCEPT_QUEUE=false`` leaves asyncio's accept loop alone.
+
+Every server started through :func:`start_server` is also recorded, with its open
+connections counted, in :data:`quart_app.serving.drain.STATE`, so that a worker's
+graceful drain can stop accepting at once (quart_app/serving/drain.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from .drain import STATE
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +50,14 @@ def is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.split(".")[0] == "uvloop"
 
 
-def install() -> bool:
+#: Whether :func:`start_server` drains accept queues on uvloop (``install(drain_queue=)``).
+_drain_queue = True
+
+
+def install(*, drain_queue: bool = True) -> bool:
     """Route ``asyncio.start_server`` through :func:`start_server`; True if newly installed."""
+    global _drain_queue
+    _drain_queue = drain_queue
     if asyncio.start_server is start_server:
         return False
     asyncio.start_server = start_server  # type: ignore[assignment]
@@ -70,15 +82,20 @@ async def start_server(
 ) -> asyncio.AbstractServer:
     """``asyncio.start_server``, accepting the whole queue per wake-up on uvloop."""
     loop = asyncio.get_running_loop()
-    if sock is None or ssl is not None or kwargs or not is_uvloop(loop):
+    callback = STATE.track(client_connected_cb)
+    server: asyncio.AbstractServer
+    if sock is None or ssl is not None or kwargs or not _drain_queue or not is_uvloop(loop):
         options = {"sock": sock, "backlog": backlog, "ssl": ssl, "limit": limit, **kwargs}
-        return await _original_start_server(client_connected_cb, host, port, **options)
+        server = await _original_start_server(callback, host, port, **options)
+    else:
 
-    def protocol_factory() -> asyncio.StreamReaderProtocol:
-        reader = asyncio.StreamReader(limit=limit, loop=loop)
-        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+        def protocol_factory() -> asyncio.StreamReaderProtocol:
+            reader = asyncio.StreamReader(limit=limit, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, callback, loop=loop)
 
-    return DrainingServer(loop, sock, protocol_factory, backlog)
+        server = DrainingServer(loop, sock, protocol_factory, backlog)
+    STATE.servers.add(server)
+    return server
 
 
 class DrainingServer(asyncio.AbstractServer):
@@ -100,9 +117,10 @@ class DrainingServer(asyncio.AbstractServer):
         self._closed = asyncio.Event()
         sock.setblocking(False)
         sock.listen(self._backlog)
-        loop.add_reader(sock.fileno(), self._accept_pending)
+        loop.add_reader(sock.fileno(), self.accept_pending)
 
-    def _accept_pending(self) -> None:
+    def accept_pending(self) -> None:
+        """Accept every connection waiting in the kernel's queue (up to ``backlog``)."""
         sock = self._sock
         if sock is None:
             return
@@ -130,7 +148,7 @@ class DrainingServer(asyncio.AbstractServer):
     def _resume(self) -> None:
         self._retry = None
         if self._sock is not None:
-            self._loop.add_reader(self._sock.fileno(), self._accept_pending)
+            self._loop.add_reader(self._sock.fileno(), self.accept_pending)
 
     async def _connect(self, conn: socket.socket) -> None:
         try:

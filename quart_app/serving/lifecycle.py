@@ -17,9 +17,11 @@ The guard is only installed in a process started by ``multiprocessing`` whose SI
 has its default action, i.e. a Hypercorn worker -- never in a test runner or when
 Hypercorn runs the app in its own process (it handles the signal itself then).
 
-Two more pieces of a serving worker's start-up live here: routing Hypercorn's listening
-sockets through quart_app.serving.acceptor on uvloop, and freezing the start-up heap out of the
-garbage collector's scans (:func:`freeze_heap`).
+Under ``python -m quart_app.serve`` the supervisor's worker (quart_app/serving/worker.py)
+handles SIGTERM itself and this guard stays out. More pieces of a serving worker's
+start-up live here: the guards for Hypercorn bugs (quart_app/serving/guards.py),
+routing Hypercorn's listening sockets through quart_app.serving.acceptor on uvloop, and
+freezing the start-up heap out of the garbage collector's scans (:func:`freeze_heap`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from types import FrameType
 
 from quart import Quart
 
-from . import acceptor
+from . import acceptor, guards
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ def init_lifecycle(app: Quart) -> None:
     @app.before_serving
     async def guard_worker() -> None:
         install_sigterm_guard()
+        guards.install()  # Hypercorn's HTTP/2 bug (quart_app/serving/guards.py)
         # Hypercorn starts its listening sockets after the app's start-up, so this is
         # in time for them (quart_app/serving/acceptor.py).
         if app.config["DRAIN_ACCEPT_QUEUE"] and acceptor.is_uvloop(asyncio.get_running_loop()):

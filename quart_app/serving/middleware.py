@@ -1,4 +1,7 @@
-"""ASGI middleware that keeps HTTP/1.1 keep-alive safe when the app answers early.
+"""ASGI middleware that keeps connections honest: :class:`DrainRequestBody` keeps HTTP/1.1
+keep-alive safe when the app answers early; :class:`ServingHeaders` (the outermost layer)
+closes smuggling-shaped requests, announces the close while a worker drains and adds
+HSTS over TLS.
 
 The cause (read from ``hypercorn/protocol/h11.py`` and ``http_stream.py``, Hypercorn 0.18):
 when the app finishes its response, ``HTTPStream`` emits ``StreamClosed`` and
@@ -44,7 +47,9 @@ from hypercorn.typing import (
     Scope,
 )
 
-__all__ = ["DEFAULT_DRAIN_TIMEOUT", "DrainRequestBody"]
+from .drain import STATE, DrainState
+
+__all__ = ["DEFAULT_DRAIN_TIMEOUT", "DrainRequestBody", "ServingHeaders"]
 
 #: Seconds to wait for the rest of a body before giving up and closing instead.
 DEFAULT_DRAIN_TIMEOUT: Final = 1.0
@@ -232,3 +237,78 @@ def _end_of_body() -> HTTPRequestEvent:
 
 def _disconnect() -> HTTPDisconnectEvent:
     return {"type": "http.disconnect"}
+
+
+#: Body of the answer to a request framed both by Content-Length and Transfer-Encoding.
+_AMBIGUOUS_BODY: Final = b'{"msg":"Request has both Content-Length and Transfer-Encoding"}'
+
+
+class ServingHeaders:
+    """The outermost layer: what a response says about the connection it goes out on.
+
+    * A request with both ``Content-Length`` and ``Transfer-Encoding`` is a request
+      smuggling vector: it gets 400 and the connection is closed (RFC 9112 section 6.1).
+    * While this worker drains (quart_app/serving/drain.py), every HTTP/1.x response
+      carries ``Connection: close``, so the client knows not to reuse the connection.
+      HTTP/2 never gets it: the header is forbidden there (Hypercorn ends an HTTP/2
+      connection with GOAWAY instead).
+    * Responses served over TLS carry ``Strict-Transport-Security`` (``hsts``; empty
+      for none).
+
+    A request that needs none of this goes straight through, with no wrapper.
+    """
+
+    __slots__ = ("app", "hsts", "state")
+
+    def __init__(self, app: ASGIFramework, *, hsts: str = "", state: DrainState = STATE) -> None:
+        self.app = app
+        self.hsts = hsts.encode("latin1")
+        self.state = state
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra: list[tuple[bytes, bytes]] = []
+        if scope["http_version"] in _HTTP1:
+            if _ambiguous_length(scope["headers"]):
+                await _refuse_ambiguous(send)
+                return
+            if self.state.draining:
+                extra.append(_CLOSE)
+        if self.hsts and scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", self.hsts))
+        if not extra:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _value in extra}
+                headers = [h for h in message.get("headers", ()) if h[0].lower() not in names]
+                message = {**message, "headers": [*headers, *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _ambiguous_length(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    names = {name.lower() for name, _value in headers}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
+async def _refuse_ambiguous(send: ASGISendCallable) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_AMBIGUOUS_BODY)).encode()),
+                _CLOSE,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _AMBIGUOUS_BODY, "more_body": False})

@@ -1,103 +1,394 @@
-"""The supervisor behind ``python -m quart_app.serve``: one listening socket per worker.
+"""``python -m quart_app.serve``: a supervisor (modelled on gunicorn's arbiter) around
+Hypercorn's own workers. It takes every ``hypercorn`` command-line option unchanged.
 
-Plain ``hypercorn -w N`` binds one socket in the master and hands that same socket to
-every worker. Under a burst of connections the first worker to wake up accepts most of
-them, and the others sit idle (measured here, wrk with 64 connections against 2 workers,
-4 runs: 14/50, 64/0, 64/0, 32/32 connections per worker; with all 64 on one worker,
-6,700 req/s instead of 15,100). With ``SO_REUSEPORT`` on *separate* sockets bound to the
-same port, the kernel spreads new connections evenly across them instead. This launcher
-takes every ``hypercorn`` command-line option unchanged, runs Hypercorn's own workers,
-and only changes who binds: each worker binds its own socket. ``make run`` uses it.
+One loop in the master; signals are queued by their handlers and handled there.
+
+* **Listening sockets** are the master's (quart_app/serving/listeners.py): a taken
+  address fails at once with one line naming its holder; with several workers on Linux
+  each worker slot has its own ``SO_REUSEPORT`` socket, so the kernel spreads new
+  connections evenly (plain ``hypercorn -w N`` shares one socket, and under a burst the
+  first worker to wake takes most connections: 6,700 req/s instead of 15,100 here).
+* **Dead workers** are reaped, logged with their pid and exit status or signal, and
+  replaced at once. Deaths that come fast (``CRASH_LIMIT`` within ``CRASH_WINDOW``
+  seconds) back off, then stop the server with a message. A worker that exits with
+  :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could not start) stops the
+  server: restarting it would fail the same way.
+* **Hung workers**: each worker's event loop beats every 0.1 s; one silent for
+  ``WORKER_TIMEOUT`` seconds (default 30) is killed and replaced.
+* **SIGTERM / SIGINT**: graceful stop. New connections are refused; each worker drains
+  (quart_app/serving/drain.py) within ``graceful_timeout``. A second one, or SIGQUIT,
+  stops at once.
+* **SIGHUP**: zero-downtime reload. The command line and config file are read again,
+  new workers (a new interpreter each: new code) start on the same sockets, and only
+  once every one of them serves are the old ones drained. If a new worker fails, the
+  old ones keep serving.
+* **SIGTTIN / SIGTTOU**: one worker more / fewer.
 """
 
 from __future__ import annotations
 
-import platform
+import collections
+import logging
+import os
 import signal
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import wait
+from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from hypercorn import __main__ as hypercorn_cli
 from hypercorn.config import Config
-from hypercorn.run import run as hypercorn_run
 
-from ..boot import fail
-from ..preflight import preflight
-from ..settings import SettingsError
+from .listeners import AddressInUse, Listeners
+from .worker import BOOT_ERROR_EXIT, WorkerSpec, describe_exit, run_worker
 
+log = logging.getLogger("quart_app.serve")
 
-def _worker_function(config: Config) -> Any:
-    if config.worker_class == "uvloop":
-        from hypercorn.asyncio.run import uvloop_worker
-
-        return uvloop_worker
-    if config.worker_class == "asyncio":
-        from hypercorn.asyncio.run import asyncio_worker
-
-        return asyncio_worker
-    raise ValueError(
-        f"quart_app.serve supports the asyncio and uvloop workers, not {config.worker_class}"
-    )
+#: This many unexpected worker deaths within CRASH_WINDOW seconds stop the server.
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
+#: Longest pause before replacing a worker while workers keep dying.
+MAX_BACKOFF = 5.0
+#: Seconds between the loop's looks at heartbeats when nothing else wakes it.
+TICK = 0.25
+HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGTTIN", "SIGTTOU")
 
 
-def run(config: Config) -> int:
-    """Like ``hypercorn.run.run``, but every worker binds its own SO_REUSEPORT socket."""
-    if (
-        config.workers <= 1
-        or config.use_reloader
-        or platform.system() != "Linux"
-        or any(bind.startswith(("unix:", "fd://")) for bind in config.bind)
-    ):
-        return int(hypercorn_run(config))
-    worker = _worker_function(config)
-    # Bind once here, so a taken port fails at once and clearly, then let it go: each
-    # worker binds its own socket (config.workers > 1 makes Hypercorn set SO_REUSEPORT).
-    for sock in config.create_sockets().insecure_sockets:
-        sock.close()
+@dataclass
+class Worker:
+    process: SpawnProcess
+    spec: WorkerSpec
+    slot: int
+    generation: int
+    started: float = field(default_factory=time.monotonic)
+    stopping: bool = False
+    killed_because: str = ""
 
-    ctx = get_context("spawn")
-    shutdown_event = ctx.Event()
-    processes = []
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for _ in range(config.workers):
-        process = ctx.Process(  # type: ignore[attr-defined]
-            target=worker,
-            kwargs={"config": config, "shutdown_event": shutdown_event, "sockets": None},
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
+    @property
+    def serving(self) -> bool:
+        return self.spec.beat.value > 0.0
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.spec.stop.set()
+
+    def kill(self, reason: str) -> None:
+        self.killed_because = reason
+        if self.process.exitcode is None and self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        worker_timeout: float = 30.0,
+        drain_queue: bool = True,
+        reload_config: Callable[[], Config] | None = None,
+    ) -> None:
+        self.config = config
+        self.worker_timeout = worker_timeout
+        self.drain_queue = drain_queue
+        self.reload_config = reload_config
+        self.ctx = get_context("spawn")
+        self.workers: list[Worker] = []
+        self.signals: collections.deque[int] = collections.deque()
+        self.generation = 0
+        self.reloading: int | None = None  # the generation being started by a reload
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.exit_status = 0
+        self.deaths: collections.deque[float] = collections.deque()
+        self.respawn_at = 0.0
+        self.listeners: Listeners | None = None
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.listeners = Listeners.open(self.config)
+        except AddressInUse as error:
+            print(f"Error: {error}", file=sys.stderr)
+            return 1
+        wakeup_r, wakeup_w = os.pipe()
+        os.set_blocking(wakeup_r, False)
+        os.set_blocking(wakeup_w, False)
+        signal.set_wakeup_fd(wakeup_w)
+        for name in HANDLED_SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self._queue_signal)
+        log.info(
+            "supervisor %d: %d worker(s), worker timeout %.0f s",
+            os.getpid(),
+            self.config.workers,
+            self.worker_timeout,
         )
-        process.daemon = config.daemon
+        try:
+            self._spawn_missing()
+            while self.workers or not self.stopping:
+                sentinels: list[Any] = [w.process.sentinel for w in self.workers]
+                wait([wakeup_r, *sentinels], timeout=TICK)
+                try:
+                    while os.read(wakeup_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                while self.signals:
+                    self._handle_signal(self.signals.popleft())
+                self._reap()
+                self._check_heartbeats()
+                self._advance_reload()
+                self._spawn_missing()
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wakeup_r)
+            os.close(wakeup_w)
+            for worker in self.workers:
+                worker.kill("the supervisor is exiting")
+            if self.listeners is not None:
+                self.listeners.close()
+        return self.exit_status
+
+    def _queue_signal(self, signum: int, _frame: object) -> None:
+        self.signals.append(signum)
+
+    def _handle_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if name in {"SIGTERM", "SIGINT"}:
+            if self.stopping:
+                self._stop_now(f"{name} again")
+            else:
+                self._stop_gracefully(name)
+        elif name == "SIGQUIT":
+            self._stop_now(name)
+        elif name == "SIGHUP":
+            self._reload()
+        elif name in {"SIGTTIN", "SIGTTOU"} and not self.stopping:
+            self.config.workers = max(1, self.config.workers + (1 if name == "SIGTTIN" else -1))
+            log.info("%s: %d worker(s)", name, self.config.workers)
+            self._retire_surplus()
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def _stop_gracefully(self, reason: str, status: int | None = None) -> None:
+        if status is not None:
+            self.exit_status = status
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + float(self.config.graceful_timeout) + 10
+        log.info("%s: stopping; workers drain for up to %s s", reason, self.config.graceful_timeout)
+        # New connections are refused once the workers close their copies too.
+        if self.listeners is not None:
+            self.listeners.close()
+        for worker in self.workers:
+            worker.stop()
+
+    def _stop_now(self, reason: str) -> None:
+        log.info("%s: stopping now", reason)
+        self.stopping = True
+        for worker in self.workers:
+            worker.kill(reason)
+
+    # -- workers ------------------------------------------------------------------------
+
+    def _spawn(self, slot: int, generation: int, config: Config) -> Worker:
+        assert self.listeners is not None
+        spec = WorkerSpec(
+            config=config,
+            sockets=self.listeners.sockets(slot),
+            stop=self.ctx.Event(),
+            beat=self.ctx.Value("d", 0.0, lock=False),  # type: ignore[arg-type]
+            master=os.getpid(),
+            drain_queue=self.drain_queue,
+        )
+        process = self.ctx.Process(target=run_worker, kwargs={"spec": spec}, daemon=False)
         process.start()
-        processes.append(process)
+        worker = Worker(process, spec, slot, generation)
+        self.workers.append(worker)
+        log.info("worker %d started (slot %d)", worker.pid, slot)
+        return worker
 
-    def shutdown(*_: Any) -> None:
-        shutdown_event.set()
+    def _spawn_missing(self) -> None:
+        if self.stopping or self.reloading is not None or time.monotonic() < self.respawn_at:
+            return
+        taken = {w.slot for w in self.workers if w.generation == self.generation and not w.stopping}
+        for slot in range(self.config.workers):
+            if slot not in taken:
+                self._spawn(slot, self.generation, self.config)
 
-    for name in ("SIGINT", "SIGTERM"):
-        signal.signal(getattr(signal, name), shutdown)
+    def _retire_surplus(self) -> None:
+        for worker in self.workers:
+            if worker.generation == self.generation and worker.slot >= self.config.workers:
+                worker.stop()
 
-    # When any worker exits, stop them all: a half-dead server is worse than a restart.
-    wait([process.sentinel for process in processes])
-    shutdown_event.set()
-    exitcode = 0
-    for process in processes:
-        process.join(timeout=config.graceful_timeout + 5)
-        if process.is_alive():
-            process.terminate()
-            process.join()
-        exitcode = exitcode or (process.exitcode or 0)
-    return exitcode
+    def _reap(self) -> None:
+        for worker in list(self.workers):
+            if worker.process.exitcode is None:
+                continue
+            worker.process.join()
+            self.workers.remove(worker)
+            self._reaped(worker, worker.process.exitcode)
+        if self.listeners is not None and not self.stopping:
+            self.listeners.trim(max([self.config.workers, *(w.slot + 1 for w in self.workers)]))
+
+    def _reaped(self, worker: Worker, exitcode: int) -> None:
+        how = describe_exit(exitcode)
+        if worker.stopping or self.stopping:
+            level = logging.INFO if exitcode == 0 else logging.WARNING
+            log.log(level, "worker %d stopped (%s)", worker.pid, how)
+            return
+        if exitcode == BOOT_ERROR_EXIT and not worker.serving:
+            if worker.generation == self.reloading:
+                self._abort_reload(f"a new worker could not start ({how})")
+                return
+            log.error("worker %d could not start (%s); stopping the server", worker.pid, how)
+            self._stop_gracefully("boot error", status=BOOT_ERROR_EXIT)
+            return
+        because = f" ({worker.killed_because})" if worker.killed_because else ""
+        log.warning("worker %d died (%s)%s", worker.pid, how, because)
+        if worker.generation == self.reloading:
+            self._abort_reload(f"a new worker died ({how})")
+            return
+        self._count_death(worker, how)
+
+    def _count_death(self, worker: Worker, how: str) -> None:
+        now = time.monotonic()
+        self.deaths.append(now)
+        while self.deaths and self.deaths[0] < now - CRASH_WINDOW:
+            self.deaths.popleft()
+        if len(self.deaths) >= CRASH_LIMIT:
+            log.error(
+                "workers died %d times within %.0f s (last: worker %d, %s); stopping the"
+                " server: see the log above for why they die",
+                len(self.deaths),
+                CRASH_WINDOW,
+                worker.pid,
+                how,
+            )
+            self._stop_gracefully("crash loop", status=1)
+            return
+        if len(self.deaths) > 1:
+            delay = min(MAX_BACKOFF, 0.25 * 2 ** (len(self.deaths) - 2))
+            self.respawn_at = now + delay
+            log.warning("worker deaths are coming fast: next start in %.2f s", delay)
+
+    def _check_heartbeats(self) -> None:
+        now = time.monotonic()
+        boot_limit = float(self.config.startup_timeout) + self.worker_timeout
+        for worker in self.workers:
+            if worker.killed_because:
+                continue
+            if worker.serving:
+                silent = now - worker.spec.beat.value
+                if silent > self.worker_timeout and not worker.stopping:
+                    worker.kill(f"its event loop has not run for {silent:.0f} s (WORKER_TIMEOUT)")
+                    log.error("worker %d timed out; killing it", worker.pid)
+            elif now - worker.started > boot_limit:
+                worker.kill(f"not serving {boot_limit:.0f} s after its start")
+                log.error("worker %d did not start in time; killing it", worker.pid)
+            if self.stopping and now > self.stop_deadline and not worker.killed_because:
+                worker.kill("its drain did not end in time")
+
+    # -- reload -------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        if self.stopping or self.reloading is not None:
+            log.info("SIGHUP ignored: a reload or stop is already under way")
+            return
+        config = self.config
+        if self.reload_config is not None:
+            try:
+                config = self.reload_config()
+            except (Exception, SystemExit) as error:
+                log.error("SIGHUP: the configuration does not load (%s); nothing changed", error)
+                return
+            if (config.bind, config.insecure_bind) != (self.config.bind, self.config.insecure_bind):
+                log.warning("SIGHUP: new addresses need a restart; keeping %s", self.config.bind)
+                config.bind, config.insecure_bind = self.config.bind, self.config.insecure_bind
+        self.config = config
+        self.reloading = self.generation + 1
+        log.info("SIGHUP: starting %d new worker(s)", config.workers)
+        for slot in range(config.workers):
+            self._spawn(slot, self.reloading, config)
+
+    def _advance_reload(self) -> None:
+        if self.reloading is None:
+            return
+        fresh = [w for w in self.workers if w.generation == self.reloading]
+        if len(fresh) < self.config.workers or not all(w.serving for w in fresh):
+            return
+        old = [w for w in self.workers if w.generation != self.reloading]
+        log.info("reload: new workers serve; draining %d old worker(s)", len(old))
+        self.generation, self.reloading = self.reloading, None
+        for worker in old:
+            worker.stop()
+
+    def _abort_reload(self, reason: str) -> None:
+        log.error("reload failed: %s; the old workers keep serving", reason)
+        for worker in self.workers:
+            if worker.generation == self.reloading:
+                worker.stop()
+        self.reloading = None
+
+
+# -- command line -------------------------------------------------------------------------
+
+
+def parse_config(argv: list[str] | None) -> Config:
+    """The Config ``hypercorn`` builds from this command line (file re-read each call)."""
+    captured: list[Config] = []
+
+    def capture(config: Config) -> int:
+        captured.append(config)
+        return 0
+
+    original = hypercorn_cli.run  # type: ignore[attr-defined]
+    hypercorn_cli.run = capture  # type: ignore[attr-defined]
+    try:
+        hypercorn_cli.main(argv)
+    finally:
+        hypercorn_cli.run = original  # type: ignore[attr-defined]
+    return captured[0]
+
+
+def _check_settings() -> dict[str, Any] | None:
+    """The app's settings, checked once here so that a bad one is said once and no worker
+    starts; None after one ``Error:`` line per problem (as quart_app/boot.py words them)."""
+    from ..preflight import preflight
+    from ..settings import SettingsError
+
+    try:
+        return preflight()
+    except SettingsError as error:
+        for line in error.problems:
+            print(f"Error: {line}", file=sys.stderr)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Check the settings once, here, so a bad one is said once and no worker starts.
-    try:
-        preflight()
-    except SettingsError as error:
-        fail(error.problems)
-    hypercorn_cli.run = run  # type: ignore[attr-defined]
-    return int(hypercorn_cli.main(argv))
+    config = parse_config(argv)
+    if config.use_reloader or any(b.startswith(("unix:", "fd://")) for b in config.bind):
+        from hypercorn.run import run as hypercorn_run
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return int(hypercorn_run(config))
+    settings = _check_settings()
+    if settings is None:
+        return BOOT_ERROR_EXIT
+    logging.basicConfig(level=logging.INFO, format="[%(process)d] [%(levelname)s] %(message)s")
+    supervisor = Supervisor(
+        config,
+        worker_timeout=float(settings.get("WORKER_TIMEOUT", 30.0)),
+        drain_queue=bool(settings.get("DRAIN_ACCEPT_QUEUE", True)),
+        reload_config=lambda: parse_config(argv),
+    )
+    return supervisor.run()
