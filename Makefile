@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` serves the API, `make test` runs every check.
 #   make run HOST=0.0.0.0 PORT=8123 WORKERS=4     make run PYTHON=python3.13
+#   make run CERTFILE=cert.pem KEYFILE=key.pem    (HTTPS and HTTP/2; `quart-app dev-cert`)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,6 +14,9 @@ PORT ?= 8000
 # One worker per core: token checks are CPU-bound Python.
 WORKERS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 SERVE_ARGS := --config hypercorn.toml --bind $(HOST):$(PORT) --workers $(WORKERS)
+CERTFILE ?=
+KEYFILE ?=
+SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE) --keyfile $(KEYFILE))
 
 .PHONY: run test lint bench clean
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .serving.devcert import dev_cert
 from .store.commands import db as db_commands
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ def _run(
 
 
 main.add_command(db_commands)
+main.add_command(dev_cert)
 
 
 @main.command("init-db")

@@ -149,6 +149,8 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_TIMEOUT": 30.0,
     # Sent on every response served over TLS (HSTS, RFC 6797); empty: not sent.
     "STRICT_TRANSPORT_SECURITY": "max-age=31536000",
+    # HTTP/2 without TLS (h2c: Upgrade or prior knowledge), for a trusted proxy hop only.
+    "HTTP2_CLEARTEXT": False,
 }
 
 

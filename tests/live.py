@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -46,9 +47,11 @@ class Server:
         launcher: list[str] | None = None,
         healthz: int | None = 200,
         target: str = "quart_app.asgi:app",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.access_log = access_log
         self.log_path = instance.parent / f"hypercorn-{self.port}.log"
         self.env = {
@@ -71,6 +74,8 @@ class Server:
             "--graceful-timeout",
             "2",
         ]
+        if tls is not None:
+            self.args += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
         if access_log is not None:
             self.args += ["--access-logfile", str(access_log), "--access-logformat", "%(p)s %(s)s"]
         self.args.append(target)  # another ASGI app's "module:attribute", if not quart_app
@@ -79,7 +84,7 @@ class Server:
         self.healthz = healthz
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
@@ -89,7 +94,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hypercorn exited: {self.log_path.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                status = httpx.get(f"{self.url}/healthz", timeout=3).status_code
+                verify = ssl.create_default_context(cafile=self.tls[0]) if self.tls else True
+                status = httpx.get(f"{self.url}/healthz", timeout=3, verify=verify).status_code
                 if self.healthz in (None, status):
                     return
             time.sleep(0.1)

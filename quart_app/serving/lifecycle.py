@@ -87,7 +87,8 @@ def init_lifecycle(app: Quart) -> None:
     @app.before_serving
     async def guard_worker() -> None:
         install_sigterm_guard()
-        guards.install()  # Hypercorn's HTTP/2 bug (quart_app/serving/guards.py)
+        # Hypercorn's HTTP/2 bug, h2c off unless asked for (quart_app/serving/guards.py).
+        guards.install(h2c=app.config["HTTP2_CLEARTEXT"])
         # Hypercorn starts its listening sockets after the app's start-up, so this is
         # in time for them (quart_app/serving/acceptor.py).
         if app.config["DRAIN_ACCEPT_QUEUE"] and acceptor.is_uvloop(asyncio.get_running_loop()):

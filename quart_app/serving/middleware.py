@@ -241,6 +241,7 @@ def _disconnect() -> HTTPDisconnectEvent:
 
 #: Body of the answer to a request framed both by Content-Length and Transfer-Encoding.
 _AMBIGUOUS_BODY: Final = b'{"msg":"Request has both Content-Length and Transfer-Encoding"}'
+_NO_H2C_BODY: Final = b'{"msg":"HTTP/2 is served over TLS only"}'
 
 
 class ServingHeaders:
@@ -248,6 +249,8 @@ class ServingHeaders:
 
     * A request with both ``Content-Length`` and ``Transfer-Encoding`` is a request
       smuggling vector: it gets 400 and the connection is closed (RFC 9112 section 6.1).
+    * An HTTP/2 preface over cleartext while h2c is off (quart_app/serving/guards.py)
+      gets 505 and the connection is closed.
     * While this worker drains (quart_app/serving/drain.py), every HTTP/1.x response
       carries ``Connection: close``, so the client knows not to reuse the connection.
       HTTP/2 never gets it: the header is forbidden there (Hypercorn ends an HTTP/2
@@ -272,9 +275,12 @@ class ServingHeaders:
             await self.app(scope, receive, send)
             return
         extra: list[tuple[bytes, bytes]] = []
+        if scope["http_version"] == "2.0":  # "PRI *" read as HTTP/1: h2c is off
+            await _refuse(send, 505, _NO_H2C_BODY)
+            return
         if scope["http_version"] in _HTTP1:
             if _ambiguous_length(scope["headers"]):
-                await _refuse_ambiguous(send)
+                await _refuse(send, 400, _AMBIGUOUS_BODY)
                 return
             if self.state.draining:
                 extra.append(_CLOSE)
@@ -299,16 +305,16 @@ def _ambiguous_length(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return b"content-length" in names and b"transfer-encoding" in names
 
 
-async def _refuse_ambiguous(send: ASGISendCallable) -> None:
+async def _refuse(send: ASGISendCallable, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 400,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(_AMBIGUOUS_BODY)).encode()),
+                (b"content-length", str(len(body)).encode()),
                 _CLOSE,
             ],
         }
     )
-    await send({"type": "http.response.body", "body": _AMBIGUOUS_BODY, "more_body": False})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

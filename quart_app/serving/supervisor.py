@@ -114,6 +114,10 @@ class Supervisor:
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
+        problem = check_tls(self.config)
+        if problem:
+            print(f"Error: {problem}", file=sys.stderr)
+            return BOOT_ERROR_EXIT
         try:
             self.listeners = Listeners.open(self.config)
         except AddressInUse as error:
@@ -251,7 +255,8 @@ class Supervisor:
             if worker.generation == self.reloading:
                 self._abort_reload(f"a new worker could not start ({how})")
                 return
-            log.error("worker %d could not start (%s); stopping the server", worker.pid, how)
+            # The worker has said why, in one line: this is the master's part, at INFO.
+            log.info("worker %d could not start (%s); stopping the server", worker.pid, how)
             self._stop_gracefully("boot error", status=BOOT_ERROR_EXIT)
             return
         because = f" ({worker.killed_because})" if worker.killed_because else ""
@@ -344,6 +349,19 @@ class Supervisor:
 # -- command line -------------------------------------------------------------------------
 
 
+def check_tls(config: Config) -> str | None:
+    """What is wrong with the TLS settings, in one line, or None (checked once, here)."""
+    if (config.certfile is None) != (config.keyfile is None):
+        return "--certfile and --keyfile (CERTFILE, KEYFILE) must be given together"
+    if not config.ssl_enabled:
+        return None
+    try:
+        config.create_ssl_context()
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        return f"certfile {config.certfile}, keyfile {config.keyfile}: {error}"
+    return None
+
+
 def parse_config(argv: list[str] | None) -> Config:
     """The Config ``hypercorn`` builds from this command line (file re-read each call)."""
     captured: list[Config] = []
@@ -384,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = _check_settings()
     if settings is None:
         return BOOT_ERROR_EXIT
-    logging.basicConfig(level=logging.INFO, format="[%(process)d] [%(levelname)s] %(message)s")
+    level = logging.getLevelName(str(settings.get("LOG_LEVEL", "INFO")).upper())
+    logging.basicConfig(
+        level=level if isinstance(level, int) else logging.INFO,
+        format="[%(process)d] [%(levelname)s] %(message)s",
+    )
     supervisor = Supervisor(
         config,
         worker_timeout=float(settings.get("WORKER_TIMEOUT", 30.0)),
