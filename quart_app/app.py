@@ -71,6 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.json = OrjsonProvider(app)
     install_fast_responses(app)
     jwt = JWTManager(app)
+    jwt.clock_skew = float(settings["JWT_CLOCK_SKEW_SECONDS"])
     jwt.keys = keys_from_settings(app.config)
     jwt.revocations = RevocationList()
 

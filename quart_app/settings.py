@@ -63,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
     # Tokens.
     "JWT_SECRET_KEY": None,
     "JWT_ALGORITHM": "HS256",
+    # Seconds a token's iat/nbf may be in the future: hosts' clocks differ a little, and a
+    # token issued by a host slightly ahead must work on the others. exp stays exact
+    # (JWT_DECODE_LEEWAY, 0 by default, applies to it and to iat/nbf alike).
+    "JWT_CLOCK_SKEW_SECONDS": 30.0,
     "JWT_ACCESS_TOKEN_EXPIRES": 900,
     "JWT_REFRESH_TOKEN_EXPIRES": 30 * 24 * 3600,
     # Claims every token must carry (RFC 8725), refused with 422 'Token is missing the "exp"

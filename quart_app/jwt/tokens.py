@@ -89,8 +89,12 @@ def decode_complete(
     identity_claim_key: str = "sub",
     verify_sub: bool = True,
     allow_expired: bool = False,
+    clock_skew: float = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify ``encoded`` and return ``(header, claims)``; raise PyJWT's errors otherwise.
+
+    ``clock_skew`` widens ``leeway`` for ``iat`` and ``nbf`` only: ``exp`` is then checked
+    again with ``leeway`` alone, as PyJWT does it.
 
     Only ``algorithms`` are accepted, whatever the token's own header says. Claims in
     ``required_claims`` get PyJWT's "Token is missing the ..." text; the identity claim,
@@ -109,9 +113,14 @@ def decode_complete(
         options=options,  # type: ignore[arg-type]
         audience=audience,
         issuer=issuer,
-        leeway=leeway,
+        leeway=max(leeway, clock_skew),
     )
     claims: dict[str, Any] = result["payload"]
+    # PyJWT's own exp check (api_jwt._validate_exp) again, with the exact leeway (exp is
+    # known to be an integer by now).
+    widened = clock_skew > leeway and not allow_expired and "exp" in claims
+    if widened and int(claims["exp"]) <= time.time() - leeway:
+        raise jwt.ExpiredSignatureError("Signature has expired")
     if identity_claim_key not in claims:
         raise JWTDecodeError(f"Missing claim: {identity_claim_key}")
     return result["header"], claims

@@ -103,6 +103,7 @@ class Verification(Loaders):
                 audience=config.decode_audience,
                 issuer=config.decode_issuer,
                 leeway=config.leeway,
+                clock_skew=self.clock_skew,
                 required_claims=config.required_claims,
                 identity_claim_key=config.identity_claim_key,
                 verify_sub=config.verify_sub,

@@ -65,6 +65,8 @@ class Rules:
     audience: str | Sequence[str] | None = None
     issuer: str | None = None
     leeway: float = 0.0
+    #: Extra tolerance for ``iat``/``nbf`` in the future (hosts' clocks apart), not ``exp``.
+    clock_skew: float = 0.0
     verify_sub: bool = True
 
 
@@ -120,13 +122,14 @@ def _claims_ok(claims: dict[str, Any], rules: Rules, allow_expired: bool) -> boo
         return False
     now = time.time()
     leeway = rules.leeway
+    early = max(leeway, rules.clock_skew)
     if "iat" in claims:
         iat = claims["iat"]
-        if not _time_claim(iat) or int(iat) > now + leeway:
+        if not _time_claim(iat) or int(iat) > now + early:
             return False
     if "nbf" in claims:
         nbf = claims["nbf"]
-        if not _time_claim(nbf) or int(nbf) > now + leeway:
+        if not _time_claim(nbf) or int(nbf) > now + early:
             return False
     if "exp" in claims:
         exp = claims["exp"]

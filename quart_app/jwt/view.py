@@ -29,6 +29,7 @@ class ConfigView:
         self._keys: KeySet | None = None
         self._explicit_keys: KeySet | None = None
         self._rules: Rules | None = None
+        self._clock_skew = 0.0
         # token string -> (header, claims, exp): tokens already verified by this worker.
         self._verified: dict[str, tuple[Claims, Claims, float | None]] = {}
 
@@ -88,9 +89,27 @@ class ConfigView:
                 audience=config.decode_audience,
                 issuer=config.decode_issuer,
                 leeway=config.leeway,
+                clock_skew=self._clock_skew,
                 verify_sub=config.verify_sub,
             )
         return self._rules
+
+    @property
+    def clock_skew(self) -> float:
+        """Seconds a token's ``iat``/``nbf`` may lie in the future (0, as FJE, by default).
+
+        For a service whose hosts' clocks differ a little: a token issued by a host a
+        second ahead is otherwise refused elsewhere as "not yet valid". ``exp`` is not
+        affected: it keeps ``JWT_DECODE_LEEWAY`` alone.
+        """
+        return self._clock_skew
+
+    @clock_skew.setter
+    def clock_skew(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("clock_skew cannot be negative")
+        self._clock_skew = float(seconds)
+        self._changed()
 
     @property
     def keys(self) -> KeySet:
