@@ -331,3 +331,45 @@ class _no_warning:
 
     def __exit__(self, *args: object) -> None:
         return None
+
+
+async def test_3x_loaders_may_be_coroutine_functions() -> None:
+    """As every loader here: the 3.x aliases await what the callback returns."""
+    from quart import Quart
+
+    app = Quart(__name__)
+    app.config["JWT_SECRET_KEY"] = SECRET
+    manager = qje.JWTManager(app)
+
+    async def find(identity: str) -> Any:
+        return None if identity == GHOST else {"name": identity}
+
+    async def blacklisted(decoded: dict[str, Any]) -> bool:
+        return decoded["jti"] in REVOKED
+
+    with pytest.warns(DeprecationWarning):
+        manager.user_loader_callback_loader(find)
+        manager.token_in_blacklist_loader(blacklisted)
+
+    @app.get("/protected")
+    @qje.jwt_required()
+    async def protected() -> Any:
+        return {"user": qje.get_current_user()}
+
+    client = app.test_client()
+    response = await client.get("/protected", headers={"Authorization": f"Bearer {ACCESS}"})
+    assert (response.status_code, await response.get_json()) == (200, {"user": {"name": "alice"}})
+    response = await client.get(
+        "/protected", headers={"Authorization": f"Bearer {mint(jti='revoked-jti')}"}
+    )
+    assert (response.status_code, await response.get_json()) == (
+        401,
+        {"msg": "Token has been revoked"},
+    )
+    response = await client.get(
+        "/protected", headers={"Authorization": f"Bearer {mint(sub=GHOST)}"}
+    )
+    assert (response.status_code, await response.get_json()) == (
+        401,
+        {"msg": "Error loading the user ghost"},
+    )
