@@ -15,12 +15,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from .deltas import expires_delta, leeway_seconds
 from .keys import SUPPORTED_ALGORITHMS
-
-T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
     "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=15),
@@ -123,10 +121,8 @@ def header_name(value: Any) -> str:
     return str(value)
 
 
-def _valid(value: T | RuntimeError) -> T:
-    if isinstance(value, RuntimeError):
-        raise RuntimeError(*value.args)
-    return value
+#: Settings FJE checks where it uses them: a bad one raises there, and only there.
+CHECKED_WHEN_USED = ("access_expires", "refresh_expires", "token_location", "header_name")
 
 
 class JWTConfig:
@@ -134,10 +130,10 @@ class JWTConfig:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         get = config.__getitem__
-        self._access_expires: Any = _checked(
+        self.access_expires: Any = _checked(
             expires_delta, get("JWT_ACCESS_TOKEN_EXPIRES"), "JWT_ACCESS_TOKEN_EXPIRES"
         )
-        self._refresh_expires: Any = _checked(
+        self.refresh_expires: Any = _checked(
             expires_delta, get("JWT_REFRESH_TOKEN_EXPIRES"), "JWT_REFRESH_TOKEN_EXPIRES"
         )
         self.algorithm: str = get("JWT_ALGORITHM")
@@ -157,10 +153,8 @@ class JWTConfig:
         self.private_key = get("JWT_PRIVATE_KEY")
         self.public_key = get("JWT_PUBLIC_KEY")
 
-        self._token_location: tuple[str, ...] | RuntimeError = _checked(
-            token_locations, get("JWT_TOKEN_LOCATION")
-        )
-        self._header_name: str | RuntimeError = _checked(header_name, get("JWT_HEADER_NAME"))
+        self.token_location: tuple[str, ...] = _checked(token_locations, get("JWT_TOKEN_LOCATION"))
+        self.header_name: str = _checked(header_name, get("JWT_HEADER_NAME"))
         self.header_type: str = get("JWT_HEADER_TYPE")
         self.query_string_name: str = get("JWT_QUERY_STRING_NAME")
         self.query_string_value_prefix: str = get("JWT_QUERY_STRING_VALUE_PREFIX")
@@ -214,29 +208,31 @@ class JWTConfig:
         # FJE exempts OPTIONS (CORS preflight) from every check.
         self.exempt_methods = frozenset({"OPTIONS"})
 
+        if self.problems:
+            # Plain attributes when every setting is usable (the hot path reads them).
+            self.__class__ = _RaisingJWTConfig
+
     @property
     def problems(self) -> list[str]:
         """FJE's texts for the settings that will raise when used (empty: all usable)."""
-        values: list[Any] = [self._access_expires, self._refresh_expires]
-        values += [self._token_location, self._header_name]
+        values = [vars(self)[name] for name in CHECKED_WHEN_USED]
         return [str(value) for value in values if isinstance(value, RuntimeError)]
 
-    @property
-    def access_expires(self) -> Any:
-        """``JWT_ACCESS_TOKEN_EXPIRES`` as a duration, None for tokens without ``exp``."""
-        return _valid(self._access_expires)
 
-    @property
-    def refresh_expires(self) -> Any:
-        return _valid(self._refresh_expires)
+def _raising(name: str) -> property:
+    def get(self: JWTConfig) -> Any:
+        value = vars(self)[name]
+        if isinstance(value, RuntimeError):
+            raise RuntimeError(*value.args)
+        return value
 
-    @property
-    def token_location(self) -> tuple[str, ...]:
-        return _valid(self._token_location)
+    return property(get)
 
-    @property
-    def header_name(self) -> str:
-        return _valid(self._header_name)
+
+#: A JWTConfig with an unusable setting: reading that one raises FJE's RuntimeError.
+_RaisingJWTConfig = type(
+    "RaisingJWTConfig", (JWTConfig,), {name: _raising(name) for name in CHECKED_WHEN_USED}
+)
 
 
 def _checked(check: Any, *args: Any) -> Any:
