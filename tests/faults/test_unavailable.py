@@ -13,7 +13,7 @@ from quart import Quart
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from support import Client, register
+from support import Client, bearer, login, register
 
 from quart_app.services import services
 from quart_app.store.db import Database
@@ -153,4 +153,41 @@ async def test_a_full_sqlite_database_answers_503_and_recovers(
         event.remove(engine.sync_engine, "connect", cap)
         await engine.dispose()
         response = await client.post("/register", json={"username": "after", "password": "p" * 9})
+        assert response.status_code == 201
+
+
+async def test_a_read_only_sqlite_database_answers_503_and_recovers(
+    app_factory: Callable[..., Quart],
+) -> None:
+    """SQLite's own "attempt to write a readonly database" (query_only connections), for
+    a file that turns read-only while serving. (At start-up, a database directory that
+    cannot be written stops the service with one line naming DATABASE_URL.)
+    """
+    app = app_factory()
+    async with app.test_app():
+        client = app.test_client()
+        await register(client, "first")
+        pair = await login(client, "first")
+        engine = services(app).db.engine
+
+        def read_only(dbapi_connection: Any, _record: object) -> None:
+            dbapi_connection.cursor().execute("PRAGMA query_only=ON")
+
+        event.listen(engine.sync_engine, "connect", read_only)
+        await engine.dispose()
+        for name in ("second", "third"):
+            response = await client.post("/register", json={"username": name, "password": "p" * 9})
+            assert response.status_code == 503
+            assert int(response.headers["Retry-After"]) >= 1
+        logout = await client.post("/logout", headers=bearer(pair["access_token"]))
+        assert logout.status_code == 503  # not recorded: the token still works
+        protected = await client.get("/protected", headers=bearer(pair["access_token"]))
+        assert protected.status_code == 200
+
+        event.remove(engine.sync_engine, "connect", read_only)
+        await engine.dispose()
+        assert (
+            await client.post("/logout", headers=bearer(pair["access_token"]))
+        ).status_code == 200
+        response = await client.post("/register", json={"username": "second", "password": "p" * 9})
         assert response.status_code == 201

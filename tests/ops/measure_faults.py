@@ -7,9 +7,10 @@ Live Hypercorn (2 workers, the default settings but cheap argon2 and a high rate
 on loopback. PostgreSQL (``TEST_POSTGRES_URL``, a database of its own, dropped at the
 end) and Redis (``TEST_REDIS_URL``, a key prefix of its own) are reached through a fault
 proxy (tests/faultproxy.py) that hangs or refuses; SQLite lives on a small tmpfs that is
-filled up or remounted read-only (needs root). The shared servers themselves are never
-touched. Prints a Markdown table: fault, what clients get, how long they wait for it,
-and the time from the dependency's return to the first success, with no restart.
+filled up, or remounted read-only before a start (needs root). The shared servers
+themselves are never touched. Prints a Markdown table: fault, what clients get, how long
+they wait for it, and the time from the dependency's return to the first success, with
+no restart.
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ def measure_postgres(tmp: Path) -> None:
                 healed = until(lambda: httpx.get(f"{server.url}/readyz", timeout=60), 200)
                 row(
                     "PostgreSQL down while workers start",
-                    f"workers serve in {ms(up)}: /healthz 503, /readyz {ready.status_code},"
-                    f" token checks {protected.status_code} until revocations load",
-                    "at once",
+                    "workers start (as fast as with it); /healthz 503, /readyz"
+                    f" {ready.status_code}, token checks {protected.status_code} until"
+                    " revocations load; no worker exits",
+                    f"{ms(up)} to start (busy machine)",
                     f"{ms(healed)} to /readyz 200",
                 )
 
@@ -184,25 +186,22 @@ def measure_sqlite(tmp: Path) -> None:
                 f"{ms(statistics.median(waits))} median" if waits else "-",
                 ms(healed),
             )
+        # A database directory that cannot be written at start-up is a setting to fix:
+        # the service stops with one line instead of serving.
         mount("-o", "remount,ro", str(disk))
-        with Server(tmp / "lite", workers=WORKERS, env=env, healthz=None) as server:
-            client = httpx.Client(base_url=server.url, timeout=60)
-            responses, waits = [], []
-            for n in range(5):
-                response, took = timed(
-                    lambda n=n: client.post("/register", json=credentials(f"ro{n}"))  # type: ignore[misc]
-                )
-                responses.append(response)
-                waits.append(took)
-            login = client.post("/login", json=credentials("alice")).status_code
-            mount("-o", "remount,rw", str(disk))
-            healed = until(lambda: client.post("/register", json=credentials("rw")), 201)
-            row(
-                "SQLite file read-only (filesystem remounted ro; /register)",
-                f"{answers(responses)}; /login {login}",
-                f"{ms(max(waits))} at most",
-                ms(healed),
-            )
+        started = time.perf_counter()
+        try:
+            with Server(tmp / "lite", workers=WORKERS, env=env, healthz=None):
+                outcome = "served"
+        except RuntimeError as error:
+            lines = [line for line in str(error).splitlines() if "DATABASE_URL" in line]
+            outcome = f"start-up stops: `{lines[0].strip()[:70]}...`" if lines else str(error)
+        row(
+            "SQLite directory read-only at start-up",
+            outcome,
+            ms(time.perf_counter() - started),
+            "start again once writable",
+        )
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=False)
         subprocess.run(["umount", "-l", str(disk)], check=False)
