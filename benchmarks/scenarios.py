@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks.servers import has_fast_path_setting, has_serve_launcher
 
 #: Modules adding scenarios (each with ``scenarios(opts) -> list[Scenario]``), in order.
-MODULES: tuple[str, ...] = ("benchmarks.gateway", "benchmarks.ws_sockets")
+MODULES: tuple[str, ...] = ("benchmarks.gateway", "benchmarks.ws_sockets", "benchmarks.http2")
 
 
 @dataclass(frozen=True)

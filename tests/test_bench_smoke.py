@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks import scenarios as scenario_registry  # noqa: E402
 from benchmarks.gateway import gateway_specs  # noqa: E402
+from benchmarks.http2 import h2load_path  # noqa: E402
 from benchmarks.nginx import nginx_binary  # noqa: E402
 from benchmarks.report import Summary  # noqa: E402
 from benchmarks.run import RESULTS, Options, Runner, build_scenarios, evaluate, parse_args  # noqa: E402
@@ -49,6 +50,7 @@ SCENARIOS = [
     "locust",
     "gateway-64",
     "ws-sockets",
+    "http2-tls",
     "verify-micro",
 ]
 
@@ -80,6 +82,7 @@ def _png_text(data: bytes) -> dict[str, str]:
 @pytest.mark.live
 def test_runner_smoke_writes_report_and_chart(tmp_path: Path) -> None:
     ensure_tool(nginx_binary, "nginx")  # the gateway scenario runs, not skips, where it can
+    ensure_tool(h2load_path, "nghttp2-client")  # and so does the HTTP/2 one
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
