@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import sys
 import tempfile
 import time
 import urllib.request
@@ -35,7 +36,7 @@ def _post_json(url: str, body: dict[str, str]) -> dict[str, Any]:
     request = urllib.request.Request(  # noqa: S310 (loopback)
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
         return dict(json.loads(response.read()))
 
 
@@ -167,7 +168,12 @@ def main(argv: list[str] | None = None) -> None:
             ):
                 for index in range(count):
                     workdir = Path(tmp) / f"{key}-{name}-{index}"
-                    rounds.setdefault(name, []).append(scenario(key, workdir, args.connections))
+                    try:
+                        result = scenario(key, workdir, args.connections)
+                    except Exception as error:  # a round that could not run is said, not hidden
+                        result = {"error": f"{type(error).__name__}: {error}"[:300]}
+                    print(json.dumps({"server": key, "scenario": name, **result}), file=sys.stderr)
+                    rounds.setdefault(name, []).append(result)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -190,12 +196,14 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
         kill = rounds.get("kill", [])
         lost = [int(r.get("lost", 0)) for r in term]
         failed = [int(r.get("failed", 0)) for r in hup]
-        recovery = [r["recovery_s"] for r in kill]
-        shown = ", ".join("never" if s is None else f"{s:.2f} s" for s in recovery)
-        gaps = ", ".join(f"{r['largest_gap_s']:.2f} s" for r in kill)
+        recovery = [r.get("recovery_s") for r in kill]
+        shown = ", ".join("none" if s is None else f"{s:.2f} s" for s in recovery)
+        errors = sum(1 for r in [*term, *hup, *kill] if "error" in r)
+        gaps = ", ".join(f"{r.get('largest_gap_s', 0):.2f} s" for r in kill)
         lines.append(
             f"| {key} | {', '.join(map(str, lost))} ({len(term)}) | {_sum(term, 'ok')} |"
             f" {', '.join(map(str, failed))} | {shown} | {gaps} |"
+            + (f" {errors} round(s) could not run |" if errors else "")
         )
     return "\n".join(lines)
 
