@@ -376,3 +376,27 @@ async def test_refusals_are_counted_in_metrics(
         )
     assert 'quart_app_login_refusals_total{limit="pair"} 2.0' in text
     assert 'quart_app_login_refusals_total{limit="source"} 3.0' in text
+
+
+async def test_client_addresses_of_any_length_are_counted_safely(
+    app_factory: Callable[..., Quart], backend: str
+) -> None:
+    """A trusted proxy may forward anything as the client address: it is counted under a
+    hash, on each engine (PostgreSQL once answered 500 past 64 characters)."""
+    app = app_factory(TRUSTED_PROXY_HOPS=1, RATELIMIT_AUTH_LIMIT=10_000)
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        for forwarded in ("x" * 300, "2001:db8::" + "f" * 200, "\U0001f642" * 100, "b" * 5000):
+            headers = {"X-Forwarded-For": forwarded}
+            statuses = [
+                (
+                    await client.post(
+                        "/login",
+                        json={"username": "alice", "password": password},
+                        headers=headers,
+                    )
+                ).status_code
+                for password in ("wrong-password", RIGHT)
+            ]
+            assert statuses == [401, 200], (forwarded[:20], statuses)
