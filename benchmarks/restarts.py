@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,31 +84,31 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> float | None:
     return None
 
 
-def sigterm_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def _serving(key: str, workdir: Path) -> Iterator[tuple[Server, str, subprocess.Popen[bytes]]]:
+    """A started server of target ``key``, a token for it and its master process."""
     server = Server(target_specs()[key], workdir, secret="s" * 64)
     server.start()
     try:
-        token = _token(server)
-        proc = server.proc
-        assert proc is not None
+        assert server.proc is not None
+        yield server, _token(server), server.proc
+    finally:
+        server.stop()
+
+
+def sigterm_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
+    with _serving(key, workdir) as (server, token, proc):
 
         def stop() -> float | None:
             proc.send_signal(signal.SIGTERM)
             return _wait(lambda: proc.poll() is not None)
 
         recording, seconds = asyncio.run(_under_load(server, token, stop, connections))
-    finally:
-        server.stop()
     return {**recording.outcomes, "announced": recording.closes_announced, "stop_s": seconds}
 
 
 def sighup_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
-    server = Server(target_specs()[key], workdir, secret="s" * 64)
-    server.start()
-    try:
-        token = _token(server)
-        proc = server.proc
-        assert proc is not None
+    with _serving(key, workdir) as (server, token, proc):
         _master, old = server.pids()
 
         def reload() -> float | None:
@@ -121,17 +123,12 @@ def sighup_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
             return _wait(done)
 
         recording, seconds = asyncio.run(_under_load(server, token, reload, connections))
-    finally:
-        server.stop()
     failed = sum(recording.outcomes[k] for k in ("lost", "reset_new", "refused", "non_2xx"))
     return {**recording.outcomes, "failed": failed, "reload_s": seconds}
 
 
 def kill_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
-    server = Server(target_specs()[key], workdir, secret="s" * 64)
-    server.start()
-    try:
-        token = _token(server)
+    with _serving(key, workdir) as (server, token, _proc):
         _master, workers = server.pids()
         killed_at = 0.0
 
@@ -144,8 +141,6 @@ def kill_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
 
         recording, recovery = asyncio.run(_under_load(server, token, kill, connections))
         gap = recording.largest_gap(killed_at, killed_at + 5)
-    finally:
-        server.stop()
     return {**recording.outcomes, "recovery_s": recovery, "largest_gap_s": round(gap, 3)}
 
 
@@ -156,10 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kills", type=int, default=3, help="SIGKILL rounds per server")
     parser.add_argument("--connections", type=int, default=30)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     args = parser.parse_args(argv)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-restarts-") as tmp:
-        for key in TARGETS:
+        for key in args.targets:
             rounds = results.setdefault(key, {})
             for name, count, scenario in (
                 ("sigterm", args.sigterms, sigterm_round),

@@ -1,0 +1,77 @@
+"""ServingHeaders: what a response says about its connection, on each protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quart_app.serving.drain import DrainState
+from quart_app.serving.middleware import ServingHeaders
+
+
+async def ok_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1")]})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def answer(
+    layer: ServingHeaders, version: str, scheme: str = "http", headers: Any = ()
+) -> dict[str, Any]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "http_version": version, "scheme": scheme, "headers": list(headers)}
+    await layer(scope, receive, send)
+    start = sent[0]
+    return {"status": start["status"], "headers": dict(start["headers"]), "body": sent[1]["body"]}
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+async def test_while_draining_http1_responses_announce_the_close(version: str) -> None:
+    state = DrainState()
+    layer = ServingHeaders(ok_app, state=state)
+    assert b"connection" not in (await answer(layer, version))["headers"]
+    state.begin(grace=1.0)
+    response = await answer(layer, version)
+    assert response["headers"][b"connection"] == b"close"
+    assert response["headers"][b"x-a"] == b"1"
+
+
+async def test_http2_never_gets_a_connection_header_even_while_draining() -> None:
+    state = DrainState()
+    state.begin(grace=1.0)
+    response = await answer(ServingHeaders(ok_app, state=state), "2", scheme="https")
+    assert b"connection" not in response["headers"]
+
+
+async def test_hsts_only_over_tls() -> None:
+    layer = ServingHeaders(ok_app, hsts="max-age=60", state=DrainState())
+    assert (await answer(layer, "2", "https"))["headers"][b"strict-transport-security"] == (
+        b"max-age=60"
+    )
+    assert b"strict-transport-security" not in (await answer(layer, "1.1"))["headers"]
+
+
+async def test_content_length_with_transfer_encoding_is_400_and_close() -> None:
+    layer = ServingHeaders(ok_app, state=DrainState())
+    framing = [(b"content-length", b"4"), (b"transfer-encoding", b"chunked")]
+    response = await answer(layer, "1.1", headers=framing)
+    assert response["status"] == 400
+    assert response["headers"][b"connection"] == b"close"
+    assert b"Content-Length and Transfer-Encoding" in response["body"]
+
+
+async def test_drain_finishes_when_no_connection_is_left() -> None:
+    state = DrainState()
+    assert not state.finished()  # not draining at all
+    state.connections = 1
+    state.begin(grace=60.0)
+    assert state.draining and not state.finished()
+    state.connections = 0
+    assert state.finished()
