@@ -27,7 +27,7 @@ from .errors import (
     NoAuthorizationError,
     WrongTokenError,
 )
-from .manager import Claims, get_manager
+from .manager import Claims, JWTManager, get_manager
 from .v3loaders import deprecated
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -153,6 +153,37 @@ def missing_jwt(locations: Sequence[str], errors: Sequence[str]) -> NoAuthorizat
     )
 
 
+async def check_token(
+    manager: JWTManager,
+    encoded: str,
+    csrf_value: str | None,
+    fresh: bool,
+    refresh: bool,
+    verify_type: bool,
+    skip_revocation_check: bool,
+) -> tuple[Claims, Claims]:
+    """Every check of a located token, in FJE's order, up to the user lookup (excluded):
+    size, signature and claims, CSRF, type, freshness, revocation, verification loader."""
+    if len(encoded) > manager.config.max_token_length:
+        raise JWTDecodeError("Token is too large")
+    header, claims = await manager.decode(encoded)
+    if csrf_value is not None:
+        check_csrf(claims, csrf_value)
+    if verify_type:
+        token_type = claims.get("type")
+        if refresh and token_type != tokens.REFRESH:
+            raise WrongTokenError("Only refresh tokens are allowed")
+        if not refresh and token_type == tokens.REFRESH:
+            raise WrongTokenError("Only non-refresh tokens are allowed")
+    if fresh and not tokens.is_fresh(claims):
+        raise FreshTokenRequired("Fresh token required", header, claims)
+    if not skip_revocation_check:
+        await manager.check_revoked(header, claims)
+    if manager.has_token_verification:
+        await manager.check_custom(header, claims)
+    return header, claims
+
+
 async def verify_jwt_in_request(
     optional: bool = False,
     fresh: bool = False,
@@ -201,23 +232,9 @@ async def verify_jwt_in_request(
             _jwt_extended_jwt_location=None,
         )
         return None
-    if len(encoded) > config.max_token_length:
-        raise JWTDecodeError("Token is too large")
-    header, claims = await manager.decode(encoded)
-    if csrf_value is not None:
-        check_csrf(claims, csrf_value)
-    if verify_type:
-        token_type = claims.get("type")
-        if refresh and token_type != tokens.REFRESH:
-            raise WrongTokenError("Only refresh tokens are allowed")
-        if not refresh and token_type == tokens.REFRESH:
-            raise WrongTokenError("Only non-refresh tokens are allowed")
-    if fresh and not tokens.is_fresh(claims):
-        raise FreshTokenRequired("Fresh token required", header, claims)
-    if not skip_revocation_check:
-        await manager.check_revoked(header, claims)
-    if manager.has_token_verification:
-        await manager.check_custom(header, claims)
+    header, claims = await check_token(
+        manager, encoded, csrf_value, fresh, refresh, verify_type, skip_revocation_check
+    )
     # Stored only now, once every check and callback has succeeded (as FJE).
     store.update(
         _jwt_extended_jwt_user=(

@@ -31,15 +31,11 @@ from typing import Any, cast
 from quart import Quart, Request, Response, current_app, g, websocket
 from quart.wrappers import Websocket
 
-from . import tokens
 from .config import JWTConfig
 from .errors import (
     CSRFError,
-    FreshTokenRequired,
-    JWTDecodeError,
     JWTExtendedException,
     NoAuthorizationError,
-    WrongTokenError,
 )
 from .manager import Claims, JWTManager, get_manager
 from .sockets import SocketRegistry, SocketSession
@@ -155,22 +151,11 @@ async def _check(
     skip_revocation_check: bool,
 ) -> tuple[Claims, Claims, Any]:
     """Decode and check ``encoded`` in FJE's order; ``(header, claims, loaded user)``."""
-    config = manager.config
-    if len(encoded) > config.max_token_length:
-        raise JWTDecodeError("Token is too large")
-    header, claims = await manager.decode(encoded)
-    if verify_type:
-        token_type = claims.get("type")
-        if refresh and token_type != tokens.REFRESH:
-            raise WrongTokenError("Only refresh tokens are allowed")
-        if not refresh and token_type == tokens.REFRESH:
-            raise WrongTokenError("Only non-refresh tokens are allowed")
-    if fresh and not tokens.is_fresh(claims):
-        raise FreshTokenRequired("Fresh token required", header, claims)
-    if not skip_revocation_check:
-        await manager.check_revoked(header, claims)
-    if manager.has_token_verification:
-        await manager.check_custom(header, claims)
+    from .decorators import check_token
+
+    header, claims = await check_token(
+        manager, encoded, None, fresh, refresh, verify_type, skip_revocation_check
+    )
     user = await manager.load_user(header, claims) if manager.has_user_lookup else None
     return header, claims, user
 
