@@ -248,3 +248,16 @@ def test_hash_secret_prints_a_hash_the_setting_accepts(
     assert hashed.startswith("$argon2id$")
     assert PasswordHasher().verify(hashed, "client-secret")
     assert parse_clients(f"svc:{hashed}") == {"svc": hashed}
+
+
+async def test_introspection_asks_the_shared_store_too(oauth_app: Quart) -> None:
+    """A revocation recorded by another worker, not yet in this worker's mirror."""
+    from quart_app.jwt.revocation import Revocation
+    from quart_app.services import services
+
+    client, pair = await started(oauth_app)
+    jti = (await introspect(client, pair["access_token"]))["jti"]
+    assert jti
+    await services(oauth_app).revocations.store.add([Revocation("jti", jti, 2**40)])
+    assert not services(oauth_app).revocations.mirror.is_revoked({"jti": jti})
+    assert await introspect(client, pair["access_token"]) == {"active": False}
