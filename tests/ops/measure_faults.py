@@ -195,7 +195,8 @@ def measure_sqlite(tmp: Path) -> None:
                 outcome = "served"
         except RuntimeError as error:
             lines = [line for line in str(error).splitlines() if "DATABASE_URL" in line]
-            outcome = f"start-up stops: `{lines[0].strip()[:70]}...`" if lines else str(error)
+            line = lines[0].split("Error: ", 1)[-1].strip() if lines else str(error)
+            outcome = f"start-up stops with one line: `{line}`"
         row(
             "SQLite directory read-only at start-up",
             outcome,
