@@ -160,6 +160,7 @@ class Supervisor:
                 worker.kill("the supervisor is exiting")
             if self.listeners is not None:
                 self.listeners.close()
+        log.info("stopped (exit status %d)", self.exit_status)
         return self.exit_status
 
     def _queue_signal(self, signum: int, _frame: object) -> None:
@@ -405,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.getLevelName(str(settings.get("LOG_LEVEL", "INFO")).upper())
     logging.basicConfig(
         level=level if isinstance(level, int) else logging.INFO,
-        format="[%(process)d] [%(levelname)s] %(message)s",
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S %z",
     )
     supervisor = Supervisor(
         config,
