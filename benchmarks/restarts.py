@@ -120,7 +120,7 @@ def sighup_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
                 fresh = _serving_pids(server) - before
                 return len(fresh) >= len(old) and not set(old) & set(now)
 
-            return _wait(done)
+            return _wait(done, timeout=180)
 
         recording, seconds = asyncio.run(_under_load(server, token, reload, connections))
     failed = sum(recording.outcomes[k] for k in ("lost", "reset_new", "refused", "non_2xx"))
@@ -137,7 +137,7 @@ def kill_round(key: str, workdir: Path, connections: int) -> dict[str, Any]:
             before = _serving_pids(server)
             killed_at = time.monotonic()
             os.kill(workers[0], signal.SIGKILL)
-            return _wait(lambda: bool(_serving_pids(server) - before), timeout=15)
+            return _wait(lambda: bool(_serving_pids(server) - before), timeout=120)
 
         recording, recovery = asyncio.run(_under_load(server, token, kill, connections))
         gap = recording.largest_gap(killed_at, killed_at + 5)
