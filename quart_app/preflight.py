@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from .jwt.config import settings_problems
+from .jwt.keydir import key_directory
 from .jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from .security.clients import parse_clients
-from .settings import SettingsError, load_settings, short_secret
+from .settings import SECRET_FILE, SettingsError, load_settings, short_secret
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOG_FORMATS = ("text", "json", "none")
@@ -117,12 +118,15 @@ def _check_secret(settings: Mapping[str, Any]) -> list[str]:
 
 
 def _needs_instance(settings: Mapping[str, Any]) -> bool:
-    """Whether something is generated or stored in INSTANCE_PATH with these settings."""
+    """Whether a secret or key still has to be generated into INSTANCE_PATH."""
+    instance = Path(str(settings["INSTANCE_PATH"]))
     algorithm = str(settings.get("JWT_ALGORITHM"))
     if algorithm.startswith("HS"):
-        return not settings.get("JWT_SECRET_KEY")
+        return not settings.get("JWT_SECRET_KEY") and not (instance / SECRET_FILE).exists()
     keys = ("JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY", "JWT_PRIVATE_KEY_FILE", "JWT_PUBLIC_KEY_FILE")
-    return not any(settings.get(name) for name in keys)
+    if any(settings.get(name) for name in keys):
+        return False
+    return not any(key_directory(instance).glob(f"key-*-{algorithm}.pem"))
 
 
 def _unwritable(directory: Path) -> str | None:
@@ -142,7 +146,10 @@ def _check_paths(settings: Mapping[str, Any], env: Mapping[str, str]) -> list[st
     instance = Path(str(settings["INSTANCE_PATH"]))
     url = make_url(str(settings["DATABASE_URL"]))
     database = url.database if url.get_backend_name() == "sqlite" else None
-    if database and database != ":memory:" and not database.startswith("file:"):
+    # Only a database still to be created needs a writable folder now: an existing file on
+    # a filesystem gone read-only is a fault the workers answer 503 for until it heals.
+    on_disk = database is not None and database != ":memory:" and not database.startswith("file:")
+    if database is not None and on_disk and not Path(database).exists():
         folder = Path(database).resolve().parent
         if (why := _unwritable(folder)) is not None:
             where = "INSTANCE_PATH" if folder == instance else "DATABASE_URL"
