@@ -37,9 +37,13 @@ def start(tmp_path: Path, launcher: list[str], **env: str) -> subprocess.Complet
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The ``Error:`` lines; besides them at most the supervisor's one line per worker."""
     output = (result.stdout + result.stderr).strip()
     assert "Traceback" not in output, output
-    return output.splitlines()
+    lines = output.splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(lines) - len(errors) <= 2, lines
+    return errors
 
 
 CASES = {
