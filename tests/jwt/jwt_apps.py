@@ -160,7 +160,11 @@ def mint(
     headers: dict[str, Any] | None = None,
     **claims: Any,
 ) -> str:
-    """A token with FJE's claim set; ``claims`` override it (a None value drops the claim)."""
+    """A token with FJE's claim set; ``claims`` override it (a None value drops the claim).
+
+    It lives a day: modules mint their tokens at collection, and a slow run of the whole
+    suite may reach them long after.
+    """
     now = int(time.time())
     data: dict[str, Any] = {
         "fresh": False,
@@ -169,7 +173,7 @@ def mint(
         "type": "access",
         "sub": "alice",
         "nbf": now,
-        "exp": now + 600,
+        "exp": now + 86_400,
         "csrf": "csrf-value",
     }
     data.update(claims)
