@@ -345,7 +345,7 @@ BEHAVIOUR: list[Case] = [
     (
         "fresh-until-future",
         {},
-        Call(path="/fresh", headers=auth(f"Bearer {token(fresh=NOW + 60)}")),
+        Call(path="/fresh", headers=auth(f"Bearer {token(fresh=NOW + 86_400)}")),
         None,
     ),
     (
