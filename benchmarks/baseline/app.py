@@ -11,7 +11,7 @@ workers (``gunicorn_conf.py``)::
 
 Configuration from the environment: ``BASELINE_DATABASE_URL`` (SQLAlchemy URL),
 ``JWT_SECRET_KEY``, ``JWT_ACCESS_TOKEN_EXPIRES`` (seconds). A fixture, so it keeps the
-seed's shape (a module-level ``db``) rather than our package's conventions.
+tutorials' shape (a module-level ``db``) rather than our package's conventions.
 """
 
 from __future__ import annotations

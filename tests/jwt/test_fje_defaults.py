@@ -74,7 +74,7 @@ async def test_defaults_take_part_in_the_checks(path: str, expected: tuple[int, 
 
 
 async def test_tokens_without_expiry_are_accepted_by_the_app_that_made_them() -> None:
-    """JWT_ACCESS_TOKEN_EXPIRES = False, as in the second seed article."""
+    """JWT_ACCESS_TOKEN_EXPIRES = False, as in the classic Flask-JWT-Extended tutorial."""
     pair = twins(JWT_ACCESS_TOKEN_EXPIRES=False)
     theirs, ours = await pair.tokens()
     for token in (theirs, ours):

@@ -89,7 +89,7 @@ async def test_changing_back_restores_the_old_answer() -> None:
     assert (await pair.same(request(TOKEN)))[0] == 200
 
 
-async def test_settings_given_after_the_manager_as_in_the_seed_article() -> None:
+async def test_settings_given_after_the_manager_as_in_the_tutorial() -> None:
     """``JWTManager(app)`` first, then ``app.config[...] = ...``; new tokens follow them."""
     pair = twins()
     pair.set(JWT_ACCESS_TOKEN_EXPIRES=False)

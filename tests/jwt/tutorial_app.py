@@ -1,7 +1,7 @@
-"""The second seed article's Flask app ("What are the steps to implement JWT authentication
+"""A classic Flask-JWT-Extended tutorial's app ("What are the steps to implement JWT authentication
 in a Flask web application?"), on Quart: only the imports and async/await changed.
 
-The article's snippets, put together in its order: the set-up, the secret and
+The tutorial's snippets, put together in its order: the set-up, the secret and
 ``JWT_ACCESS_TOKEN_EXPIRES = False``, /register and /login, /protected under
 ``jwt_required``, and the refresh-token step (login returns both tokens; /token/refresh
 under the 3.x ``jwt_refresh_token_required``). Its /register body is a comment; here it

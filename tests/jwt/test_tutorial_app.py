@@ -1,5 +1,5 @@
-"""The second seed article's app runs on Quart with only imports and async/await changed
-(``seed_app.py``): login hands out an access and a refresh token, the access token opens
+"""A classic Flask-JWT-Extended tutorial's app runs on Quart with only imports and async/await
+changed (``tutorial_app.py``): login hands out an access and a refresh token, the access token opens
 /protected, the refresh token gets a new access token from /token/refresh, and the tokens
 never expire (``JWT_ACCESS_TOKEN_EXPIRES = False``)."""
 
@@ -15,12 +15,12 @@ import pytest
 from quart import Quart
 from support import bearer
 
-SEED_APP = Path(__file__).with_name("seed_app.py")
+TUTORIAL_APP = Path(__file__).with_name("tutorial_app.py")
 
 
-def load_seed_app() -> tuple[Quart, list[str]]:
+def load_tutorial_app() -> tuple[Quart, list[str]]:
     """A fresh copy of the article's module, and the deprecation warnings it raised."""
-    spec = importlib.util.spec_from_file_location("seed_article_app", SEED_APP)
+    spec = importlib.util.spec_from_file_location("tutorial_app", TUTORIAL_APP)
     assert spec is not None and spec.loader is not None
     module: ModuleType = importlib.util.module_from_spec(spec)
     with warnings.catch_warnings(record=True) as caught:
@@ -31,7 +31,7 @@ def load_seed_app() -> tuple[Quart, list[str]]:
 
 
 def test_the_3x_names_warn_with_their_4x_form() -> None:
-    _, deprecations = load_seed_app()
+    _, deprecations = load_tutorial_app()
     assert deprecations == [
         "@jwt_required without parentheses is the Flask-JWT-Extended 3.x API; use @jwt_required()",
         "@jwt_refresh_token_required is the Flask-JWT-Extended 3.x API;"
@@ -42,7 +42,7 @@ def test_the_3x_names_warn_with_their_4x_form() -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 async def test_the_article_s_flow() -> None:
-    app, _ = load_seed_app()
+    app, _ = load_tutorial_app()
     client = app.test_client()
     response = await client.post("/register", json={"username": "alice", "password": "pw"})
     assert response.status_code == 201
