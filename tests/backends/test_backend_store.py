@@ -204,18 +204,39 @@ async def test_serialization_failures_are_retried_not_answered_500(
             client = app.test_client()
             await register(client)
             wrong = {"username": "alice", "password": "not-her-password"}
+            assert (await client.post("/login", json=wrong)).status_code == 401  # the rows exist
             retried = _Counter("quart_app.store.errors")
-            with retried:
-                # Each round of conflicts lets one through: 4 contenders need at most 4 of
-                # the 5 attempts.
-                responses = await asyncio.gather(
-                    *(client.post("/login", json=wrong) for _ in range(4))
-                )
-            assert [r.status_code for r in responses] == [401] * 4
+            # A transaction of our own updates alice's limit rows and holds them; logins sent
+            # meanwhile wait on those rows, and our commit makes each fail with 40001.
+            blocker = await asyncpg.connect(postgres.dsn, timeout=3)
+            try:
+                held = blocker.transaction(isolation="serializable")
+                await held.start()
+                await blocker.execute("UPDATE login_limits SET failures = failures")
+                with retried:
+                    logins = [
+                        asyncio.ensure_future(client.post("/login", json=wrong)) for _ in range(3)
+                    ]
+                    await _until_a_statement_waits_on_a_lock(blocker)
+                    await held.commit()
+                    responses = await asyncio.gather(*logins)
+            finally:
+                await blocker.close()
+            assert [r.status_code for r in responses] == [401] * 3
             assert await services(app).logins.failures("alice") == 4
             assert retried.count > 0  # the conflict did happen, and was retried
     finally:
         await postgres.execute(f"ALTER DATABASE {database} RESET default_transaction_isolation")
+
+
+async def _until_a_statement_waits_on_a_lock(conn: asyncpg.Connection) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    while not await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "no login waited on the held rows"
+        await asyncio.sleep(0.05)
 
 
 class _Counter(logging.Handler):
