@@ -18,7 +18,11 @@ CERTFILE ?=
 KEYFILE ?=
 SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE) --keyfile $(KEYFILE))
 
-.PHONY: run test lint bench clean
+# Debian packages the live tests and benchmarks drive; `make test-deps` installs what is
+# missing (root and Debian's package index; `.ci/run` calls it). Tests never install.
+TEST_DEPS := nginx nghttp2-client chromium wrk curl
+
+.PHONY: run test test-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +50,14 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+test-deps:
+	@missing=$$(for p in $(TEST_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
