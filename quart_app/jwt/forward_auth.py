@@ -24,20 +24,17 @@ from typing import Any
 from urllib.parse import quote
 
 import jwt
-from quart import Blueprint, Quart, Response, current_app, g, jsonify, request
+from quart import Blueprint, Quart, Response, current_app, jsonify, request
 
-from . import tokens
-from .decorators import _from_headers
 from .errors import (
     InvalidHeaderError,
-    JWTDecodeError,
     JWTExtendedException,
     NoAuthorizationError,
     RevokedTokenError,
-    WrongTokenError,
 )
+from .extension import get_manager
 from .fastpath import ClaimsResponse, ClaimsView, claims_route
-from .manager import get_manager
+from .locate import from_headers, verify_and_store
 
 #: What gateways forward: the client's method, whatever it is.
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -82,16 +79,18 @@ async def verify_bearer() -> Mapping[str, Any]:
     manager = get_manager(current_app)
     config = manager.config
     try:
-        encoded, _ = _from_headers(request, config, False)
-        if len(encoded) > config.max_token_length:
-            raise JWTDecodeError("Token is too large")
-        header, claims = await manager.decode(encoded)
-        if claims.get("type") == tokens.REFRESH:
-            raise WrongTokenError("Only non-refresh tokens are allowed")
-        await manager.check_revoked(header, claims)
-        if manager.has_token_verification:
-            await manager.check_custom(header, claims)
-        user = await manager.load_user(header, claims) if manager.has_user_lookup else None
+        encoded, _ = from_headers(request, config, False)
+        # Where jwt_required() keeps them: get_jwt(), current_user and the request log see them.
+        _, claims = await verify_and_store(
+            manager,
+            encoded,
+            None,
+            "headers",
+            fresh=False,
+            refresh=False,
+            verify_type=True,
+            skip_revocation_check=False,
+        )
     except NoAuthorizationError as error:
         if config.header_name not in request.headers:
             raise BearerChallengeError(str(error), challenge()) from None
@@ -104,13 +103,6 @@ async def verify_bearer() -> Mapping[str, Any]:
         raise _invalid_token("Token has been revoked") from None
     except (JWTExtendedException, jwt.InvalidTokenError) as error:
         raise _invalid_token(str(error)) from None
-    # Where jwt_required() keeps them: get_jwt(), current_user and the request log see them.
-    vars(g._get_current_object()).update(  # type: ignore[attr-defined]
-        _jwt_extended_jwt_user={"loaded_user": user} if manager.has_user_lookup else None,
-        _jwt_extended_jwt_header=header,
-        _jwt_extended_jwt=claims,
-        _jwt_extended_jwt_location="headers",
-    )
     return claims
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from .deltas import after, is_duration
+from .durations import after, is_duration
 from .errors import JWTDecodeError
 
 ACCESS = "access"
