@@ -61,7 +61,7 @@ async def verify_jwt_in_request(
     except NoAuthorizationError:
         if not optional:
             raise
-        vars(g._get_current_object()).update(  # type: ignore[attr-defined]
+        vars(g._get_current_object()).update(
             _jwt_extended_jwt={},
             _jwt_extended_jwt_header={},
             _jwt_extended_jwt_user={"loaded_user": None},

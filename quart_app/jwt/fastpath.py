@@ -195,7 +195,7 @@ def _undocumented(func: Callable[..., Any]) -> Callable[..., Any]:
         from quart_schema import hide
     except ImportError:
         return func
-    return hide(func)  # type: ignore[no-any-return]
+    return hide(func)
 
 
 def _json_body(app: Quart, value: Any) -> bytes:

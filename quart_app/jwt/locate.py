@@ -190,7 +190,7 @@ def store(
     manager: JWTManager, header: Claims, claims: Claims, user: Any, location: str | None
 ) -> None:
     """Keep a verified token where ``get_jwt()`` and friends read it (the request's ``g``)."""
-    vars(g._get_current_object()).update(  # type: ignore[attr-defined]
+    vars(g._get_current_object()).update(
         _jwt_extended_jwt_user={"loaded_user": user} if manager.has_user_lookup else None,
         _jwt_extended_jwt_header=header,
         _jwt_extended_jwt=claims,

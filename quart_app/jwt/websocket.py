@@ -223,7 +223,7 @@ async def _auth_error(error: Exception) -> WebSocketAuthError:
     """``error`` as the app would answer it over HTTP (its loaders and handlers included),
     turned into a close: 4401 for a refused token, 1011/1013 for a failure of ours."""
     app = cast(Quart, current_app._get_current_object())  # type: ignore[attr-defined]
-    response = cast(Response, await app.make_response(await app.handle_user_exception(error)))  # type: ignore[arg-type]
+    response = cast(Response, await app.make_response(await app.handle_user_exception(error)))
     data = await response.get_json(silent=True)
     key = get_manager(app).config.error_msg_key
     msg = data[key] if isinstance(data, dict) and isinstance(data.get(key), str) else str(error)

@@ -137,7 +137,7 @@ class OpenAPIDocument(OpenAPIProvider):
         self, model: type[Any], headers_model: type[Any] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if model is not EmptyBody:
-            return super().build_response_object(model, headers_model)  # type: ignore[no-any-return]
+            return super().build_response_object(model, headers_model)
         response: dict[str, Any] = {"description": EmptyBody.__doc__}
         if headers_model is not None:
             fields = headers_model.model_fields

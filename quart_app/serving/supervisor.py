@@ -212,7 +212,7 @@ class Supervisor:
             config=config,
             sockets=self.listeners.sockets(slot),
             stop=self.ctx.Event(),
-            beat=self.ctx.Value("d", 0.0, lock=False),  # type: ignore[arg-type]
+            beat=self.ctx.Value("d", 0.0, lock=False),
             master=os.getpid(),
             drain_queue=self.drain_queue,
         )
