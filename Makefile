@@ -62,9 +62,10 @@ lint: $(STAMP)
 test: lint $(BENCH_STAMP)
 	$(BIN)/pytest
 
-# The edit loop: the tests marked `live` (they start servers) are left to `make test`.
+# The edit loop: the tests marked `live` (they start servers) and `bench` (they need the
+# bench extra) are left to `make test`.
 check: lint
-	$(BIN)/pytest -m "not live" -q
+	$(BIN)/pytest -m "not live and not bench" -q
 
 test-deps:
 	@missing=$$(for p in $(TEST_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

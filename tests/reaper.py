@@ -85,14 +85,30 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _defaults_in_child() -> None:
+    """A process forked from the run (a worker, a test's helper) gets the signal
+    dispositions it would have had without the reaper."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _install() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not _on_signal:
+            signal.signal(signum, _on_signal)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    _install()
+    os.register_at_fork(after_in_child=_defaults_in_child)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if _signalled:
         pytest.exit("stopped by a signal", returncode=130)
+    # A test that served in-process (Hypercorn's serve() adds loop signal handlers and
+    # resets them to the defaults when it ends) must not leave the rest of the run without.
+    _install()
 
 
 @pytest.hookimpl(trylast=True)
