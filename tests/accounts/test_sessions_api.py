@@ -224,3 +224,32 @@ async def test_me_events(client: Client) -> None:
         "/me/events", query_string={"limit": 201}, headers=bearer(pair["access_token"])
     )
     assert too_many.status_code == 400
+
+
+async def test_introspection_asks_the_session_for_refresh_tokens(
+    app_factory: Callable[..., Quart], backend: str
+) -> None:
+    import base64
+
+    app = app_factory(INTROSPECTION_CLIENTS="gateway:s3cret")
+    auth = "Basic " + base64.b64encode(b"gateway:s3cret").decode()
+
+    async def active(client: Client, token: str) -> bool:
+        response = await client.post(
+            "/oauth/introspect",
+            data=f"token={token}",
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": auth},
+        )
+        assert response.status_code == 200
+        return bool((await response.get_json())["active"])
+
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        pair = await login(client)
+        assert await active(client, pair["refresh_token"])
+        rotated = await (await _refresh(client, pair["refresh_token"])).get_json()
+        assert not await active(client, pair["refresh_token"])  # spent: no longer usable
+        assert await active(client, rotated["refresh_token"])
+        await client.post("/logout", headers=bearer(rotated["access_token"]))
+        assert not await active(client, rotated["refresh_token"])
