@@ -148,7 +148,8 @@ async def login() -> Response:
     locked account answers 429 whatever the password (the lock cannot be used to test
     passwords), and guesses in flight at once cannot outrun the lock. Unknown usernames
     take the same path. A disabled account answers 403 to the right password (401 to a
-    wrong one). Each login is a session (GET /sessions). Which limits apply to whom: docs/security.md.
+    wrong one). Each login is a session (GET /sessions). Which limits apply to whom:
+    docs/security.md.
     """
     svc = services()
     creds = await _credentials()
