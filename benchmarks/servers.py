@@ -128,6 +128,13 @@ def target_specs() -> dict[str, TargetSpec]:
             dict(QUART_BENCH_ENV),
         ),
         TargetSpec(
+            "quart-serve-h11",
+            "quart_app, python -m quart_app.serve, HTTP1_PARSER=h11 (Hypercorn's own parser)",
+            "quart",
+            (sys.executable, "-m", "quart_app.serve", *hypercorn_args),
+            {**QUART_BENCH_ENV, "HTTP1_PARSER": "h11"},
+        ),
+        TargetSpec(
             "quart-noop-hypercorn",
             "quart_app + /noop, hypercorn.toml",
             "quart",

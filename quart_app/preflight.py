@@ -25,6 +25,7 @@ from .settings import SECRET_FILE, SettingsError, load_settings, short_secret
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOG_FORMATS = ("text", "json", "none")
+HTTP1_PARSERS = ("httptools", "h11")
 
 #: Settings that must be at least 1 (when numbers: the create_app mapping may hold
 #: Flask-JWT-Extended's timedelta or False for the lifetimes).
@@ -84,6 +85,9 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
     log_format = str(settings.get("LOG_FORMAT") or "none").strip().lower()
     if log_format not in LOG_FORMATS:
         problems.append(f"LOG_FORMAT must be text, json or none, not {log_format!r}")
+    parser = str(settings.get("HTTP1_PARSER") or "").strip().lower()
+    if parser not in HTTP1_PARSERS:
+        problems.append(f"HTTP1_PARSER must be httptools or h11, not {parser!r}")
     level = str(settings.get("LOG_LEVEL", "INFO")).strip().upper()
     if not isinstance(logging.getLevelName(level), int):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")

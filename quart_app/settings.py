@@ -155,6 +155,9 @@ DEFAULTS: dict[str, Any] = {
     "STRICT_TRANSPORT_SECURITY": "max-age=31536000",
     # HTTP/2 without TLS (h2c: Upgrade or prior knowledge), for a trusted proxy hop only.
     "HTTP2_CLEARTEXT": False,
+    # Hypercorn's HTTP/1.1 parser: httptools (llhttp, in C; quart_app/serving/http1.py) or
+    # h11 (Hypercorn's own, pure Python).
+    "HTTP1_PARSER": "httptools",
 }
 
 
