@@ -314,6 +314,7 @@ class HttpToolsProtocol:
         self.rest = b""  # bytes after an upgrade request, for the protocol after it
         self.refusal = 0  # the status a parse error is answered with
         self.headers_done = False  # (parse time) the request being parsed has its head
+        self.message_done = False  # (parse time) ... and its whole body
         # The request being parsed.
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -340,6 +341,7 @@ class HttpToolsProtocol:
 
     def on_message_begin(self) -> None:
         self.headers_done = False
+        self.message_done = False
         self.url = b""
         self.headers = []
         self.head_size = 0
@@ -354,6 +356,8 @@ class HttpToolsProtocol:
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.limit:
             raise _Refused(431)
+        if self.headers_done:
+            return  # a chunked body's trailer fields: dropped, as Hypercorn's h11 path does
         self.headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
@@ -379,6 +383,7 @@ class HttpToolsProtocol:
         self.events.append((_BODY, body))
 
     def on_message_complete(self) -> None:
+        self.message_done = True
         self.events.append((_END, None))
 
     # Hypercorn's protocol interface ------------------------------------------------------
@@ -422,9 +427,10 @@ class HttpToolsProtocol:
 
     async def _feed(self, data: bytes) -> None:
         self.refusal = self._parse(data)
-        # A refused head of a request after the one in flight waits for that one's answer
-        # (h11 reads no further until then); a refused body is answered now.
-        in_head = not self.headers_done
+        # A refused body is answered now; anything refused after a complete request (a
+        # head, bytes between requests) waits for the answer in flight first: h11 reads
+        # no further until then.
+        in_head = not self.headers_done or self.message_done
         await self._process()
         status, self.refusal = self.refusal, 0
         if not status or self.closed:
@@ -474,7 +480,7 @@ class HttpToolsProtocol:
         self.response_done = False
         self.response_started = False
         self.head = None
-        keep_alive = version == "1.1"
+        keep_alive = version >= "1.1"  # h11: HTTP/1.0 and older close
         upgrade = b""
         connection = b""
         has_body = False
@@ -527,7 +533,7 @@ class HttpToolsProtocol:
                 self.stream_send,
                 STREAM_ID,
             )
-        if version == "1.1" and _expects_continue(headers):
+        if version >= "1.1" and _expects_continue(headers):
             await self._write_informational(100, [])
         await self.stream.handle(
             Request(
@@ -598,7 +604,7 @@ class HttpToolsProtocol:
         self.chunked = False
         if not bodyless and not transfer_chunked and not content_length:
             # h11's framing: chunked for an HTTP/1.1 client, read-until-close otherwise.
-            if self.version == "1.1":
+            if self.version >= "1.1":
                 headers = [h for h in headers if h[0].lower() != b"transfer-encoding"]
                 headers.append((b"Transfer-Encoding", b"chunked"))
                 self.chunked = True
