@@ -185,47 +185,62 @@ def installed() -> str:
 
 
 class IdleTimer:
-    """``TCPServer.idle_task`` as a timer handle: no task per request.
+    """``TCPServer.idle_task`` as one timer per connection: no task, no handle per request.
 
     Hypercorn restarts its idle task on every request (``Updated(idle=True)``) and stops it
     when one begins; each restart cancels a task and creates two (``wait_for``). Here a
-    restart moves one ``loop.call_later`` handle. When the worker stops
-    (``context.terminated``) every idle connection closes at once, as before.
+    restart only moves a deadline: one ``loop.call_later`` handle per connection fires at
+    the earliest deadline and re-arms itself for a later one, or closes the connection if
+    it is still idle past it. When the worker stops (``context.terminated``) every idle
+    connection closes at once, as before.
     """
 
-    __slots__ = ("__weakref__", "handle", "server")
+    __slots__ = ("__weakref__", "deadline", "handle", "idle", "server")
 
-    _idle: weakref.WeakSet[IdleTimer] = weakref.WeakSet()
+    _all: weakref.WeakSet[IdleTimer] = weakref.WeakSet()
     _watching: weakref.WeakSet[Any] = weakref.WeakSet()  # contexts with a watcher task
 
     def __init__(self, server: Any) -> None:
         self.server = server
         self.handle: asyncio.TimerHandle | None = None
+        self.idle = False
+        self.deadline = 0.0
+        IdleTimer._all.add(self)
 
     async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
-        self.cancel()
-        context = self.server.context
+        server = self.server
+        context = server.context
         if context.terminated.is_set():
+            self.idle = False
             self.expire()
             return
         if context not in IdleTimer._watching:
             IdleTimer._watching.add(context)
             task_group._task_group.create_task(_close_idle_on_stop(context))
-        loop = self.server.loop
-        self.handle = loop.call_later(self.server.config.keep_alive_timeout, self.expire)
-        IdleTimer._idle.add(self)
+        timeout = server.config.keep_alive_timeout
+        self.idle = True
+        self.deadline = server.loop.time() + timeout
+        if self.handle is None:
+            self.handle = server.loop.call_later(timeout, self.fire)
 
     async def stop(self) -> None:
-        self.cancel()
+        self.idle = False
 
-    def cancel(self) -> None:
+    def fire(self) -> None:
+        self.handle = None
+        if not self.idle:
+            return  # busy: the next restart arms it again
+        left = self.deadline - self.server.loop.time()
+        if left > 0:
+            self.handle = self.server.loop.call_later(left, self.fire)
+        else:
+            self.expire()
+
+    def expire(self) -> None:
+        self.idle = False
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
-        IdleTimer._idle.discard(self)
-
-    def expire(self) -> None:
-        self.cancel()
         server = self.server
         server.loop.create_task(_close(server))
 
@@ -236,8 +251,8 @@ async def _close(server: Any) -> None:
 
 async def _close_idle_on_stop(context: Any) -> None:
     await context.terminated.wait()
-    for timer in list(IdleTimer._idle):
-        if timer.server.context is context:
+    for timer in list(IdleTimer._all):
+        if timer.idle and timer.server.context is context:
             timer.expire()
 
 
@@ -261,6 +276,9 @@ class _H2CRequest:
         self.headers = headers
 
 
+_BUSY: Final = Updated(idle=False)
+_IDLE: Final = Updated(idle=True)
+_CLOSED: Final = Closed()
 _REQUEST: Final = 0
 _BODY: Final = 1
 _END: Final = 2
@@ -495,7 +513,7 @@ class HttpToolsProtocol:
             elif lowered in (b"content-length", b"transfer-encoding"):
                 has_body = True
         self.keep_alive = keep_alive
-        await self.send(Updated(idle=False))
+        await self.send(_BUSY)
         if method == b"PRI" and url == b"*" and version == "2.0" and guards._h2c:
             raise H2ProtocolAssumedError(b"PRI * HTTP/2.0\r\n\r\n" + self.rest)
         if upgrade == b"h2c" and not has_body and guards._h2c:
@@ -657,7 +675,7 @@ class HttpToolsProtocol:
             self.response_started = True
             await self.send(RawData(data=b"".join(lines)))
         self.refused = True
-        await self.send(Closed())
+        await self.send(_CLOSED)
 
     # The end of a request -----------------------------------------------------------------
 
@@ -674,12 +692,12 @@ class HttpToolsProtocol:
             self.head = None
             self.response_started = False
             await self.can_read.set()
-            await self.send(Updated(idle=True))
+            await self.send(_IDLE)
         else:
             if self.head is not None:
                 await self._write(b"")
             await self.can_read.set()
-            await self.send(Closed())
+            await self.send(_CLOSED)
 
     async def _close_stream(self) -> None:
         if self.stream is not None:
