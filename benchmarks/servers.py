@@ -33,6 +33,9 @@ QUART_BENCH_ENV = {
     "RATELIMIT_AUTH_LIMIT": "1000000",
     "RATELIMIT_AUTH_PERIOD": "60",
     "JWT_ACCESS_TOKEN_EXPIRES": "3600",
+    # The socket benchmarks open thousands of WebSockets from a few loopback addresses.
+    "WS_MAX_SOCKETS_PER_ADDRESS": "0",
+    "WS_MAX_PENDING_SOCKETS": "0",
 }
 #: Where the PostgreSQL + Redis profile makes its databases: an async URL of a database we
 #: may connect to in order to create ours (env BENCH_POSTGRES_URL), and Redis (BENCH_REDIS_URL).

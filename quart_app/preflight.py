@@ -21,6 +21,7 @@ from .jwt.config import settings_problems
 from .jwt.keydir import key_directory
 from .jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from .security.clients import parse_clients
+from .security.throttle import parse_proxies
 from .settings import SECRET_FILE, SettingsError, load_settings, short_secret
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -40,6 +41,8 @@ POSITIVE = (
     "RATELIMIT_AUTH_LIMIT",
     "RATELIMIT_AUTH_PERIOD",
     "WORKER_TIMEOUT",
+    "WS_RECEIVE_QUEUE",
+    "WS_SEND_TIMEOUT",
 )
 NOT_NEGATIVE = (
     "DATABASE_MAX_OVERFLOW",
@@ -49,6 +52,8 @@ NOT_NEGATIVE = (
     "SQLITE_BUSY_TIMEOUT",
     "TRUSTED_PROXY_HOPS",
     "READINESS_TIMEOUT",
+    "WS_MAX_SOCKETS_PER_ADDRESS",
+    "WS_MAX_PENDING_SOCKETS",
 )
 
 
@@ -93,6 +98,10 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")
     try:
         parse_clients(settings.get("INTROSPECTION_CLIENTS"))
+    except SettingsError as error:
+        problems.append(str(error))
+    try:
+        parse_proxies(settings.get("TRUSTED_PROXIES"))
     except SettingsError as error:
         problems.append(str(error))
     if (

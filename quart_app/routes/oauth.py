@@ -23,6 +23,7 @@ from quart_schema import DataSource, document_request, document_response
 from ..errors import AppError
 from ..jwt import JWTExtendedException, get_manager
 from ..jwt.revocation import FAMILY_CLAIM, Revocation
+from ..jwt.tokens import numeric_date
 from ..security.clients import IntrospectionClients, parse_clients
 from ..security.passwords import Passwords
 from ..services import services
@@ -126,7 +127,8 @@ async def _verified(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         await manager.check_revoked(header, claims)
     except (JWTExtendedException, jwt.InvalidTokenError):
         return None
-    if claims.get("type") not in TOKEN_TYPES:
+    kind = claims.get("type")
+    if not isinstance(kind, str) or kind not in TOKEN_TYPES:  # a list or dict is unhashable
         return None
     return header, claims
 
@@ -180,7 +182,8 @@ def _description(claims: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _seconds(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    seconds = numeric_date(value)
+    return None if seconds is None else int(seconds)
 
 
 @bp.post("/oauth/revoke")
