@@ -384,7 +384,8 @@ class HttpToolsProtocol:
         method = parser.get_method()
         hosts = 0
         te = 0
-        for name, value in self.headers:
+        headers = self.headers
+        for index, (name, value) in enumerate(headers):
             lowered = name.lower()
             if lowered == b"host":
                 hosts += 1
@@ -392,6 +393,7 @@ class HttpToolsProtocol:
                 te += 1
                 if te > 1 or value.lower() != b"chunked":
                     raise _Refused(501)
+                headers[index] = (name, b"chunked")  # as h11 hands it on: lower case
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise _Refused(400)
         self.headers_done = True
