@@ -9,8 +9,10 @@ refuses.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict
+from typing import Any
 
 import h11
 import pytest
@@ -312,3 +314,74 @@ async def test_fuzz_same_requests_and_statuses_as_h11_or_refused(
     if theirs.statuses == ours.statuses[:-1] and not theirs.closed:
         return  # h11 still waits for the rest of a line llhttp already knows is bad
     assert stricter(data) is not None, (data, ours, theirs)
+
+
+# --- one idle timer per connection ---------------------------------------------------------
+
+
+class _Server:
+    """What IdleTimer reads of Hypercorn's TCPServer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        from hypercorn.asyncio.worker_context import WorkerContext
+        from hypercorn.config import Config
+
+        self.loop = loop
+        self.config = Config()
+        self.config.keep_alive_timeout = timeout
+        self.context = WorkerContext(None)
+        self.closed_at: float | None = None
+
+    async def _initiate_server_close(self) -> None:
+        self.closed_at = self.loop.time()
+
+
+class _Group:
+    def __init__(self) -> None:
+        self._task_group = asyncio.TaskGroup()
+
+
+async def test_the_idle_timer_moves_one_handle_per_connection_not_one_per_request() -> None:
+    loop = asyncio.get_running_loop()
+    server = _Server(loop, 0.3)
+    timer = http1.IdleTimer(server)
+    scheduled = 0
+    original = loop.call_later
+
+    def counting(delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        nonlocal scheduled
+        scheduled += 1
+        return original(delay, callback, *args)
+
+    group = _Group()
+    async with group._task_group:
+        loop.call_later = counting  # type: ignore[method-assign]
+        try:
+            started = loop.time()
+            for _ in range(200):  # 200 keep-alive requests in quick succession
+                await timer.stop()  # a request begins
+                await timer.restart(group, _never)  # its response is done: idle again
+            assert scheduled == 1
+            await asyncio.sleep(0.6)
+        finally:
+            loop.call_later = original  # type: ignore[method-assign]
+        assert server.closed_at is not None
+        assert 0.3 <= server.closed_at - started < 0.6  # idle for the timeout: closed
+        # A busy connection is never closed by the timer.
+        busy = _Server(loop, 0.1)
+        busy_timer = http1.IdleTimer(busy)
+        await busy_timer.restart(group, _never)
+        await busy_timer.stop()
+        await asyncio.sleep(0.3)
+        assert busy.closed_at is None
+        # When the worker stops, idle connections close at once.
+        idle = http1.IdleTimer(busy)
+        await idle.restart(group, _never)
+        await busy.context.terminated.set()
+        await asyncio.sleep(0.05)
+        assert busy.closed_at is not None
+        await server.context.terminated.set()  # ends the first worker's watcher too
+
+
+async def _never() -> None:
+    raise AssertionError("Hypercorn's idle task is not used")
