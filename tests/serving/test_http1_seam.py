@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -385,3 +386,15 @@ async def test_the_idle_timer_moves_one_handle_per_connection_not_one_per_reques
 
 async def _never() -> None:
     raise AssertionError("Hypercorn's idle task is not used")
+
+
+def test_a_bad_http1_parser_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
+    from quart_app.preflight import preflight
+    from quart_app.settings import SettingsError
+
+    env = {"INSTANCE_PATH": str(tmp_path), "HTTP1_PARSER": "picohttp"}
+    with pytest.raises(
+        SettingsError, match="HTTP1_PARSER must be httptools or h11, not 'picohttp'"
+    ):
+        preflight(environ=env)
+    assert preflight(environ={**env, "HTTP1_PARSER": "h11"})["HTTP1_PARSER"] == "h11"
