@@ -78,7 +78,11 @@ def _builtin(opts: Options) -> list[Scenario]:
     protected = Variant("quart-hypercorn", "/protected")
     baseline = Variant("flask-gunicorn", "/protected")
     # quart_app's own launcher (one SO_REUSEPORT socket per worker), when it has one.
-    serve = (Variant("quart-serve", "/protected"),) if has_serve_launcher() else ()
+    serve = (
+        (Variant("quart-serve", "/protected"), Variant("quart-serve-h11", "/protected"))
+        if has_serve_launcher()
+        else ()
+    )
     # What `make run` starts: the launcher when there is one.
     make_run = serve[0] if serve else protected
     # With quart_app's claims fast path, /protected skips Quart and /noop does not: measure

@@ -33,6 +33,9 @@ QUART_BENCH_ENV = {
     "RATELIMIT_AUTH_LIMIT": "1000000",
     "RATELIMIT_AUTH_PERIOD": "60",
     "JWT_ACCESS_TOKEN_EXPIRES": "3600",
+    # The socket benchmarks open thousands of WebSockets from a few loopback addresses.
+    "WS_MAX_SOCKETS_PER_ADDRESS": "0",
+    "WS_MAX_PENDING_SOCKETS": "0",
 }
 #: Where the PostgreSQL + Redis profile makes its databases: an async URL of a database we
 #: may connect to in order to create ours (env BENCH_POSTGRES_URL), and Redis (BENCH_REDIS_URL).
@@ -126,6 +129,13 @@ def target_specs() -> dict[str, TargetSpec]:
             "quart",
             (sys.executable, "-m", "quart_app.serve", *hypercorn_args),
             dict(QUART_BENCH_ENV),
+        ),
+        TargetSpec(
+            "quart-serve-h11",
+            "quart_app, python -m quart_app.serve, HTTP1_PARSER=h11 (Hypercorn's own parser)",
+            "quart",
+            (sys.executable, "-m", "quart_app.serve", *hypercorn_args),
+            {**QUART_BENCH_ENV, "HTTP1_PARSER": "h11"},
         ),
         TargetSpec(
             "quart-noop-hypercorn",

@@ -30,6 +30,7 @@ from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
 from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody, ServingHeaders
+from .serving.wsbounds import init_websocket_bounds
 from .settings import NOTES_KEY, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.events import EventStore
@@ -173,6 +174,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
 
     init_observability(app)
     init_lifecycle(app)
+    init_websocket_bounds(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     # Answers claims-only routes for cached tokens before any layer below it.
     install_fast_path(app)

@@ -20,7 +20,7 @@ from .jwt import get_manager
 from .jwt.fastpath import ClaimsFastPath
 from .observability import observability
 from .observability.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
-from .security.throttle import forwarded_address
+from .security.throttle import peer_client
 
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
@@ -51,14 +51,14 @@ def install_fast_path(app: Quart) -> None:
         sub = claims.get(get_manager(app).config.identity_claim_key)
 
         def client() -> str:
-            # As Quart's request.remote_addr, behind TRUSTED_PROXY_HOPS proxies.
+            # As client_address(): the peer, or what trusted proxies report.
             peer = (scope.get("client") or ("<local>",))[0]
             forwarded = [
                 value.decode("latin-1")
                 for name, value in scope["headers"]
                 if name == b"x-forwarded-for"
             ]
-            return forwarded_address(peer, forwarded, int(app.config["TRUSTED_PROXY_HOPS"]))
+            return peer_client(app, peer, forwarded)
 
         observability(app).record(
             method=scope["method"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -21,11 +22,27 @@ _COMPACT = {"separators": (",", ":")}
 OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as null, as orjson writes them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 class OrjsonProvider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs and kwargs != _COMPACT:  # indent...: the rare pretty-printing callers
             return super().dumps(obj, **kwargs)
-        return orjson.dumps(obj, default=_default, option=OPTIONS).decode()
+        try:
+            return orjson.dumps(obj, default=_default, option=OPTIONS).decode()
+        except orjson.JSONEncodeError:
+            # An integer past 64 bits (a claim of a signed token may hold 10**400): the
+            # standard library writes any integer.
+            return super().dumps(_finite(obj), **_COMPACT)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)

@@ -21,10 +21,12 @@ from .jwt.config import settings_problems
 from .jwt.keydir import key_directory
 from .jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from .security.clients import parse_clients
+from .security.throttle import parse_proxies
 from .settings import SECRET_FILE, SettingsError, load_settings, short_secret
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOG_FORMATS = ("text", "json", "none")
+HTTP1_PARSERS = ("httptools", "h11")
 
 #: Settings that must be at least 1 (when numbers: the create_app mapping may hold
 #: Flask-JWT-Extended's timedelta or False for the lifetimes).
@@ -42,6 +44,8 @@ POSITIVE = (
     "SESSION_IDLE_TIMEOUT",
     "SESSION_MAX_AGE",
     "AUDIT_RETENTION_DAYS",
+    "WS_RECEIVE_QUEUE",
+    "WS_SEND_TIMEOUT",
 )
 NOT_NEGATIVE = (
     "DATABASE_MAX_OVERFLOW",
@@ -53,6 +57,8 @@ NOT_NEGATIVE = (
     "READINESS_TIMEOUT",
     "SESSION_LIMIT",
     "REFRESH_REUSE_GRACE_SECONDS",
+    "WS_MAX_SOCKETS_PER_ADDRESS",
+    "WS_MAX_PENDING_SOCKETS",
 )
 
 
@@ -89,11 +95,18 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
     log_format = str(settings.get("LOG_FORMAT") or "none").strip().lower()
     if log_format not in LOG_FORMATS:
         problems.append(f"LOG_FORMAT must be text, json or none, not {log_format!r}")
+    parser = str(settings.get("HTTP1_PARSER") or "").strip().lower()
+    if parser not in HTTP1_PARSERS:
+        problems.append(f"HTTP1_PARSER must be httptools or h11, not {parser!r}")
     level = str(settings.get("LOG_LEVEL", "INFO")).strip().upper()
     if not isinstance(logging.getLevelName(level), int):
         problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}")
     try:
         parse_clients(settings.get("INTROSPECTION_CLIENTS"))
+    except SettingsError as error:
+        problems.append(str(error))
+    try:
+        parse_proxies(settings.get("TRUSTED_PROXIES"))
     except SettingsError as error:
         problems.append(str(error))
     if (

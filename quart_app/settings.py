@@ -115,6 +115,18 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_AUTH_PERIOD": 60,
     # Number of trusted proxies in front of the service (X-Forwarded-For hops).
     "TRUSTED_PROXY_HOPS": 0,
+    # Peers whose X-Forwarded-For is believed (with TRUSTED_PROXY_HOPS > 0): addresses or
+    # CIDR networks, comma-separated. Unset: loopback only (a proxy on the same host).
+    "TRUSTED_PROXIES": ("127.0.0.0/8", "::1"),
+    # WebSockets (quart_app/serving/wsbounds.py), per worker: sockets open at once from one
+    # client address (an IPv6 /64 counts as one), sockets accepted and still waiting for
+    # their first-message auth (0: no cap, for either), received messages queued for the
+    # view before the server stops reading, and seconds a reply may take to be taken by
+    # the client before the socket is closed with 1008.
+    "WS_MAX_SOCKETS_PER_ADDRESS": 50,
+    "WS_MAX_PENDING_SOCKETS": 256,
+    "WS_RECEIVE_QUEUE": 8,
+    "WS_SEND_TIMEOUT": 10.0,
     # Browser origins allowed to call the API cross-origin: comma-separated
     # "https://app.example.com" entries, or "*". Empty: CORS off, no Access-Control-* headers.
     "CORS_ALLOWED_ORIGINS": "",
@@ -168,6 +180,9 @@ DEFAULTS: dict[str, Any] = {
     "STRICT_TRANSPORT_SECURITY": "max-age=31536000",
     # HTTP/2 without TLS (h2c: Upgrade or prior knowledge), for a trusted proxy hop only.
     "HTTP2_CLEARTEXT": False,
+    # Hypercorn's HTTP/1.1 parser: httptools (llhttp, in C; quart_app/serving/http1.py) or
+    # h11 (Hypercorn's own, pure Python).
+    "HTTP1_PARSER": "httptools",
 }
 
 

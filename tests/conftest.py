@@ -94,3 +94,22 @@ def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
         "REDIS_URL": redis.url,
         "REDIS_PREFIX": redis.next_prefix(),
     }
+
+
+# The HTTP/1.1 parser a live server runs with (HTTP1_PARSER, quart_app/serving/http1.py):
+# a live test that asks for ``http1_parser`` runs on both; servers read it from the
+# environment (tests/live.py copies it).
+HTTP1_PARSERS = ("httptools", "h11")
+
+
+@pytest.fixture(params=HTTP1_PARSERS)
+def http1_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    parser = str(request.param)
+    monkeypatch.setenv("HTTP1_PARSER", parser)
+    return parser
+
+
+@pytest.fixture(scope="module", params=HTTP1_PARSERS)
+def http1_parser_module(request: pytest.FixtureRequest) -> str:
+    """The same, for module-scoped servers: pass ``{"HTTP1_PARSER": ...}`` to the server."""
+    return str(request.param)

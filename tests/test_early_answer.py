@@ -405,15 +405,15 @@ def hypercorn(app: str, env: dict[str, str] | None = None) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def fixture_server() -> Iterator[int]:
-    with hypercorn(FIXTURE_APP) as port:
+def fixture_server(http1_parser_module: str) -> Iterator[int]:
+    with hypercorn(FIXTURE_APP, {"HTTP1_PARSER": http1_parser_module}) as port:
         yield port
 
 
 @pytest.mark.live
-def test_fixture_bug_reproduces_without_the_middleware() -> None:
+def test_fixture_bug_reproduces_without_the_middleware(http1_parser: str) -> None:
     """Guards the reproduction itself: without the fix, the request after a 401 is lost."""
-    with hypercorn(FIXTURE_APP, {"EARLY_APP_DRAIN": "0"}) as port:
+    with hypercorn(FIXTURE_APP, {"EARLY_APP_DRAIN": "0", "HTTP1_PARSER": http1_parser}) as port:
         first, second = early_then_healthz(
             port, "PUT", "/me/password", b'{"a": 1}', answer_first=True
         )
@@ -527,9 +527,11 @@ class RealServer:
 
 
 @pytest.fixture(scope="module")
-def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
+def real_server(
+    tmp_path_factory: pytest.TempPathFactory, http1_parser_module: str
+) -> Iterator[RealServer]:
     instance = tmp_path_factory.mktemp("early-answer")
-    with hypercorn(REAL_APP, real_env(instance)) as port:
+    with hypercorn(REAL_APP, real_env(instance, HTTP1_PARSER=http1_parser_module)) as port:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             user = {"username": "early_bird", "password": PASSWORD}
             assert client.post("/register", json=user).status_code == 201
@@ -591,8 +593,10 @@ def test_early_answer_413_says_connection_close(real_server: RealServer) -> None
 
 
 @pytest.mark.live
-def test_early_answer_429_keeps_the_connection(tmp_path: Path) -> None:
-    env = real_env(tmp_path, RATELIMIT_AUTH_LIMIT="1", RATELIMIT_AUTH_PERIOD="3600")
+def test_early_answer_429_keeps_the_connection(tmp_path: Path, http1_parser: str) -> None:
+    env = real_env(
+        tmp_path, RATELIMIT_AUTH_LIMIT="1", RATELIMIT_AUTH_PERIOD="3600", HTTP1_PARSER=http1_parser
+    )
     with hypercorn(REAL_APP, env) as port:
         body = b'{"username": "nobody", "password": "wrong password"}'
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

@@ -38,8 +38,8 @@ ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[Server]:
-    env = {"REVOCATION_SYNC_INTERVAL": str(SYNC_INTERVAL)}
+def two_workers(tmp_path: Path, http1_parser: str) -> Iterator[Server]:
+    env = {"REVOCATION_SYNC_INTERVAL": str(SYNC_INTERVAL), "HTTP1_PARSER": http1_parser}
     with Server(tmp_path / "instance", workers=2, env=env) as server:
         yield server
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+from .tokens import numeric_date
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,7 @@ SESSION_CLAIM = "auth_time"
 
 def session_start(claims: Mapping[str, Any]) -> float | None:
     """When the token's session began: ``auth_time``, else ``iat``; None if not a number."""
-    value = claims.get(SESSION_CLAIM, claims.get("iat"))
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return numeric_date(claims.get(SESSION_CLAIM, claims.get("iat")))
 
 
 @dataclass(frozen=True, slots=True)

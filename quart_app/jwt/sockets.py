@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from .revocation import FAMILY_CLAIM, Revocation, RevocationList
+from .tokens import numeric_date
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,7 @@ class SocketSession:
         self.family = family if isinstance(family, str) and family else None
         sub = claims.get(identity_key)
         self.sub = None if sub is None else str(sub)
-        self.iat = float(iat) if isinstance(iat, int | float) else None
-        self.exp = float(exp) if isinstance(exp, int | float) else None
+        self.iat, self.exp = numeric_date(iat), numeric_date(exp)
 
 
 class SocketRegistry:

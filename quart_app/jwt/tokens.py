@@ -142,12 +142,29 @@ _NUMERIC_DATES = {
     "nbf": "Not Before claim (nbf)",
     "iat": "Issued At claim (iat)",
 }
+#: OpenID Connect's ``auth_time`` (the session's start): a number is range-checked like
+#: the others; any other type is left to the revocation check, which fails closed on it.
+SESSION_DATE = "auth_time"
 #: 9999-12-31T23:59:59Z: beyond it a date is an attack (or a bug), not a lifetime.
 _MAX_NUMERIC_DATE = 253_402_300_799
 
 
+def numeric_date(value: Any) -> float | None:
+    """``value`` as a NumericDate in seconds, or None when it is not one: only an int or a
+    float (a bool is neither), finite, within +-9999-12-31. The one range check of every
+    date claim, wherever a token is read."""
+    if type(value) not in (int, float):
+        return None
+    # Compared as the int or float it is: float(10**400) would raise OverflowError, and
+    # NaN fails every comparison.
+    if not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE:
+        return None
+    return float(value)
+
+
 def check_numeric_dates(claims: Mapping[str, Any]) -> None:
-    """Refuse ``exp``/``nbf``/``iat`` that PyJWT lets through but no issuer of ours makes.
+    """Refuse ``exp``/``nbf``/``iat`` (and a numeric ``auth_time``) that PyJWT lets through
+    but no issuer of ours makes.
 
     PyJWT passes each through ``int()``, so it accepts digit strings and numbers past any
     float (``10**400``), which later code converting them to float would choke on. Runs
@@ -159,8 +176,11 @@ def check_numeric_dates(claims: Mapping[str, Any]) -> None:
         value = claims[claim]
         if type(value) not in (int, float):
             raise JWTDecodeError(f"{name} must be an integer.")
-        if not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE:
+        if numeric_date(value) is None:
             raise JWTDecodeError(f"{name} is out of range")
+    session = claims.get(SESSION_DATE)
+    if type(session) in (int, float) and numeric_date(session) is None:
+        raise JWTDecodeError("Authentication Time claim (auth_time) is out of range")
 
 
 def unverified_header(encoded: str) -> dict[str, Any]:

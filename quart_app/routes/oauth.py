@@ -26,6 +26,7 @@ from ..accounts.sessions import end_session, user_id_of
 from ..errors import AppError
 from ..jwt import JWTExtendedException, get_manager
 from ..jwt.revocation import FAMILY_CLAIM, Revocation
+from ..jwt.tokens import numeric_date
 from ..security.clients import IntrospectionClients, parse_clients
 from ..security.passwords import Passwords
 from ..security.throttle import request_client
@@ -129,7 +130,8 @@ async def _verified(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         await manager.check_revoked(header, claims)
     except (JWTExtendedException, jwt.InvalidTokenError):
         return None
-    if claims.get("type") not in TOKEN_TYPES:
+    kind = claims.get("type")
+    if not isinstance(kind, str) or kind not in TOKEN_TYPES:  # a list or dict is unhashable
         return None
     return header, claims
 
@@ -190,7 +192,8 @@ def _description(claims: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _seconds(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    seconds = numeric_date(value)
+    return None if seconds is None else int(seconds)
 
 
 @bp.post("/oauth/revoke")

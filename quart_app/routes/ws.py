@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from quart import Blueprint, websocket
+from quart import Blueprint, Response, current_app, jsonify, websocket
 from quart_cors import cors_exempt
 
-from ..jwt import jwt_required, websocket_auth, websocket_reauth
+from ..jwt import get_websocket_session, jwt_required, websocket_auth, websocket_reauth
+from ..serving.wsbounds import ClientNotReading, pending_slot
 
 bp = Blueprint("ws", __name__)
 
@@ -53,15 +54,35 @@ def _error(msg: str) -> str:
 @bp.websocket("/ws")
 @cors_exempt
 @jwt_required(optional=True)
-async def ws() -> None:
+async def ws() -> tuple[Response, int, dict[str, str]] | None:
     """Echo for an authenticated client, until its token dies.
 
     Exempt from quart-cors' origin check, which would refuse every handshake without an
     allowed ``Origin`` (any non-browser client): a socket needs a token anyway, which no
     other site's page holds; only a cookie can be sent by one, and the extension takes a
     cookie only from ``JWT_WEBSOCKET_ORIGINS``.
+
+    A socket without a token in its handshake waits for its auth message in one of the
+    worker's ``WS_MAX_PENDING_SOCKETS`` slots; with none free the handshake gets 503. A
+    client that does not take its replies is closed with 1008 (quart_app/serving/wsbounds.py).
     """
-    await websocket.send(_ready(await websocket_auth(timeout=AUTH_TIMEOUT)))
+    try:
+        if get_websocket_session() is None:
+            async with pending_slot(current_app._get_current_object()) as admitted:  # type: ignore[attr-defined]
+                if not admitted:
+                    msg = "Too many WebSockets waiting for authentication"
+                    return jsonify(msg=msg), 503, {"Retry-After": "5"}
+                claims = await websocket_auth(timeout=AUTH_TIMEOUT)
+        else:
+            claims = await websocket_auth(timeout=AUTH_TIMEOUT)
+        await websocket.send(_ready(claims))
+        await _serve()
+    except ClientNotReading:
+        pass  # closed with 1008 already
+    return None
+
+
+async def _serve() -> None:
     while True:
         raw = await websocket.receive()
         try:

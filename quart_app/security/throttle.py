@@ -6,12 +6,13 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from quart import Quart, current_app, request
 from quart_rate_limiter import rate_limit
 
 from ..accounts.events import Client
+from ..settings import SettingsError
 from .ratelimit import AtomicRateLimiter, BoundedMemoryStore
 
 __all__ = [
@@ -20,15 +21,68 @@ __all__ = [
     "init_rate_limits",
     "limit_key",
     "request_client",
+    "parse_proxies",
+    "peer_client",
 ]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_PROXIES_KEY = "quart_app.trusted_proxies"
+
+
+def parse_proxies(value: str | Iterable[str] | None) -> tuple[Network, ...]:
+    """``TRUSTED_PROXIES`` (addresses or CIDR networks) as networks; SettingsError names a
+    bad entry."""
+    entries = value.split(",") if isinstance(value, str) else list(value or ())
+    networks = []
+    for entry in entries:
+        text = str(entry).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"TRUSTED_PROXIES entry {text[:64]!r} is not an IP address or CIDR network"
+                " (e.g. 10.0.0.5, 10.0.0.0/8, fd00::/8)"
+            ) from None
+    return tuple(networks)
+
+
+def _proxies(app: Quart) -> tuple[Network, ...]:
+    networks = app.extensions.get(_PROXIES_KEY)
+    if networks is None:
+        networks = app.extensions[_PROXIES_KEY] = parse_proxies(app.config["TRUSTED_PROXIES"])
+    return cast(tuple[Network, ...], networks)
+
+
+def trusted_peer(app: Quart, peer: str | None) -> bool:
+    """Whether ``peer`` (the TCP peer's address) is one of ``TRUSTED_PROXIES``."""
+    try:
+        ip = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in _proxies(app))
+
+
+def peer_client(app: Quart, peer: str | None, forwarded_for: Iterable[str]) -> str:
+    """The client's address for a connection from ``peer``: the peer itself, or, when the
+    peer is a trusted proxy (``TRUSTED_PROXY_HOPS`` > 0 and the peer in
+    ``TRUSTED_PROXIES``), the address the proxies report in ``X-Forwarded-For``."""
+    hops = int(app.config["TRUSTED_PROXY_HOPS"])
+    if hops <= 0 or not trusted_peer(app, peer):
+        return peer or "unknown"
+    return forwarded_address(peer, forwarded_for, hops)
 
 
 def client_address() -> str:
-    """The client's address: the peer, or the address ``TRUSTED_PROXY_HOPS`` proxies report."""
-    return forwarded_address(
+    """The client's address: the peer, or the address ``TRUSTED_PROXY_HOPS`` proxies report
+    when the peer is one of ``TRUSTED_PROXIES``."""
+    return peer_client(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
         request.remote_addr,
         request.headers.getlist("X-Forwarded-For"),
-        int(current_app.config["TRUSTED_PROXY_HOPS"]),
     )
 
 

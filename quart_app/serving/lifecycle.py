@@ -36,7 +36,7 @@ from types import FrameType
 
 from quart import Quart
 
-from . import acceptor, guards
+from . import acceptor, guards, http1
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def init_lifecycle(app: Quart) -> None:
         install_sigterm_guard()
         # Hypercorn's HTTP/2 bug, h2c off unless asked for (quart_app/serving/guards.py).
         guards.install(h2c=app.config["HTTP2_CLEARTEXT"])
+        # HTTP/1.1 on httptools unless HTTP1_PARSER=h11 (quart_app/serving/http1.py).
+        http1.install(str(app.config["HTTP1_PARSER"]).strip().lower())
         # Hypercorn starts its listening sockets after the app's start-up, so this is
         # in time for them (quart_app/serving/acceptor.py).
         if app.config["DRAIN_ACCEPT_QUEUE"] and acceptor.is_uvloop(asyncio.get_running_loop()):

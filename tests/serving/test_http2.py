@@ -122,6 +122,7 @@ def raw_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
         return status + b" " + answer.headers.get("connection", "").encode(), closed
 
 
+@pytest.mark.usefixtures("http1_parser")
 def test_h2c_is_off_and_framing_is_strict_over_cleartext(tmp_path: Path) -> None:
     with Server(tmp_path / "instance", workers=1, launcher=SERVE) as server:
         # Prior knowledge: refused in HTTP/1.1 with 505, and closed.

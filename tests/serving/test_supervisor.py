@@ -195,6 +195,7 @@ def test_a_port_held_with_so_reuseport_by_anything_else_is_named(tmp_path: Path)
     assert f"held by another program (pid {os.getpid()}" in second.stderr
 
 
+@pytest.mark.usefixtures("http1_parser")
 def test_sigterm_under_load_leaves_no_request_unanswered(tmp_path: Path) -> None:
     """Every request written on an open connection gets its response, and the close is
     announced; new connections are refused once the server stops accepting."""
@@ -220,6 +221,7 @@ def test_sigterm_under_load_leaves_no_request_unanswered(tmp_path: Path) -> None
         assert recording.closes_announced >= 1
 
 
+@pytest.mark.usefixtures("http1_parser")
 def test_sighup_reloads_with_new_workers_and_no_failed_request(tmp_path: Path) -> None:
     config = tmp_path / "hypercorn.toml"
     config.write_text((ROOT / "hypercorn.toml").read_text())
