@@ -85,6 +85,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         statement_timeout=settings["DATABASE_STATEMENT_TIMEOUT"],
         sqlite_busy_timeout=settings["SQLITE_BUSY_TIMEOUT"],
         operation_timeout=settings["DATABASE_OPERATION_TIMEOUT"],
+        breaker_cooldown=settings["DATABASE_BREAKER_COOLDOWN"],
     )
     passwords = Passwords(
         time_cost=settings["ARGON2_TIME_COST"],

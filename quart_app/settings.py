@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     # with Retry-After. It also caps the pool, connect, statement and SQLite busy
     # timeouts (0: no overall bound, each of those alone).
     "DATABASE_OPERATION_TIMEOUT": 5.0,
+    # After an operation times out, a worker answers 503 at once without calling the
+    # database and tries SELECT 1 this often until it answers (a hung database costs one
+    # timeout per worker, not one per request). 0 turns the breaker off.
+    "DATABASE_BREAKER_COOLDOWN": 1.0,
     # PostgreSQL: reconnect pooled connections older than this (seconds; 0 = never), give
     # up connecting after DATABASE_CONNECT_TIMEOUT, cancel statements running longer
     # than DATABASE_STATEMENT_TIMEOUT (0 = no limit).

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from .errors import OperationTimeout, unavailable_reason
+from ..serving.drain import mark_committed
+from .errors import CircuitOpen, OperationTimeout, unavailable_reason
 from .migrate import SchemaError, ensure_schema
 from .models import Base
 
@@ -56,11 +57,14 @@ class Database:
         statement_timeout: float = 30.0,
         sqlite_busy_timeout: float = 10.0,
         operation_timeout: float = 0.0,
+        breaker_cooldown: float = 0.0,
         echo: bool = False,
     ) -> None:
         self.url = make_url(url)
         #: Seconds any one operation of a store may take (0: unbounded); see run_bounded.
         self.operation_timeout = operation_timeout
+        #: The circuit breaker of this worker's database calls (off with a cool-down of 0).
+        self.breaker = DatabaseBreaker(self, breaker_cooldown)
         # Every wait inside an operation ends by then too, so that an abandoned one
         # (run_bounded) lets go of its connection soon after instead of hanging on.
         pool_timeout = _bound(pool_timeout, operation_timeout)
@@ -123,6 +127,9 @@ class Database:
         if self.is_sqlite and self.url.database and self.url.database != ":memory:":
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(self.url, **self._options)
+        # A request that commits is not cut by a worker's drain deadline: it is answered
+        # as it happened, never 503 for a write that was made (quart_app/serving/drain.py).
+        event.listen(engine.sync_engine, "commit", _committing)
         if self.is_sqlite:
             busy = self._busy_timeout_ms
 
@@ -200,6 +207,7 @@ class Database:
                 await asyncio.sleep(0.1 * (attempt + 1))
 
     async def close(self) -> None:
+        await self.breaker.close()
         if self._connector is not None:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,6 +230,13 @@ class Database:
         timeout = self.operation_timeout
         if timeout <= 0:
             return await operation
+        if self.breaker.is_open:
+            if inspect.iscoroutine(operation):
+                operation.close()  # never started: no "was never awaited" warning
+            raise CircuitOpen(
+                f"the database did not answer within {timeout:g}s; not called until it"
+                " answers a probe"
+            )
         task = asyncio.ensure_future(operation)
         try:
             done, _ = await asyncio.wait({task}, timeout=timeout)
@@ -231,6 +246,7 @@ class Database:
         if not done:
             task.cancel()
             task.add_done_callback(_consume)
+            self.breaker.failed()
             raise OperationTimeout(f"no answer from the database within {timeout:g}s")
         return task.result()
 
@@ -240,6 +256,74 @@ class Database:
     async def _ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+
+class DatabaseBreaker:
+    """Open after an operation times out, probe in the background, close when it answers.
+
+    Like Redis's (quart_app/store/redis_breaker.py): without it a hung database (a
+    SIGSTOPped server, a blackholed network) costs every request the whole
+    ``DATABASE_OPERATION_TIMEOUT`` for as long as it hangs. With it, what was in flight
+    when the database stopped answering waits out that one timeout; from then on this
+    worker answers 503 (``Retry-After``) at once, without calling the database, and a
+    background task tries ``SELECT 1`` every ``cooldown`` seconds (each try bounded by
+    the operation timeout). The first answer closes the breaker. No request waits for a
+    probe. Errors that come fast (a refused connection, a full disk, a lock) do not open
+    it: they cost nothing to find out again.
+    """
+
+    def __init__(self, db: Database, cooldown: float) -> None:
+        self.db = db
+        self.cooldown = cooldown
+        self.is_open = False
+        #: How many times the breaker opened (for tests and the measurements).
+        self.trips = 0
+        self._opened_at = 0.0
+        self._probe: asyncio.Task[None] | None = None
+
+    def failed(self) -> None:
+        if self.cooldown <= 0 or self.is_open:
+            return
+        self.is_open = True
+        self.trips += 1
+        self._opened_at = time.monotonic()
+        log.warning(
+            "database did not answer within %gs; answering 503 without calling it and"
+            " probing every %gs",
+            self.db.operation_timeout,
+            self.cooldown,
+        )
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(
+                self._probe_until_answered(), name="database-breaker-probe"
+            )
+
+    async def _probe_until_answered(self) -> None:
+        while True:
+            await asyncio.sleep(self.cooldown)
+            try:
+                await asyncio.wait_for(self.db._ping(), self.db.operation_timeout)
+            except Exception as error:  # any failure to answer: try again later
+                log.debug("database probe failed: %s", error or type(error).__name__)
+                continue
+            self.is_open = False
+            log.warning(
+                "database answers again after %.1fs; calling it again",
+                time.monotonic() - self._opened_at,
+            )
+            return
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
+        self.is_open = False
+
+
+def _committing(_connection: Any) -> None:
+    mark_committed()
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +73,44 @@ def test_a_hung_postgresql_is_a_503_within_the_bound_and_heals(
         assert client.post("/logout", headers=access).status_code == 200
         assert client.get("/protected", headers=access).status_code == 401
     assert server.process is not None and server.process.poll() is None
+
+
+def test_a_hung_postgresql_costs_one_timeout_per_worker_then_fast_503s(
+    tmp_path: Path, pg_proxy: tuple[FaultProxy, str]
+) -> None:
+    """The database's circuit breaker: after one operation times out in a worker, that
+    worker answers 503 without calling the database until a probe answers (the probes
+    are an hour apart here, so none answers during the test).
+    """
+    proxy, url = pg_proxy
+    timeout = 3.0
+    env = env_for(
+        url,
+        DATABASE_CREATE_TABLES="false",
+        DATABASE_OPERATION_TIMEOUT=str(timeout),
+        DATABASE_BREAKER_COOLDOWN="3600",
+    )
+    with Server(tmp_path / "instance", workers=2, env=env) as server:
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+            assert client.post("/register", json=credentials("alice")).status_code == 201
+        proxy.hang()
+        waited = []
+        for _ in range(12):
+            # A new connection each time: the kernel picks either worker.
+            with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+                started = time.monotonic()
+                assert_unavailable(client.post("/login", json=credentials("alice")))
+                waited.append(time.monotonic() - started)
+        # One timeout per worker (twelve connections reach both: the odds of the kernel
+        # giving all of them to one are 1 in 2,048), never one per request.
+        slow = [seconds for seconds in waited if seconds >= timeout * 0.9]
+        assert len(slow) == 2, waited
+        sent = len(proxy.transcript)
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+            for _ in range(5):
+                assert_unavailable(client.post("/login", json=credentials("alice")))
+        assert len(proxy.transcript) == sent  # nothing more was sent to the database
+        proxy.restore()
 
 
 def test_a_stopped_postgresql_is_a_503_and_heals(proxied: tuple[Server, FaultProxy]) -> None:
