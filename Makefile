@@ -22,7 +22,8 @@ WORKERS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null ||
 SERVE_ARGS := --config hypercorn.toml --bind $(HOST):$(PORT) --workers $(WORKERS)
 CERTFILE ?=
 KEYFILE ?=
-SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE) --keyfile $(KEYFILE))
+# Each only when given: one without the other is refused by the server, in one line.
+SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE)) $(if $(KEYFILE),--keyfile $(KEYFILE))
 
 # Debian packages the live tests and benchmarks drive; `make test-deps` installs what is
 # missing (root and Debian's package index; `.ci/run` calls it). Tests never install.

@@ -383,18 +383,50 @@ def parse_config(argv: list[str] | None) -> Config:
 def _check_settings() -> dict[str, Any] | None:
     """The app's settings, checked once here so that a bad one is said once and no worker
     starts; None after one ``Error:`` line per problem (as quart_app/boot.py words them)."""
-    from ..preflight import preflight
+    from ..preflight import preflight, stale_metrics
     from ..settings import SettingsError
 
     try:
-        return preflight()
+        settings = preflight()
     except SettingsError as error:
         for line in error.problems:
             print(f"Error: {line}", file=sys.stderr)
         return None
+    stale = stale_metrics()
+    if stale is not None:
+        print(f"Error: {stale}", file=sys.stderr)
+        return None
+    return settings
+
+
+def command_line_problem(argv: list[str]) -> str | None:
+    """A worker count or port that is not a number, in one line (argparse would print its
+    usage, and a port a traceback); None when both read.
+    """
+    for index, arg in enumerate(argv):
+        name, has_value, value = arg.partition("=")
+        if not has_value:
+            value = argv[index + 1] if index + 1 < len(argv) else ""
+        if name in {"-w", "--workers"}:
+            if not value.isdigit() or int(value) < 1:
+                return f"--workers (WORKERS) must be a whole number of at least 1, not {value!r}"
+        elif name in {"-b", "--bind", "--insecure-bind"}:
+            if value.startswith(("unix:", "fd://")):
+                continue
+            _host, _colon, port = value.rpartition(":")
+            if _colon and not (port.isdigit() and int(port) <= 65535):
+                return (
+                    f"{name} {value} (HOST, PORT): the port must be a number from 0 to"
+                    f" 65535, not {port!r}"
+                )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
+    problem = command_line_problem(sys.argv[1:] if argv is None else argv)
+    if problem is not None:
+        print(f"Error: {problem}", file=sys.stderr)
+        return BOOT_ERROR_EXIT
     config = parse_config(argv)
     if config.use_reloader or any(b.startswith(("unix:", "fd://")) for b in config.bind):
         from hypercorn.run import run as hypercorn_run

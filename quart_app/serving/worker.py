@@ -37,6 +37,7 @@ from types import FrameType
 
 from hypercorn.config import Config, Sockets
 
+from .. import boot
 from ..settings import BOOT_ERROR_EXIT
 from . import acceptor, guards
 from .drain import STATE
@@ -132,6 +133,7 @@ def one_line(error: BaseException) -> str:
 def run_worker(spec: WorkerSpec) -> None:
     """The worker process's target (multiprocessing, spawn)."""
     die_with_parent()
+    boot.SUPERVISED = True
     control = WorkerControl(spec)
     if master_gone(spec.master):  # the master died before the line above
         os._exit(1)
