@@ -262,6 +262,11 @@ class Supervisor:
             return
         because = f" ({worker.killed_because})" if worker.killed_because else ""
         log.warning("worker %d died (%s)%s", worker.pid, how, because)
+        others = [w for w in self.workers if w.slot != worker.slot and w.serving]
+        if others and self.listeners is not None and self.listeners.unlisten(worker.slot):
+            # New connections go to the live workers, not to a queue nobody accepts from
+            # until the replacement serves (it listens again then).
+            log.info("slot %d stops listening until its new worker serves", worker.slot)
         if worker.generation == self.reloading:
             self._abort_reload(f"a new worker died ({how})")
             return
