@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from quart import Quart, Response
@@ -15,6 +16,7 @@ from .fastpath import install_fast_path
 from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keydir import keys_from_settings
+from .jwt.revocation import Snapshot
 from .observability import init_observability
 from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
@@ -29,7 +31,7 @@ from .security.throttle import init_rate_limits
 from .services import EXTENSION_KEY, Services
 from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody, ServingHeaders
-from .settings import NOTES_KEY, resolve_secret
+from .settings import NOTES_KEY, SNAPSHOT_FILE, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.login_limits import LoginLimitStore
 from .store.redis_breaker import EXTENSION_KEY as BREAKER_EXTENSION_KEY
@@ -102,10 +104,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     bus = RedisRevocationBus.from_settings(settings, breaker=redis_breaker)
     app.extensions[BUS_EXTENSION_KEY] = bus
     revocation_store = SqlRevocationStore(db)
+    snapshot_age = float(settings["REVOCATION_SNAPSHOT_MAX_AGE"])
     revocations = RevocationSync(
         bus.wrap(revocation_store) if bus else revocation_store,
         jwt.revocations,
         settings["REVOCATION_SYNC_INTERVAL"],
+        snapshot=Snapshot(Path(settings["INSTANCE_PATH"]) / SNAPSHOT_FILE, snapshot_age)
+        if snapshot_age > 0
+        else None,
     )
     app.extensions[EXTENSION_KEY] = Services(
         db=db,

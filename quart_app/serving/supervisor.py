@@ -9,10 +9,13 @@ One loop in the master; signals are queued by their handlers and handled there.
   connections evenly (plain ``hypercorn -w N`` shares one socket, and under a burst the
   first worker to wake takes most connections: 6,700 req/s instead of 15,100 here).
 * **Dead workers** are reaped, logged with their pid and exit status or signal, and
-  replaced at once. Deaths that come fast (``CRASH_LIMIT`` within ``CRASH_WINDOW``
-  seconds) back off, then stop the server with a message. A worker that exits with
-  :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could not start) stops the
-  server: restarting it would fail the same way.
+  replaced at once, from a preloaded process (``WORKER_PRELOAD``: multiprocessing's
+  forkserver with the app's modules imported once), so the replacement serves within
+  a fraction of a second instead of importing the app anew; meanwhile its slot does
+  not listen (quart_app/serving/listeners.py). Deaths that come fast (``CRASH_LIMIT``
+  within ``CRASH_WINDOW`` seconds) back off, then stop the server with a message. A
+  worker that exits with :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could
+  not start) stops the server: restarting it would fail the same way.
 * **Hung workers**: each worker's event loop beats every 0.1 s; one silent for
   ``WORKER_TIMEOUT`` seconds (default 30) is killed and replaced.
 * **SIGTERM / SIGINT**: graceful stop. New connections are refused; each worker drains
@@ -20,7 +23,8 @@ One loop in the master; signals are queued by their handlers and handled there.
   stops at once.
 * **SIGHUP**: zero-downtime reload. The command line and config file are read again,
   new workers (a new interpreter each: new code) start on the same sockets, and only
-  once every one of them serves are the old ones drained. If a new worker fails, the
+  once every one of them serves are the old ones drained. The preloaded process holds
+  the old code: it is retired once no worker forked from it is left. If a new worker fails, the
   old ones keep serving.
 * **SIGTTIN / SIGTTOU**: one worker more / fewer.
 """
@@ -35,9 +39,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import forkserver, get_context
 from multiprocessing.connection import wait
-from multiprocessing.context import SpawnProcess
+from multiprocessing.context import BaseContext, ForkServerProcess, SpawnProcess
 from typing import Any
 
 from hypercorn import __main__ as hypercorn_cli
@@ -56,14 +60,26 @@ MAX_BACKOFF = 5.0
 #: Seconds between the loop's looks at heartbeats when nothing else wakes it.
 TICK = 0.25
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGTTIN", "SIGTTOU")
+#: What the preloaded process imports once (an import that fails is skipped): the app's
+#: modules and what they load, not the app itself (its settings are read in each worker).
+PRELOAD = (
+    "quart_app.app",
+    "quart_app.serving.worker",
+    "hypercorn.asyncio.run",
+    "uvloop",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+    "sqlalchemy.dialects.postgresql.asyncpg",
+    "redis.asyncio",
+)
 
 
 @dataclass
 class Worker:
-    process: SpawnProcess
+    process: SpawnProcess | ForkServerProcess
     spec: WorkerSpec
     slot: int
     generation: int
+    forked: bool = False  # from the preloaded process (forkserver)
     started: float = field(default_factory=time.monotonic)
     stopping: bool = False
     killed_because: str = ""
@@ -94,12 +110,19 @@ class Supervisor:
         worker_timeout: float = 30.0,
         drain_queue: bool = True,
         reload_config: Callable[[], Config] | None = None,
+        preload: bool = True,
     ) -> None:
         self.config = config
         self.worker_timeout = worker_timeout
         self.drain_queue = drain_queue
         self.reload_config = reload_config
         self.ctx = get_context("spawn")
+        self.preload = preload and sys.platform.startswith("linux")
+        self.fork_ctx = get_context("forkserver")
+        if self.preload:
+            self.fork_ctx.set_forkserver_preload(list(PRELOAD))
+        #: The preloaded process holds code older than a reload: fork from it no more.
+        self.forkserver_stale = False
         self.workers: list[Worker] = []
         self.signals: collections.deque[int] = collections.deque()
         self.generation = 0
@@ -208,17 +231,19 @@ class Supervisor:
 
     def _spawn(self, slot: int, generation: int, config: Config) -> Worker:
         assert self.listeners is not None
+        forked = self.preload and not self.forkserver_stale
+        ctx: BaseContext = self.fork_ctx if forked else self.ctx
         spec = WorkerSpec(
             config=config,
             sockets=self.listeners.sockets(slot),
-            stop=self.ctx.Event(),
-            beat=self.ctx.Value("d", 0.0, lock=False),  # type: ignore[arg-type]
+            stop=ctx.Event(),
+            beat=ctx.Value("d", 0.0, lock=False),
             master=os.getpid(),
             drain_queue=self.drain_queue,
         )
-        process = self.ctx.Process(target=run_worker, kwargs={"spec": spec}, daemon=False)
+        process = ctx.Process(target=run_worker, kwargs={"spec": spec}, daemon=False)  # type: ignore[attr-defined]
         process.start()
-        worker = Worker(process, spec, slot, generation)
+        worker = Worker(process, spec, slot, generation, forked=forked)
         self.workers.append(worker)
         log.info("worker %d started (slot %d)", worker.pid, slot)
         return worker
@@ -243,6 +268,10 @@ class Supervisor:
             worker.process.join()
             self.workers.remove(worker)
             self._reaped(worker, worker.process.exitcode)
+        if self.forkserver_stale and not any(w.forked for w in self.workers):
+            # Every worker of the old code is gone: the next fork preloads the new code.
+            forkserver._forkserver._stop()  # type: ignore[attr-defined]
+            self.forkserver_stale = False
         if self.listeners is not None and not self.stopping:
             self.listeners.trim(max([self.config.workers, *(w.slot + 1 for w in self.workers)]))
 
@@ -328,6 +357,8 @@ class Supervisor:
                 config.bind, config.insecure_bind = self.config.bind, self.config.insecure_bind
         self.config = config
         self.reloading = self.generation + 1
+        # New code for the new workers: a new interpreter each, not the preloaded process.
+        self.forkserver_stale = self.preload
         log.info("SIGHUP: starting %d new worker(s)", config.workers)
         for slot in range(config.workers):
             self._spawn(slot, self.reloading, config)
@@ -451,5 +482,6 @@ def main(argv: list[str] | None = None) -> int:
         worker_timeout=float(settings.get("WORKER_TIMEOUT", 30.0)),
         drain_queue=bool(settings.get("DRAIN_ACCEPT_QUEUE", True)),
         reload_config=lambda: parse_config(argv),
+        preload=bool(settings.get("WORKER_PRELOAD", True)),
     )
     return supervisor.run()

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
 
 from ..serving.drain import mark_committed
 from .errors import CircuitOpen, OperationTimeout, unavailable_reason
-from .migrate import SchemaError, ensure_schema
+from .migrate import SchemaError, create_private, ensure_schema
 from .models import Base
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class Database:
         if self._engine is not None:
             return
         if self.is_sqlite and self.url.database and self.url.database != ":memory:":
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(self.url.database))
         engine = create_async_engine(self.url, **self._options)
         # A request that commits is not cut by a worker's drain deadline: it is answered
         # as it happened, never 503 for a write that was made (quart_app/serving/drain.py).
