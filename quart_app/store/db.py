@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import inspect
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: SQLite faults after which a worker's connections are opened anew (a connection opened
+#: while the file was read-only stays read-only).
+REOPEN_AFTER = frozenset({"read-only", "I/O error", "unreachable"})
 #: The longest wait between two attempts to reach a database that was down at start-up.
 RECONNECT_MAX_DELAY = 5.0
 
@@ -98,6 +103,9 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._connector: asyncio.Task[None] | None = None
+        #: A SQLite fault was seen (or the file was not writable): connections opened
+        #: meanwhile may be read-only, and are replaced once the file is writable.
+        self._suspect = False
         #: True once the database answered and its schema is at head.
         self.ready = False
 
@@ -227,6 +235,33 @@ class Database:
         connection it held, which on a hung server may take seconds more (its graceful
         close), seconds the client does not wait for.
         """
+        if self._suspect:
+            await self._reopen_if_writable()
+        try:
+            return await self._run_bounded(operation)
+        except Exception as error:
+            if self.is_sqlite and unavailable_reason(error) in REOPEN_AFTER:
+                self._suspect = True
+            raise
+
+    async def _reopen_if_writable(self) -> None:
+        """Once the SQLite file can be written again, close this worker's connections so
+        that the next ones are opened anew.
+
+        SQLite opens a file it cannot write read-only, silently, and such a connection
+        stays read-only after the file is writable again: without this, writes would
+        answer 503 until the worker restarts.
+        """
+        try:
+            self._check_writable()
+        except OSError:
+            return
+        self._suspect = False
+        if self._engine is not None:
+            log.info("SQLite database writable again: reopening this worker's connections")
+            await self._engine.dispose()
+
+    async def _run_bounded(self, operation: Awaitable[T]) -> T:
         timeout = self.operation_timeout
         if timeout <= 0:
             return await operation
@@ -256,6 +291,24 @@ class Database:
     async def _ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        if self.is_sqlite:
+            if self._suspect:
+                await self._reopen_if_writable()
+            try:
+                self._check_writable()
+            except OSError:
+                self._suspect = True
+                raise
+
+    def _check_writable(self) -> None:
+        """SQLite answers SELECT 1 from a file it cannot write: a probe must see that
+        writes would fail (a read-only file, folder or mount)."""
+        database = self.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return
+        for path in (Path(database), Path(database).parent):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise OSError(errno.EROFS, f"SQLite database not writable: {path}")
 
 
 class DatabaseBreaker:
