@@ -106,6 +106,12 @@ class DrainState:
                 result = callback(reader, writer)
                 if result is not None:
                     await result
+            except asyncio.CancelledError:
+                # Only a worker's stop cancels a connection's task (asyncio.run cancels
+                # what is left). Python 3.11's stream callback calls task.exception() on
+                # it and logs the CancelledError as an error with a traceback: end the
+                # task normally instead, closing the connection.
+                writer.close()
             finally:
                 self.connections -= 1
 
