@@ -51,9 +51,9 @@ def worker_pids(server: Server) -> list[int]:
     return [int(part.split(",")[0]) for part in out.split("pid=")[1:]]
 
 
-def replacements(preload: bool, root: Path) -> tuple[list[float], list[float]]:
+def replacements(preload: bool, root: Path) -> tuple[list[float], list[float], int]:
     env = {"WORKER_PRELOAD": "true" if preload else "false"}
-    seconds, slowest = [], []
+    seconds, slowest, resets = [], [], 0
     with Server(root / f"preload-{preload}", workers=2, launcher=SERVE, env=env) as server:
         for _ in range(KILLS):
             while listening(server.port) < 2:
@@ -64,14 +64,17 @@ def replacements(preload: bool, root: Path) -> tuple[list[float], list[float]]:
             waits = []
             for _ in range(20):
                 asked = time.monotonic()
-                httpx.get(f"{server.url}/healthz", timeout=60)
+                try:
+                    httpx.get(f"{server.url}/healthz", timeout=60)
+                except httpx.TransportError:
+                    resets += 1  # queued on the dying socket in the instant before the reap
                 waits.append(time.monotonic() - asked)
             slowest.append(max(waits))
             while victim in worker_pids(server) or listening(server.port) < 2:
                 time.sleep(0.01)
             seconds.append(time.monotonic() - started)
             time.sleep(1.0)
-    return seconds, slowest
+    return seconds, slowest, resets
 
 
 def hung_logins(cooldown: str, root: Path, url: str) -> list[float]:
@@ -101,14 +104,18 @@ def main() -> None:
     print(f"load average: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        print("| workers from | replacement serves after (s) | slowest new request meanwhile (s) |")
-        print("|---|---|---|")
+        print(
+            "| workers from | replacement serves after (s) | slowest new request meanwhile"
+            " (s) | new connections reset |"
+        )
+        print("|---|---|---|---|")
         for preload in (False, True):
-            seconds, slowest = replacements(preload, root)
+            seconds, slowest, resets = replacements(preload, root)
             label = "preloaded process" if preload else "new interpreter"
             print(
                 f"| {label} | {statistics.median(seconds):.2f} (all: "
                 f"{', '.join(f'{s:.2f}' for s in seconds)}) | {max(slowest):.3f} |"
+                f" {resets} of {20 * KILLS} |"
             )
         postgres = PostgresRun(POSTGRES_URL)
         postgres.create()
