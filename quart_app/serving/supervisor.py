@@ -471,11 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = _check_settings()
     if settings is None:
         return BOOT_ERROR_EXIT
-    level = logging.getLevelName(str(settings.get("LOG_LEVEL", "INFO")).upper())
-    logging.basicConfig(
-        level=level if isinstance(level, int) else logging.INFO,
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S %z",
+    # The app's log format (LOG_FORMAT text or json) for the supervisor's lines too: one
+    # format in the stream. "none" leaves the app's logging to a host; here the
+    # supervisor is the host, so it writes text.
+    from ..observability.logs import configure_logging
+
+    log_format = str(settings.get("LOG_FORMAT") or "text").strip().lower()
+    configure_logging(
+        "text" if log_format == "none" else log_format, str(settings.get("LOG_LEVEL", "INFO"))
     )
     supervisor = Supervisor(
         config,

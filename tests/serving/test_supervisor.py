@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -344,3 +345,18 @@ def test_workers_that_keep_dying_stop_the_server_with_a_message(tmp_path: Path) 
         assert "next start in" in log(server)  # backed off before giving up
     finally:
         server.stop()
+
+
+def test_the_supervisor_logs_in_the_apps_format(tmp_path: Path) -> None:
+    """One format in the stream: with LOG_FORMAT=json the supervisor's lines are JSON
+    objects like the app's, not Hypercorn-style text."""
+    env = {"LOG_FORMAT": "json"}
+    with Server(tmp_path / "instance", workers=2, launcher=SERVE, env=env) as server:
+        wait_for(lambda: len(serving_workers(server)) == 2)
+    lines = [json.loads(line) for line in log(server).splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line["logger"] == "quart_app.serve"]
+    assert any(line["msg"].startswith("supervisor ") for line in mine), lines[:5]
+    assert any(line["msg"].startswith("worker ") for line in mine)
+    apps = [line for line in lines if line["logger"] != "quart_app.serve"]
+    core = {"ts", "level", "logger", "msg", "request_id", "pid"}
+    assert apps and all(core <= set(line) for line in [*mine, *apps])
