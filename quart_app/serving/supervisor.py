@@ -70,6 +70,7 @@ PRELOAD = (
     "sqlalchemy.dialects.sqlite.aiosqlite",
     "sqlalchemy.dialects.postgresql.asyncpg",
     "redis.asyncio",
+    "quart_app.serving.preloaded",  # last: freezes what the imports above made
 )
 
 
