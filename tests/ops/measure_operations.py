@@ -66,9 +66,13 @@ def replacements(preload: bool, root: Path) -> tuple[list[float], list[float], i
             os.kill(victim, signal.SIGKILL)
             served: list[float] = []
 
-            def watch(victim: int = victim, served: list[float] = served) -> None:
-                while victim in worker_pids(server) or listening(server.port) < 2:
-                    time.sleep(0.01)
+            def watch(served: list[float] = served) -> None:
+                # The dead worker's slot stops listening once it is reaped, and listens
+                # again when its replacement serves.
+                while listening(server.port) == 2:
+                    time.sleep(0.005)
+                while listening(server.port) < 2:
+                    time.sleep(0.005)
                 served.append(time.monotonic())
 
             watcher = threading.Thread(target=watch)
