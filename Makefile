@@ -6,12 +6,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # `make run` installs what the service needs (pip install -e .); `make check` adds the
-# development tools (the `dev` extra); `make bench` the benchmark peers (the `bench` extra:
-# Locust, gunicorn, FastAPI, uvicorn, granian, matplotlib); `make test` both, since it
-# smoke-tests the benchmarks.
+# development tools (the `dev` extra); `make bench` and `make loadtest` the benchmark peers
+# (the `bench` extra: Locust, websockets, gunicorn, FastAPI, uvicorn, granian, matplotlib,
+# the Flask baseline); `make test` both, since it smoke-tests the benchmarks.
 RUN_STAMP := $(VENV)/.installed-run
-STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+STAMP := $(VENV)/.installed
+# The interpreter $(PYTHON) is, and the one the venv was made from: a venv made by another
+# (make run PYTHON=python3.13 after python3) is made anew, with nothing else deleted.
+WANT_PYTHON := $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))' 2>/dev/null)
+HAVE_PYTHON := $(shell $(BIN)/python -c 'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null)
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -20,32 +24,35 @@ WORKERS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null ||
 SERVE_ARGS := --config hypercorn.toml --bind $(HOST):$(PORT) --workers $(WORKERS)
 CERTFILE ?=
 KEYFILE ?=
-SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE) --keyfile $(KEYFILE))
+# Each only when given: one without the other is refused by the server, in one line.
+SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE)) $(if $(KEYFILE),--keyfile $(KEYFILE))
 
 # Debian packages the live tests and benchmarks drive; `make test-deps` installs what is
 # missing (root and Debian's package index; `.ci/run` calls it). Tests never install.
 TEST_DEPS := nginx nghttp2-client chromium wrk curl faketime
 
-.PHONY: run test check test-deps lint bench clean
+.PHONY: run test check test-deps lint bench loadtest clean FORCE
 
-$(BIN)/python:
+$(VENV)/pyvenv.cfg: $(if $(filter-out $(WANT_PYTHON),$(HAVE_PYTHON)),FORCE)
+	@test -n "$(WANT_PYTHON)" || { echo "Error: PYTHON=$(PYTHON) does not run"; exit 2; }
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 
-# Re-install whenever pyproject.toml changes.
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+# Re-install whenever pyproject.toml changes, or the venv was made anew.
+$(RUN_STAMP): pyproject.toml $(VENV)/pyvenv.cfg
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(RUN_STAMP)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP) $(RUN_STAMP)
-
-$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+$(BENCH_STAMP): pyproject.toml $(VENV)/pyvenv.cfg
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	touch $(BENCH_STAMP) $(RUN_STAMP)
+
+$(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP) $(RUN_STAMP)
 
 # Hypercorn, with one SO_REUSEPORT listening socket per worker (quart_app/serving/supervisor.py);
 # `$(BIN)/hypercorn $(SERVE_ARGS) quart_app.asgi:app` serves the same app.
@@ -78,5 +85,13 @@ test-deps:
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# Locust's web UI against a server that `make run` started (another terminal): open
+# http://127.0.0.1:8089. LOCUST_ARGS="--headless -u 50 -r 10 -t 30s" for a run without it.
+LOCUST_ARGS ?=
+loadtest: $(BENCH_STAMP)
+	$(BIN)/locust -f benchmarks --host http://$(HOST):$(PORT) $(LOCUST_ARGS)
+
+# Build and tool caches only: instance/ (the users' database and the signing secret) is
+# data, never deleted by make.
 clean:
-	rm -rf $(VENV) instance site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from quart import Quart, Response
@@ -16,6 +17,7 @@ from .fastpath import install_fast_path
 from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keydir import keys_from_settings
+from .jwt.revocation import Snapshot
 from .observability import init_observability
 from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
@@ -32,6 +34,7 @@ from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody, ServingHeaders
 from .serving.wsbounds import init_websocket_bounds
 from .settings import NOTES_KEY, resolve_secret
+from .settings import NOTES_KEY, SNAPSHOT_FILE, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.events import EventStore
 from .store.login_limits import LoginLimitStore
@@ -106,6 +109,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         statement_timeout=settings["DATABASE_STATEMENT_TIMEOUT"],
         sqlite_busy_timeout=settings["SQLITE_BUSY_TIMEOUT"],
         operation_timeout=settings["DATABASE_OPERATION_TIMEOUT"],
+        breaker_cooldown=settings["DATABASE_BREAKER_COOLDOWN"],
     )
     passwords = Passwords(
         time_cost=settings["ARGON2_TIME_COST"],
@@ -122,10 +126,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     bus = RedisRevocationBus.from_settings(settings, breaker=redis_breaker)
     app.extensions[BUS_EXTENSION_KEY] = bus
     revocation_store = SqlRevocationStore(db)
+    snapshot_age = float(settings["REVOCATION_SNAPSHOT_MAX_AGE"])
     revocations = RevocationSync(
         bus.wrap(revocation_store) if bus else revocation_store,
         jwt.revocations,
         settings["REVOCATION_SYNC_INTERVAL"],
+        snapshot=Snapshot(Path(settings["INSTANCE_PATH"]) / SNAPSHOT_FILE, snapshot_age)
+        if snapshot_age > 0
+        else None,
     )
     app.extensions[EXTENSION_KEY] = Services(
         db=db,

@@ -10,7 +10,10 @@ Workers of one server fail together: only the first to fail says why (an abstrac
 file named after the parent process is the mark, Linux only); the others exit silently
 with the same status. ``python -m quart_app.serve`` checks the settings in the master
 before any worker starts and exits 3 too. Plain ``hypercorn`` prints the same line, but
-its master (0.17, 0.18) reports 0 whatever its workers exited with (pgjones/hypercorn#269).
+its master (0.17, 0.18) reports 0 whatever its workers exited with (pgjones/hypercorn#269):
+so the first worker of a plain Hypercorn master to fail ends that master with SIGUSR1,
+whose default action stops it with a failure status (a shell says 138, systemd
+``status=10/USR1``) instead of a silent 0.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -132,16 +136,22 @@ def _first_to_fail() -> bool:
     The mark is an empty file named after the parent process: siblings that fail later,
     after the first has exited, still find it. Marks of servers that are gone are removed.
     """
-    if multiprocessing.parent_process() is None:
+    master = multiprocessing.parent_process()
+    if master is None:
         return True  # not a worker: a master or a single process always says it
-    parent = os.getppid()
+    # The pid the worker was started by, even once it is gone (a sibling that failed
+    # first ends a plain Hypercorn master: see fail()).
+    parent = master.pid or os.getppid()
     folder = Path(tempfile.gettempdir())
     for stale in folder.glob(f"{MARK_PREFIX}*"):
         pid = stale.name[len(MARK_PREFIX) :].split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and int(pid) != parent and not Path(f"/proc/{pid}").exists():
             stale.unlink(missing_ok=True)
-    if not Path(f"/proc/{parent}").exists():
+    if not Path("/proc/self").exists():
         return True  # no /proc (not Linux): say it from every process
+    if not Path(f"/proc/{parent}").exists():
+        # The master is gone: ended by the sibling that said why, or died on its own.
+        return not any(folder.glob(f"{MARK_PREFIX}{parent}-*"))
     mark = folder / f"{MARK_PREFIX}{parent}-{_started(parent)}"
     try:
         os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -152,12 +162,35 @@ def _first_to_fail() -> bool:
     return True
 
 
+#: True in a worker of ``python -m quart_app.serve`` (quart_app/serving/worker.py), whose
+#: master reads the exit status itself.
+SUPERVISED = False
+
+
+def _plain_hypercorn_master() -> int | None:
+    """The pid of this worker's master when it is plain ``hypercorn``, or None."""
+    if SUPERVISED or multiprocessing.parent_process() is None:
+        return None
+    parent = os.getppid()
+    try:
+        command = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if any(part.endswith((b"hypercorn", b"hypercorn/__main__.py")) for part in command):
+        return parent
+    return None
+
+
 def fail(problems: list[str]) -> NoReturn:
     """Say ``problems`` (once per server) and exit with :data:`BOOT_ERROR_EXIT`."""
     if _first_to_fail():
         for line in problems:
             sys.stderr.write(f"Error: {line}\n")
         sys.stderr.flush()
+        master = _plain_hypercorn_master()
+        if master is not None:
+            # Its exit status would be 0 (see above): end it with a failing one.
+            os.kill(master, signal.SIGUSR1)
     os._exit(BOOT_ERROR_EXIT)
 
 

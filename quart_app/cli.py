@@ -433,7 +433,8 @@ def prune() -> None:
 @click.option(
     "--allow-skipped",
     is_flag=True,
-    help="Exit 0 even when rows were skipped or conflicted (default: exit 1).",
+    help="Import the other rows when some are skipped or in conflict (default: import"
+    " nothing and exit 1).",
 )
 def import_users_command(
     source_url: str,
@@ -449,9 +450,9 @@ def import_users_command(
     """Import the Flask app's users from SOURCE_URL (e.g. sqlite:////srv/flask/instance/app.db).
 
     Passwords keep their Werkzeug hashes and become argon2id at each user's next login.
-    One transaction; running it again imports nothing twice. Exits 1 when rows were skipped
-    or conflicted (after importing the others), so that a script notices; --allow-skipped
-    accepts that.
+    One transaction, all or nothing: when a row is skipped or in conflict nothing is
+    imported and it exits 1 (--allow-skipped imports the others and exits 0). Running it
+    again imports nothing twice.
     """
     from sqlalchemy.engine import make_url
 
@@ -473,7 +474,12 @@ def import_users_command(
         except Exception:
             shown = "the source"
         report = await import_users(
-            svc.db, users, source=shown, keep_ids=not new_ids, dry_run=dry_run
+            svc.db,
+            users,
+            source=shown,
+            keep_ids=not new_ids,
+            dry_run=dry_run,
+            require_all=not allow_skipped,
         )
         problems = [*report.skipped, *report.conflicts]
         # "Already here" is not counted: after their first login, imported users' hashes
@@ -485,10 +491,10 @@ def import_users_command(
     for line in lines:
         click.echo(line)
     if left_out and not allow_skipped:
-        done = "would be imported" if dry_run else "were imported"
         raise click.ClickException(
-            f"{left_out} source row(s) not imported (listed above; the others {done}):"
-            " fix them in the source and run it again, or pass --allow-skipped"
+            f"{left_out} source row(s) cannot be imported (listed above), so nothing was"
+            " imported: fix them in the source and run it again, or pass --allow-skipped"
+            " to import the others"
         )
 
 

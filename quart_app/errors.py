@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -60,10 +61,25 @@ RETRY_AFTER = {"busy": 1}
 RETRY_AFTER_DEFAULT = 5
 
 
+#: Seconds between two WARNINGs of one outage reason (a worker serving 1,000 requests a
+#: second during an outage would otherwise log 1,000 lines a second).
+WARNING_INTERVAL = 10.0
+_warned: dict[str, tuple[float, int]] = {}  # reason -> (last WARNING, answers since)
+
+
 def unavailable(reason: str, error: BaseException | None = None) -> Response:
     """The one 503 answer for a dependency that cannot serve now."""
     detail = getattr(error, "orig", None) or error
-    log.warning("dependency unavailable (%s): %s", reason, detail or type(error).__name__)
+    now = time.monotonic()
+    last, since = _warned.get(reason, (-WARNING_INTERVAL, 0))
+    if now - last >= WARNING_INTERVAL:
+        more = f" (and {since} more 503s like it since the last warning)" if since else ""
+        log.warning(
+            "dependency unavailable (%s): %s%s", reason, detail or type(error).__name__, more
+        )
+        _warned[reason] = (now, 0)
+    else:
+        _warned[reason] = (last, since + 1)
     retry_after = RETRY_AFTER.get(reason, RETRY_AFTER_DEFAULT)
     return _json(503, "Service temporarily unavailable", {"Retry-After": str(retry_after)})
 

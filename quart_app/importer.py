@@ -5,7 +5,9 @@ Each row becomes one of our users with the hash kept as it is: the login verifie
 (:mod:`quart_app.security.werkzeug_hashes`) and re-hashes the password to argon2id the
 first time it succeeds, so nobody needs a password reset.
 
-The import is one transaction (a failure half-way imports nothing) and idempotent: an
+The import is one transaction (a failure half-way imports nothing), all or nothing (with
+``require_all``, the default of ``import-users``: a row skipped or in conflict imports
+nothing, unless ``--allow-skipped`` says to import the others) and idempotent: an
 account that exists here is never written again, whatever happened to it since. Rows
 not imported are counted and listed, never guessed at:
 
@@ -186,8 +188,13 @@ async def import_users(
     source: str,
     keep_ids: bool = True,
     dry_run: bool = False,
+    require_all: bool = False,
 ) -> ImportReport:
-    """Import ``users`` into ``db`` in one transaction; see the module docstring."""
+    """Import ``users`` into ``db`` in one transaction; see the module docstring.
+
+    With ``require_all``, a row skipped or in conflict makes it a dry run: nothing is
+    written, and the report says what would have been.
+    """
     report = ImportReport(source=source, read=len(users), dry_run=dry_run)
     by_key: dict[str, list[tuple[SourceUser, str]]] = defaultdict(list)
     for user in users:
@@ -209,6 +216,8 @@ async def import_users(
         else:
             candidates[key] = group[0]
 
+    if require_all and (report.skipped or report.conflicts):
+        dry_run = report.dry_run = True
     with contextlib.suppress(_DryRun):
         await _write(db, candidates, report, keep_ids=keep_ids, dry_run=dry_run)
     return report

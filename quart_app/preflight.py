@@ -79,6 +79,24 @@ def preflight(
     return settings
 
 
+def stale_metrics(environ: Mapping[str, str] | None = None) -> str | None:
+    """What is wrong with a non-empty ``PROMETHEUS_MULTIPROC_DIR`` at a server's start, or
+    None. Files left there by an earlier run would be summed into every scrape (counts of
+    processes long gone). Checked by the supervisor before any worker starts (workers
+    write their own files there, so it cannot be checked from a worker).
+    """
+    multiproc = (os.environ if environ is None else environ).get(MULTIPROC_ENV)
+    if not multiproc or not Path(multiproc).is_dir():
+        return None
+    left = sorted(path.name for path in Path(multiproc).glob("*.db"))
+    if not left:
+        return None
+    return (
+        f"{MULTIPROC_ENV} {multiproc} holds {len(left)} file(s) of an earlier run"
+        f" ({left[0]}, ...): empty it before starting (rm {multiproc}/*.db)"
+    )
+
+
 def problems_of(settings: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
     """One line per setting that cannot work (the values are already read)."""
     env = os.environ if environ is None else environ
@@ -188,6 +206,14 @@ def _check_paths(settings: Mapping[str, Any], env: Mapping[str, str]) -> list[st
             f" ({why}): point INSTANCE_PATH at a writable directory, or set"
             " JWT_SECRET_KEY (HS*) or JWT_PRIVATE_KEY/JWT_PUBLIC_KEY"
         )
+    for name in ("JWT_PRIVATE_KEY_FILE", "JWT_PUBLIC_KEY_FILE"):
+        value = settings.get(name)
+        if value and not Path(str(value)).is_file():
+            problems.append(
+                f"{name} {value}: no such file: point {name} at the PEM file, or unset it"
+            )
+        elif value and not os.access(str(value), os.R_OK):
+            problems.append(f"{name} {value}: not readable by this user")
     multiproc = env.get(MULTIPROC_ENV)
     if multiproc:
         folder = Path(multiproc)

@@ -25,6 +25,8 @@ MIN_SECRET_BYTES = 32
 #: once logging is configured.
 NOTES_KEY = "SETTINGS_NOTES"
 SECRET_FILE = "jwt-secret.key"
+#: The workers' revocation snapshot in INSTANCE_PATH (quart_app/jwt/revocation.py).
+SNAPSHOT_FILE = "revocations.snapshot.json"
 
 #: name -> default. ``None`` defaults are strings when set.
 DEFAULTS: dict[str, Any] = {
@@ -40,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     # with Retry-After. It also caps the pool, connect, statement and SQLite busy
     # timeouts (0: no overall bound, each of those alone).
     "DATABASE_OPERATION_TIMEOUT": 5.0,
+    # After an operation times out, a worker answers 503 at once without calling the
+    # database and tries SELECT 1 this often until it answers (a hung database costs one
+    # timeout per worker, not one per request). 0 turns the breaker off.
+    "DATABASE_BREAKER_COOLDOWN": 1.0,
     # PostgreSQL: reconnect pooled connections older than this (seconds; 0 = never), give
     # up connecting after DATABASE_CONNECT_TIMEOUT, cancel statements running longer
     # than DATABASE_STATEMENT_TIMEOUT (0 = no limit).
@@ -98,6 +104,11 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_MIN_LENGTH": 8,
     # How often each worker pulls new revocations from the shared store (seconds).
     "REVOCATION_SYNC_INTERVAL": 1.0,
+    # A worker that starts while the database does not answer takes the revocations from
+    # the snapshot its siblings keep in INSTANCE_PATH when they held the store's state at
+    # most this many seconds ago; otherwise it refuses tokens (503) until the database
+    # answers. 0: never (always refuse).
+    "REVOCATION_SNAPSHOT_MAX_AGE": 300.0,
     # Request bodies larger than this get 413.
     "MAX_CONTENT_LENGTH": 64 * 1024,
     # Password hashing (argon2id). OWASP's minimum: m=19 MiB, t=2, p=1.
@@ -176,6 +187,10 @@ DEFAULTS: dict[str, Any] = {
     # python -m quart_app.serve kills and replaces a worker whose event loop has not run
     # for this many seconds (a request stuck in blocking code), like gunicorn's --timeout.
     "WORKER_TIMEOUT": 30.0,
+    # python -m quart_app.serve forks workers from a process that has imported the app's
+    # modules already (multiprocessing's forkserver), so a replacement serves in well under
+    # a second instead of importing everything anew; false: a new interpreter each.
+    "WORKER_PRELOAD": True,
     # Sent on every response served over TLS (HSTS, RFC 6797); empty: not sent.
     "STRICT_TRANSPORT_SECURITY": "max-age=31536000",
     # HTTP/2 without TLS (h2c: Upgrade or prior knowledge), for a trusted proxy hop only.

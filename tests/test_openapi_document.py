@@ -46,12 +46,15 @@ async def test_every_operation_has_a_summary_a_tag_and_described_answers(
     assert login["responses"]["401"]["description"].startswith("Not authenticated")
 
 
-async def test_http_basic_is_a_declared_scheme_of_login_only(client: Client) -> None:
+async def test_http_basic_is_declared_where_it_is_taken(client: Client) -> None:
     doc = await document(client)
     assert doc["components"]["securitySchemes"]["basic"] == {"scheme": "basic", "type": "http"}
     assert doc["paths"]["/login"]["post"]["security"] == [{}, {"basic": []}]
     others = [name for name, op in operations(doc) if {"basic": []} in op.get("security", [])]
-    assert others == ["POST /login"]
+    # Login takes it besides the JSON body; introspection takes only it (a client's id
+    # and secret).
+    assert sorted(others) == ["POST /login", "POST /oauth/introspect"]
+    assert doc["paths"]["/oauth/introspect"]["post"]["security"] == [{"basic": []}]
 
 
 async def test_the_document_names_no_source_files(client: Client) -> None:

@@ -98,7 +98,7 @@ def _names(value: str | Iterable[str]) -> tuple[str, ...]:
 def token_locations(value: Any) -> tuple[str, ...]:
     """``JWT_TOKEN_LOCATION``, checked with FJE's texts."""
     if isinstance(value, str):
-        return (value,)
+        value = (value,)  # FJE takes one name as a string, and checks it the same way
     if not isinstance(value, Iterable):
         raise RuntimeError("JWT_TOKEN_LOCATION must be a sequence or a set")
     locations = tuple(value)

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .tokens import numeric_date
@@ -163,6 +167,17 @@ class RevocationList:
                 return started is None or started < user[0]
         return False
 
+    def entries(self) -> list[Revocation]:
+        """Everything the mirror holds, as entries :meth:`apply` takes back."""
+        return [
+            *(Revocation("jti", key, expires) for key, expires in self._jtis.items()),
+            *(Revocation("family", key, expires) for key, expires in self._families.items()),
+            *(
+                Revocation("user", key, expires, not_before)
+                for key, (not_before, expires) in self._users.items()
+            ),
+        ]
+
     def prune(self, now: float | None = None) -> int:
         """Forget entries whose tokens have all expired; returns how many were dropped."""
         now = time.time() if now is None else now
@@ -178,15 +193,75 @@ class RevocationList:
         return dropped + len(dead_users)
 
 
+class Snapshot:
+    """The revocations a worker holds, in a file its siblings (and successors) can read.
+
+    Written (atomically: a new file renamed over the old) after each sync that brought
+    something new, and touched after every other successful sync, so its mtime says when
+    a worker last knew it held the store's state. A worker that starts while the store
+    does not answer takes the state from it when that is at most ``max_age`` seconds
+    old, instead of refusing every token until the store is back; an older or missing
+    snapshot leaves it failing closed, as before.
+    """
+
+    def __init__(self, path: Path, max_age: float) -> None:
+        self.path = path
+        self.max_age = max_age
+        self._written_cursor: int | None = None
+
+    def save(self, mirror: RevocationList, cursor: int | None) -> None:
+        if cursor is not None and cursor == self._written_cursor and self.path.exists():
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+            return
+        data = {
+            "cursor": cursor,
+            "entries": [[e.kind, e.value, e.expires_at, e.not_before] for e in mirror.entries()],
+        }
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle, separators=(",", ":"))
+            os.replace(temporary, self.path)
+        except OSError as error:
+            log.debug("revocation snapshot not written: %s", error)
+            return
+        self._written_cursor = cursor
+
+    def load(self) -> tuple[list[Revocation], int | None, float] | None:
+        """The entries, cursor and age (s) of a fresh enough snapshot, or None."""
+        try:
+            age = time.time() - self.path.stat().st_mtime
+            if age > self.max_age:
+                return None
+            data = json.loads(self.path.read_text())
+            entries = [
+                Revocation(kind, str(value), float(expires), not_before)
+                for kind, value, expires, not_before in data["entries"]
+                if kind in ("jti", "family", "user")
+            ]
+            cursor = data["cursor"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return entries, cursor if isinstance(cursor, int) else None, age
+
+
 class RevocationSync:
     """Keeps a :class:`RevocationList` up to date from a :class:`RevocationStore`."""
 
     def __init__(
-        self, store: RevocationStore, mirror: RevocationList, interval: float = 1.0
+        self,
+        store: RevocationStore,
+        mirror: RevocationList,
+        interval: float = 1.0,
+        snapshot: Snapshot | None = None,
     ) -> None:
         self.store = store
         self.mirror = mirror
         self.interval = interval
+        self.snapshot = snapshot
         self._cursor: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -208,6 +283,8 @@ class RevocationSync:
         entries, self._cursor = await self.store.changes_since(self._cursor)
         self.mirror.apply(entries)
         self.mirror.complete = True
+        if self.snapshot is not None:
+            self.snapshot.save(self.mirror, self._cursor)
 
     async def start(self) -> None:
         """Load the store's revocations and keep pulling them every ``interval``.
@@ -219,14 +296,28 @@ class RevocationSync:
         try:
             await self.pull()
         except Exception as error:
-            self.mirror.complete = False
             self._failing = True
-            log.warning(
-                "revocations not loaded (%s); token checks answer 503 until the store"
-                " answers, retrying every %.1fs",
-                error or type(error).__name__,
-                self.interval,
-            )
+            taken = self.snapshot.load() if self.snapshot is not None else None
+            if taken is not None:
+                entries, self._cursor, age = taken
+                self.mirror.apply(entries)
+                self.mirror.complete = True
+                log.warning(
+                    "revocations not loaded from the store (%s); took a sibling's snapshot"
+                    " %.1fs old (%d entries), retrying the store every %.1fs",
+                    error or type(error).__name__,
+                    age,
+                    len(entries),
+                    self.interval,
+                )
+            else:
+                self.mirror.complete = False
+                log.warning(
+                    "revocations not loaded (%s) and no snapshot fresh enough; token checks"
+                    " answer 503 until the store answers, retrying every %.1fs",
+                    error or type(error).__name__,
+                    self.interval,
+                )
         self._task = asyncio.create_task(self._run(), name="revocation-sync")
 
     async def stop(self) -> None:

@@ -104,6 +104,8 @@ class OpenAPIDocument(OpenAPIProvider):
 
     def schema(self) -> dict[str, Any]:
         document: dict[str, Any] = super().schema()
+        document.setdefault("servers", [SERVER])
+        _complete_operations(document["paths"])
         operations = [op for path in document["paths"].values() for op in path.values()]
         used = {tag for operation in operations for tag in operation.get("tags", ())}
         document["tags"] = [
@@ -111,7 +113,7 @@ class OpenAPIDocument(OpenAPIProvider):
             for name, text in TAGS.values()
             if name in used and text
         ]
-        return document
+        return _markdown(document)  # type: ignore[no-any-return]
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
@@ -154,6 +156,51 @@ class OpenAPIDocument(OpenAPIProvider):
 
 
 _MESSAGE_DOC = inspect.getdoc(Message)
+
+#: The document's server: its paths are relative to wherever it is served from.
+SERVER = {"url": "/", "description": "This server (where the document was fetched)."}
+#: What an operation needs that the app-wide bearer requirement does not say.
+NEEDS = {
+    ("/token/refresh", "post"): "Needs a **refresh** token: `Authorization: Bearer"
+    " <refresh_token>` (an access token is refused with 422 `Only refresh tokens are"
+    " allowed`).",
+}
+#: Operations whose credentials are HTTP Basic (a client id and secret), not a token.
+BASIC = {("/oauth/introspect", "post")}
+
+
+def _complete_operations(paths: dict[str, Any]) -> None:
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            note = NEEDS.get((path, method))
+            if note and note not in operation.get("description", ""):
+                operation["description"] = f"{note}\n\n{operation.get('description', '')}".strip()
+            if (path, method) in BASIC:
+                operation["security"] = [{"basic": []}]
+            answers = operation.get("responses", {})
+            codes = {str(code): code for code in answers}  # quart-schema's may be ints
+            if "422" in codes and "503" not in codes:
+                # Every token check may find this worker without its revocations yet.
+                unavailable = copy.deepcopy(answers[codes["422"]])
+                unavailable["description"] = STATUS[503]
+                unavailable.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
+                answers["503"] = unavailable
+        if "get" in methods and "head" not in methods and path == "/auth/verify":
+            head = copy.deepcopy(methods["get"])
+            if "operationId" in head:
+                head["operationId"] = f"{head['operationId']}_head"
+            methods["head"] = head
+
+
+def _markdown(value: Any) -> Any:
+    """Docstrings are written in reST: ``code`` becomes Markdown's `code` in the document."""
+    if isinstance(value, str):
+        return re.sub(r"``([^`]+)``", r"`\1`", value)
+    if isinstance(value, dict):
+        return {key: _markdown(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_markdown(item) for item in value]
+    return value
 
 
 def _summary(func: Callable[..., Any]) -> tuple[str, str]:

@@ -16,8 +16,16 @@ Under the supervisor a worker drains *before* it fires Hypercorn's trigger:
    client is told, and h11 closes the connection after that response;
 3. open connections keep being served; idle ones still end by ``keep_alive_timeout`` as
    at any other time;
-4. when no connection is left, or ``graceful_timeout`` has passed, Hypercorn's trigger
-   fires and it finishes as usual (what is still open then is cut).
+4. WebSockets are told at once: each gets a close frame with code 1001 (going away) and
+   its handler is cancelled, so a drain never waits for a socket that would stay open;
+5. when no connection is left, Hypercorn's trigger fires and it finishes as usual;
+6. at the ``graceful_timeout`` deadline, every request still running is *cut*: its
+   handler is cancelled (a transaction it had open rolls back) and it is answered 503
+   with ``Retry-After`` -- never Hypercorn's empty 500 for a cancelled app. A request
+   that has already committed a write (:func:`mark_committed`, called by the database
+   layer) or started its response is not cut: it finishes, for up to ``CUT_GRACE``
+   more seconds, so a write that happened is always answered as such. Then the
+   trigger fires.
 
 This is per-process state (one worker process, one drain), not per-app state: every app
 the process serves drains with it.
@@ -26,14 +34,54 @@ the process serves drains with it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Seconds past the deadline that requests which committed a write, or started their
+#: response, get to finish.
+CUT_GRACE = 5.0
+
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
+
+
+class InFlight:
+    """One HTTP request or WebSocket being served by this process."""
+
+    __slots__ = ("committed", "cut", "send", "started", "task", "websocket")
+
+    def __init__(self, send: Callable[[Any], Awaitable[None]], websocket: bool) -> None:
+        self.task = asyncio.current_task()
+        self.send = send
+        self.websocket = websocket
+        self.started = False  # the response (or the WebSocket handshake answer) began
+        self.committed = False  # a database transaction of this request committed
+        self.cut = False  # cancelled by the drain: the middleware answers for it
+
+    def stop(self) -> None:
+        self.cut = True
+        if self.task is not None:
+            self.task.cancel("drain")
+
+
+#: The request the running task serves (set by the outermost middleware).
+CURRENT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(
+    "quart_app_in_flight", default=None
+)
+
+
+def mark_committed() -> None:
+    """Say that the current request has committed (or is committing) a write: a drain
+    lets it finish instead of answering 503 for a write that happened.
+    """
+    flight = CURRENT.get()
+    if flight is not None:
+        flight.committed = True
 
 
 class DrainState:
@@ -44,6 +92,9 @@ class DrainState:
         self.connections = 0
         self.servers: weakref.WeakSet[asyncio.AbstractServer] = weakref.WeakSet()
         self.deadline = 0.0
+        #: Requests and WebSockets being served now.
+        self.in_flight: set[InFlight] = set()
+        self.cut_done = False
 
     def track(self, callback: ClientConnected) -> ClientConnected:
         """Wrap a ``start_server`` callback so that open connections are counted."""
@@ -54,6 +105,12 @@ class DrainState:
                 result = callback(reader, writer)
                 if result is not None:
                     await result
+            except asyncio.CancelledError:
+                # Only a worker's stop cancels a connection's task (asyncio.run cancels
+                # what is left). Python 3.11's stream callback calls task.exception() on
+                # it and logs the CancelledError as an error with a traceback: end the
+                # task normally instead, closing the connection.
+                writer.close()
             finally:
                 self.connections -= 1
 
@@ -70,11 +127,40 @@ class DrainState:
             if accept_pending is not None:
                 accept_pending()  # connections already queued here are served, not reset
             server.close()
-        log.info("draining %d open connection(s) for up to %.0f s", self.connections, grace)
+        sockets = [flight for flight in self.in_flight if flight.websocket]
+        for flight in sockets:
+            flight.stop()  # the middleware sends the close frame (1001)
+        log.info(
+            "draining %d open connection(s) for up to %.0f s (%d WebSocket(s) closed)",
+            self.connections,
+            grace,
+            len(sockets),
+        )
 
     def finished(self) -> bool:
-        """True once no connection is left or the grace period is over."""
-        return self.draining and (self.connections <= 0 or time.monotonic() >= self.deadline)
+        """True once no connection is left, or the deadline has passed and every request
+        then running has been answered (cut, or let finish within ``CUT_GRACE``).
+        """
+        if not self.draining:
+            return False
+        if self.connections <= 0 and not self.in_flight:
+            return True
+        now = time.monotonic()
+        if now < self.deadline:
+            return False
+        if not self.cut_done:
+            self.cut_done = True
+            cut = [f for f in self.in_flight if not (f.committed or f.started or f.cut)]
+            for flight in cut:
+                flight.stop()
+            if self.in_flight:
+                log.warning(
+                    "drain deadline: %d request(s) answered 503, %d let finish",
+                    len(cut),
+                    len(self.in_flight) - len(cut),
+                )
+            return not self.in_flight
+        return not self.in_flight or now >= self.deadline + CUT_GRACE
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())

@@ -3,8 +3,13 @@
 Each worker slot gets its own ``SO_REUSEPORT`` socket per address (on Linux with more
 than one worker), so the kernel spreads new connections evenly across workers; the
 master keeps every socket open for its whole life and hands slot *i*'s sockets to each
-worker that fills slot *i*. A worker that dies or is replaced therefore leaves its
-accept queue to its successor instead of resetting the connections waiting there.
+worker that fills slot *i*. When a worker *dies*, its slot stops listening at once
+(:meth:`Listeners.unlisten`): the kernel sends new connections to the live workers
+instead of queueing them for a replacement that takes a while to serve (the few
+already queued there are reset, like the requests the dead worker held). The socket
+stays bound, and the replacement listens on it again once it serves (asyncio's and
+uvloop's servers call ``listen()`` when they start). A worker replaced by a reload
+keeps its queue for its successor, as it always did.
 
 ``SO_REUSEPORT`` also lets a second server (or the orphaned workers of a dead one) bind
 the same port silently and take half the traffic. So before binding, every address is
@@ -65,6 +70,23 @@ class Listeners:
         for sock in [*created.secure_sockets, *created.insecure_sockets]:
             sock.listen(self.config.backlog)
         return created
+
+    def unlisten(self, slot: int) -> bool:
+        """Stop slot ``slot``'s sockets listening, keeping them bound; False when the
+        slot shares its sockets with every other (one worker, or not Linux).
+
+        ``shutdown(SHUT_RD)`` on a listening TCP socket takes it out of the kernel's
+        listening table (Linux: ``inet_shutdown`` disconnects it; the port stays bound
+        because it was bound explicitly), so ``SO_REUSEPORT`` hashes new connections
+        over the sockets that still listen.
+        """
+        if not self.per_slot or slot not in self._slots:
+            return False
+        sockets = self._slots[slot]
+        for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+        return True
 
     def trim(self, slots: int) -> None:
         """Close the sockets of slots numbered ``slots`` and above."""

@@ -32,8 +32,9 @@ non-HTTP scopes and HTTP/2 and HTTP/3 (no connection reuse problem there, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from hypercorn.typing import (
     ASGIFramework,
@@ -47,7 +48,7 @@ from hypercorn.typing import (
     Scope,
 )
 
-from .drain import STATE, DrainState
+from .drain import CURRENT, STATE, DrainState, InFlight
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "DrainRequestBody", "ServingHeaders"]
 
@@ -257,8 +258,9 @@ class ServingHeaders:
       connection with GOAWAY instead).
     * Responses served over TLS carry ``Strict-Transport-Security`` (``hsts``; empty
       for none).
-
-    A request that needs none of this goes straight through, with no wrapper.
+    * Every request and WebSocket is known to the drain (:data:`~.drain.STATE`), which
+      may cut it: a request cut at the drain deadline is answered 503 with
+      ``Retry-After`` here, a WebSocket closed with 1001 (going away).
     """
 
     __slots__ = ("app", "hsts", "state")
@@ -271,23 +273,59 @@ class ServingHeaders:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
+            return
+        flight = InFlight(send, websocket=kind == "websocket")
+        state = self.state
+        state.in_flight.add(flight)
+        token = CURRENT.set(flight)
+        try:
+            if kind == "websocket" and state.draining:
+                flight.cut = True  # arrived during the drain: go away at once
+            else:
+                await self._serve(scope, receive, flight)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not flight.cut or task is None:
+                raise
+            task.uncancel()
+        finally:
+            CURRENT.reset(token)
+            state.in_flight.discard(flight)
+        if flight.cut:
+            await _going_away(flight, scope)
+
+    async def _serve(self, scope: Scope, receive: ASGIReceiveCallable, flight: InFlight) -> None:
+        send = flight.send
+
+        async def send_noting_start(message: ASGISendEvent) -> None:
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.accept":
+                flight.started = True
+            elif kind == "websocket.close" or kind == "websocket.http.response.start":
+                flight.started = flight.cut = False  # the app said goodbye itself
+                flight.task = None
+            await send(message)
+
+        if scope["type"] != "http":  # a WebSocket
+            await self.app(scope, receive, send_noting_start)
             return
         extra: list[tuple[bytes, bytes]] = []
         if scope["http_version"] == "2.0":  # "PRI *" read as HTTP/1: h2c is off
-            await _refuse(send, 505, _NO_H2C_BODY)
+            await _refuse(send_noting_start, 505, _NO_H2C_BODY)
             return
         if scope["http_version"] in _HTTP1:
             if _ambiguous_length(scope["headers"]):
-                await _refuse(send, 400, _AMBIGUOUS_BODY)
+                await _refuse(send_noting_start, 400, _AMBIGUOUS_BODY)
                 return
             if self.state.draining:
                 extra.append(_CLOSE)
         if self.hsts and scope.get("scheme") == "https":
             extra.append((b"strict-transport-security", self.hsts))
         if not extra:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_noting_start)
             return
 
         async def send_with_headers(message: ASGISendEvent) -> None:
@@ -295,7 +333,7 @@ class ServingHeaders:
                 names = {name for name, _value in extra}
                 headers = [h for h in message.get("headers", ()) if h[0].lower() not in names]
                 message = {**message, "headers": [*headers, *extra]}
-            await send(message)
+            await send_noting_start(message)
 
         await self.app(scope, receive, send_with_headers)
 
@@ -305,16 +343,42 @@ def _ambiguous_length(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return b"content-length" in names and b"transfer-encoding" in names
 
 
-async def _refuse(send: ASGISendCallable, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                _CLOSE,
-            ],
-        }
-    )
+#: Body of the answer to a request cut by the drain deadline (as every other 503).
+_UNAVAILABLE_BODY: Final = b'{"msg":"Service temporarily unavailable"}'
+#: WebSocket close code 1001: the server is going away (RFC 6455 section 7.4.1).
+GOING_AWAY: Final = 1001
+
+
+async def _going_away(flight: InFlight, scope: Scope) -> None:
+    """Answer for what the drain cut: 503 for a request, 1001 for a WebSocket."""
+    if scope["type"] == "websocket":
+        message: Any = {"type": "websocket.close", "code": GOING_AWAY, "reason": "going away"}
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await flight.send(message)
+        return
+    if flight.started:
+        return
+    # HTTP/2 forbids the header (GOAWAY ends the connection there).
+    close = scope["type"] == "http" and scope["http_version"] in _HTTP1
+    with contextlib.suppress(Exception):
+        await _refuse(flight.send, 503, _UNAVAILABLE_BODY, retry_after=b"1", close=close)
+
+
+async def _refuse(
+    send: ASGISendCallable,
+    status: int,
+    body: bytes,
+    *,
+    retry_after: bytes = b"",
+    close: bool = True,
+) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append(_CLOSE)
+    if retry_after:
+        headers.append((b"retry-after", retry_after))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

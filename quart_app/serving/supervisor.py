@@ -9,10 +9,13 @@ One loop in the master; signals are queued by their handlers and handled there.
   connections evenly (plain ``hypercorn -w N`` shares one socket, and under a burst the
   first worker to wake takes most connections).
 * **Dead workers** are reaped, logged with their pid and exit status or signal, and
-  replaced at once. Deaths that come fast (``CRASH_LIMIT`` within ``CRASH_WINDOW``
-  seconds) back off, then stop the server with a message. A worker that exits with
-  :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could not start) stops the
-  server: restarting it would fail the same way.
+  replaced at once, from a preloaded process (``WORKER_PRELOAD``: multiprocessing's
+  forkserver with the app's modules imported once), so the replacement serves within
+  a fraction of a second instead of importing the app anew; meanwhile its slot does
+  not listen (quart_app/serving/listeners.py). Deaths that come fast (``CRASH_LIMIT``
+  within ``CRASH_WINDOW`` seconds) back off, then stop the server with a message. A
+  worker that exits with :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could
+  not start) stops the server: restarting it would fail the same way.
 * **Hung workers**: each worker's event loop beats every 0.1 s; one silent for
   ``WORKER_TIMEOUT`` seconds (default 30) is killed and replaced.
 * **SIGTERM / SIGINT**: graceful stop. New connections are refused; each worker drains
@@ -20,7 +23,8 @@ One loop in the master; signals are queued by their handlers and handled there.
   stops at once.
 * **SIGHUP**: zero-downtime reload. The command line and config file are read again,
   new workers (a new interpreter each: new code) start on the same sockets, and only
-  once every one of them serves are the old ones drained. If a new worker fails, the
+  once every one of them serves are the old ones drained. The preloaded process holds
+  the old code: it is retired once no worker forked from it is left. If a new worker fails, the
   old ones keep serving.
 * **SIGTTIN / SIGTTOU**: one worker more / fewer.
 """
@@ -35,9 +39,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import forkserver, get_context
 from multiprocessing.connection import wait
-from multiprocessing.context import SpawnProcess
+from multiprocessing.context import BaseContext, ForkServerProcess, SpawnProcess
 from typing import Any
 
 from hypercorn import __main__ as hypercorn_cli
@@ -56,14 +60,27 @@ MAX_BACKOFF = 5.0
 #: Seconds between the loop's looks at heartbeats when nothing else wakes it.
 TICK = 0.25
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGTTIN", "SIGTTOU")
+#: What the preloaded process imports once (an import that fails is skipped): the app's
+#: modules and what they load, not the app itself (its settings are read in each worker).
+PRELOAD = (
+    "quart_app.app",
+    "quart_app.serving.worker",
+    "hypercorn.asyncio.run",
+    "uvloop",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+    "sqlalchemy.dialects.postgresql.asyncpg",
+    "redis.asyncio",
+    "quart_app.serving.preloaded",  # last: freezes what the imports above made
+)
 
 
 @dataclass
 class Worker:
-    process: SpawnProcess
+    process: SpawnProcess | ForkServerProcess
     spec: WorkerSpec
     slot: int
     generation: int
+    forked: bool = False  # from the preloaded process (forkserver)
     started: float = field(default_factory=time.monotonic)
     stopping: bool = False
     killed_because: str = ""
@@ -94,12 +111,19 @@ class Supervisor:
         worker_timeout: float = 30.0,
         drain_queue: bool = True,
         reload_config: Callable[[], Config] | None = None,
+        preload: bool = True,
     ) -> None:
         self.config = config
         self.worker_timeout = worker_timeout
         self.drain_queue = drain_queue
         self.reload_config = reload_config
         self.ctx = get_context("spawn")
+        self.preload = preload and sys.platform.startswith("linux")
+        self.fork_ctx = get_context("forkserver")
+        if self.preload:
+            self.fork_ctx.set_forkserver_preload(list(PRELOAD))
+        #: The preloaded process holds code older than a reload: fork from it no more.
+        self.forkserver_stale = False
         self.workers: list[Worker] = []
         self.signals: collections.deque[int] = collections.deque()
         self.generation = 0
@@ -208,17 +232,19 @@ class Supervisor:
 
     def _spawn(self, slot: int, generation: int, config: Config) -> Worker:
         assert self.listeners is not None
+        forked = self.preload and not self.forkserver_stale
+        ctx: BaseContext = self.fork_ctx if forked else self.ctx
         spec = WorkerSpec(
             config=config,
             sockets=self.listeners.sockets(slot),
-            stop=self.ctx.Event(),
-            beat=self.ctx.Value("d", 0.0, lock=False),
+            stop=ctx.Event(),
+            beat=ctx.Value("d", 0.0, lock=False),
             master=os.getpid(),
             drain_queue=self.drain_queue,
         )
-        process = self.ctx.Process(target=run_worker, kwargs={"spec": spec}, daemon=False)
+        process = ctx.Process(target=run_worker, kwargs={"spec": spec}, daemon=False)  # type: ignore[attr-defined]
         process.start()
-        worker = Worker(process, spec, slot, generation)
+        worker = Worker(process, spec, slot, generation, forked=forked)
         self.workers.append(worker)
         log.info("worker %d started (slot %d)", worker.pid, slot)
         return worker
@@ -243,6 +269,10 @@ class Supervisor:
             worker.process.join()
             self.workers.remove(worker)
             self._reaped(worker, worker.process.exitcode)
+        if self.forkserver_stale and not any(w.forked for w in self.workers):
+            # Every worker of the old code is gone: the next fork preloads the new code.
+            forkserver._forkserver._stop()  # type: ignore[attr-defined]
+            self.forkserver_stale = False
         if self.listeners is not None and not self.stopping:
             self.listeners.trim(max([self.config.workers, *(w.slot + 1 for w in self.workers)]))
 
@@ -262,6 +292,11 @@ class Supervisor:
             return
         because = f" ({worker.killed_because})" if worker.killed_because else ""
         log.warning("worker %d died (%s)%s", worker.pid, how, because)
+        others = [w for w in self.workers if w.slot != worker.slot and w.serving]
+        if others and self.listeners is not None and self.listeners.unlisten(worker.slot):
+            # New connections go to the live workers, not to a queue nobody accepts from
+            # until the replacement serves (it listens again then).
+            log.info("slot %d stops listening until its new worker serves", worker.slot)
         if worker.generation == self.reloading:
             self._abort_reload(f"a new worker died ({how})")
             return
@@ -323,6 +358,8 @@ class Supervisor:
                 config.bind, config.insecure_bind = self.config.bind, self.config.insecure_bind
         self.config = config
         self.reloading = self.generation + 1
+        # New code for the new workers: a new interpreter each, not the preloaded process.
+        self.forkserver_stale = self.preload
         log.info("SIGHUP: starting %d new worker(s)", config.workers)
         for slot in range(config.workers):
             self._spawn(slot, self.reloading, config)
@@ -383,18 +420,50 @@ def parse_config(argv: list[str] | None) -> Config:
 def _check_settings() -> dict[str, Any] | None:
     """The app's settings, checked once here so that a bad one is said once and no worker
     starts; None after one ``Error:`` line per problem (as quart_app/boot.py words them)."""
-    from ..preflight import preflight
+    from ..preflight import preflight, stale_metrics
     from ..settings import SettingsError
 
     try:
-        return preflight()
+        settings = preflight()
     except SettingsError as error:
         for line in error.problems:
             print(f"Error: {line}", file=sys.stderr)
         return None
+    stale = stale_metrics()
+    if stale is not None:
+        print(f"Error: {stale}", file=sys.stderr)
+        return None
+    return settings
+
+
+def command_line_problem(argv: list[str]) -> str | None:
+    """A worker count or port that is not a number, in one line (argparse would print its
+    usage, and a port a traceback); None when both read.
+    """
+    for index, arg in enumerate(argv):
+        name, has_value, value = arg.partition("=")
+        if not has_value:
+            value = argv[index + 1] if index + 1 < len(argv) else ""
+        if name in {"-w", "--workers"}:
+            if not value.isdigit() or int(value) < 1:
+                return f"--workers (WORKERS) must be a whole number of at least 1, not {value!r}"
+        elif name in {"-b", "--bind", "--insecure-bind"}:
+            if value.startswith(("unix:", "fd://")):
+                continue
+            _host, _colon, port = value.rpartition(":")
+            if _colon and not (port.isdigit() and int(port) <= 65535):
+                return (
+                    f"{name} {value} (HOST, PORT): the port must be a number from 0 to"
+                    f" 65535, not {port!r}"
+                )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
+    problem = command_line_problem(sys.argv[1:] if argv is None else argv)
+    if problem is not None:
+        print(f"Error: {problem}", file=sys.stderr)
+        return BOOT_ERROR_EXIT
     config = parse_config(argv)
     if config.use_reloader or any(b.startswith(("unix:", "fd://")) for b in config.bind):
         from hypercorn.run import run as hypercorn_run
@@ -403,16 +472,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = _check_settings()
     if settings is None:
         return BOOT_ERROR_EXIT
-    level = logging.getLevelName(str(settings.get("LOG_LEVEL", "INFO")).upper())
-    logging.basicConfig(
-        level=level if isinstance(level, int) else logging.INFO,
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S %z",
+    # The app's log format (LOG_FORMAT text or json) for the supervisor's lines too: one
+    # format in the stream. "none" leaves the app's logging to a host; here the
+    # supervisor is the host, so it writes text.
+    from ..observability.logs import configure_logging
+
+    log_format = str(settings.get("LOG_FORMAT") or "text").strip().lower()
+    configure_logging(
+        "text" if log_format == "none" else log_format, str(settings.get("LOG_LEVEL", "INFO"))
     )
     supervisor = Supervisor(
         config,
         worker_timeout=float(settings.get("WORKER_TIMEOUT", 30.0)),
         drain_queue=bool(settings.get("DRAIN_ACCEPT_QUEUE", True)),
         reload_config=lambda: parse_config(argv),
+        preload=bool(settings.get("WORKER_PRELOAD", True)),
     )
     return supervisor.run()

@@ -31,12 +31,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 from types import FrameType
 
 from hypercorn.config import Config, Sockets
 
+from .. import boot
 from ..settings import BOOT_ERROR_EXIT
 from . import acceptor, guards
 from .drain import STATE
@@ -82,8 +84,37 @@ class WorkerControl:
         return True
 
 
+#: The pid this worker was started by: the master, or the master's preloaded process
+#: (multiprocessing's forkserver), which exits when the master does.
+PARENT = [0]
+
+
 def master_gone(master: int) -> bool:
-    return os.getppid() != master
+    parent = PARENT[0] or master
+    return os.getppid() != parent or (parent != master and not alive(master))
+
+
+def let_go_of_the_forkserver() -> None:
+    """A worker forked by the forkserver holds the write end of the pipe whose closing
+    tells the forkserver that the master is gone: close it, so the forkserver exits with
+    the master (and the kernel's parent-death signal reaches this worker).
+    """
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def die_with_parent() -> None:
@@ -132,8 +163,12 @@ def one_line(error: BaseException) -> str:
 def run_worker(spec: WorkerSpec) -> None:
     """The worker process's target (multiprocessing, spawn)."""
     die_with_parent()
+    boot.SUPERVISED = True
+    PARENT[0] = os.getppid()
+    if PARENT[0] != spec.master:
+        let_go_of_the_forkserver()
     control = WorkerControl(spec)
-    if master_gone(spec.master):  # the master died before the line above
+    if not alive(spec.master) or master_gone(spec.master):  # the master died before this
         os._exit(1)
 
     def on_sigterm(_signum: int, _frame: FrameType | None) -> None:

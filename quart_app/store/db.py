@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import inspect
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -22,14 +24,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from .errors import OperationTimeout, unavailable_reason
-from .migrate import SchemaError, ensure_schema
+from ..serving.drain import mark_committed
+from .errors import CircuitOpen, OperationTimeout, unavailable_reason
+from .migrate import SchemaError, create_private, ensure_schema
 from .models import Base
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: SQLite faults after which a worker's connections are opened anew (a connection opened
+#: while the file was read-only stays read-only).
+REOPEN_AFTER = frozenset({"read-only", "I/O error", "unreachable"})
 #: The longest wait between two attempts to reach a database that was down at start-up.
 RECONNECT_MAX_DELAY = 5.0
 
@@ -56,11 +62,14 @@ class Database:
         statement_timeout: float = 30.0,
         sqlite_busy_timeout: float = 10.0,
         operation_timeout: float = 0.0,
+        breaker_cooldown: float = 0.0,
         echo: bool = False,
     ) -> None:
         self.url = make_url(url)
         #: Seconds any one operation of a store may take (0: unbounded); see run_bounded.
         self.operation_timeout = operation_timeout
+        #: The circuit breaker of this worker's database calls (off with a cool-down of 0).
+        self.breaker = DatabaseBreaker(self, breaker_cooldown)
         # Every wait inside an operation ends by then too, so that an abandoned one
         # (run_bounded) lets go of its connection soon after instead of hanging on.
         pool_timeout = _bound(pool_timeout, operation_timeout)
@@ -94,6 +103,9 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._connector: asyncio.Task[None] | None = None
+        #: A SQLite fault was seen (or the file was not writable): connections opened
+        #: meanwhile may be read-only, and are replaced once the file is writable.
+        self._suspect = False
         #: True once the database answered and its schema is at head.
         self.ready = False
 
@@ -121,8 +133,11 @@ class Database:
         if self._engine is not None:
             return
         if self.is_sqlite and self.url.database and self.url.database != ":memory:":
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(self.url.database))
         engine = create_async_engine(self.url, **self._options)
+        # A request that commits is not cut by a worker's drain deadline: it is answered
+        # as it happened, never 503 for a write that was made (quart_app/serving/drain.py).
+        event.listen(engine.sync_engine, "commit", _committing)
         if self.is_sqlite:
             busy = self._busy_timeout_ms
 
@@ -200,6 +215,7 @@ class Database:
                 await asyncio.sleep(0.1 * (attempt + 1))
 
     async def close(self) -> None:
+        await self.breaker.close()
         if self._connector is not None:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -219,9 +235,43 @@ class Database:
         connection it held, which on a hung server may take seconds more (its graceful
         close), seconds the client does not wait for.
         """
+        if self._suspect:
+            await self._reopen_if_writable()
+        try:
+            return await self._run_bounded(operation)
+        except Exception as error:
+            if self.is_sqlite and unavailable_reason(error) in REOPEN_AFTER:
+                self._suspect = True
+            raise
+
+    async def _reopen_if_writable(self) -> None:
+        """Once the SQLite file can be written again, close this worker's connections so
+        that the next ones are opened anew.
+
+        SQLite opens a file it cannot write read-only, silently, and such a connection
+        stays read-only after the file is writable again: without this, writes would
+        answer 503 until the worker restarts.
+        """
+        try:
+            self._check_writable()
+        except OSError:
+            return
+        self._suspect = False
+        if self._engine is not None:
+            log.info("SQLite database writable again: reopening this worker's connections")
+            await self._engine.dispose()
+
+    async def _run_bounded(self, operation: Awaitable[T]) -> T:
         timeout = self.operation_timeout
         if timeout <= 0:
             return await operation
+        if self.breaker.is_open:
+            if inspect.iscoroutine(operation):
+                operation.close()  # never started: no "was never awaited" warning
+            raise CircuitOpen(
+                f"the database did not answer within {timeout:g}s; not called until it"
+                " answers a probe"
+            )
         task = asyncio.ensure_future(operation)
         try:
             done, _ = await asyncio.wait({task}, timeout=timeout)
@@ -231,6 +281,7 @@ class Database:
         if not done:
             task.cancel()
             task.add_done_callback(_consume)
+            self.breaker.failed()
             raise OperationTimeout(f"no answer from the database within {timeout:g}s")
         return task.result()
 
@@ -240,6 +291,92 @@ class Database:
     async def _ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        if self.is_sqlite:
+            if self._suspect:
+                await self._reopen_if_writable()
+            try:
+                self._check_writable()
+            except OSError:
+                self._suspect = True
+                raise
+
+    def _check_writable(self) -> None:
+        """SQLite answers SELECT 1 from a file it cannot write: a probe must see that
+        writes would fail (a read-only file, folder or mount)."""
+        database = self.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return
+        for path in (Path(database), Path(database).parent):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise OSError(errno.EROFS, f"SQLite database not writable: {path}")
+
+
+class DatabaseBreaker:
+    """Open after an operation times out, probe in the background, close when it answers.
+
+    Like Redis's (quart_app/store/redis_breaker.py): without it a hung database (a
+    SIGSTOPped server, a blackholed network) costs every request the whole
+    ``DATABASE_OPERATION_TIMEOUT`` for as long as it hangs. With it, what was in flight
+    when the database stopped answering waits out that one timeout; from then on this
+    worker answers 503 (``Retry-After``) at once, without calling the database, and a
+    background task tries ``SELECT 1`` every ``cooldown`` seconds (each try bounded by
+    the operation timeout). The first answer closes the breaker. No request waits for a
+    probe. Errors that come fast (a refused connection, a full disk, a lock) do not open
+    it: they cost nothing to find out again.
+    """
+
+    def __init__(self, db: Database, cooldown: float) -> None:
+        self.db = db
+        self.cooldown = cooldown
+        self.is_open = False
+        #: How many times the breaker opened (for tests and the measurements).
+        self.trips = 0
+        self._opened_at = 0.0
+        self._probe: asyncio.Task[None] | None = None
+
+    def failed(self) -> None:
+        if self.cooldown <= 0 or self.is_open:
+            return
+        self.is_open = True
+        self.trips += 1
+        self._opened_at = time.monotonic()
+        log.warning(
+            "database did not answer within %gs; answering 503 without calling it and"
+            " probing every %gs",
+            self.db.operation_timeout,
+            self.cooldown,
+        )
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(
+                self._probe_until_answered(), name="database-breaker-probe"
+            )
+
+    async def _probe_until_answered(self) -> None:
+        while True:
+            await asyncio.sleep(self.cooldown)
+            try:
+                await asyncio.wait_for(self.db._ping(), self.db.operation_timeout)
+            except Exception as error:  # any failure to answer: try again later
+                log.debug("database probe failed: %s", error or type(error).__name__)
+                continue
+            self.is_open = False
+            log.warning(
+                "database answers again after %.1fs; calling it again",
+                time.monotonic() - self._opened_at,
+            )
+            return
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
+        self.is_open = False
+
+
+def _committing(_connection: Any) -> None:
+    mark_committed()
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -57,6 +57,12 @@ class OperationTimeout(TimeoutError):
     """A database operation did not finish within ``DATABASE_OPERATION_TIMEOUT``."""
 
 
+class CircuitOpen(OperationTimeout):
+    """Not sent: an operation timed out recently and the database has not answered a
+    probe since (quart_app/store/db.py, ``DatabaseBreaker``).
+    """
+
+
 def sqlstate(error: BaseException) -> str | None:
     orig = getattr(error, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)

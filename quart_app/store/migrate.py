@@ -189,12 +189,24 @@ async def _sqlite_lock(engine: AsyncEngine) -> AsyncIterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def create_private(database: Path) -> None:
+    """Create a SQLite file that does not exist yet readable by its owner only (0600, in a
+    0700 folder when the folder is new): it holds every password hash. SQLite gives its
+    -wal and -shm files the database file's mode. An existing file is left as it is.
+    """
+    if database.name.startswith("file:") or database.exists():
+        return
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _with_engine(url: str, work: Callable[[AsyncEngine], Any]) -> Any:
     async def run() -> Any:
         if make_url(url).get_backend_name() == "sqlite":
             database = make_url(url).database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                create_private(Path(database))
         engine = create_async_engine(url, poolclass=NullPool)
         try:
             return await work(engine)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from backend_servers import unavailable
 from fault_support import (
     PATIENCE,
     all_at_once,
@@ -72,6 +76,44 @@ def test_a_hung_postgresql_is_a_503_within_the_bound_and_heals(
         assert client.post("/logout", headers=access).status_code == 200
         assert client.get("/protected", headers=access).status_code == 401
     assert server.process is not None and server.process.poll() is None
+
+
+def test_a_hung_postgresql_costs_one_timeout_per_worker_then_fast_503s(
+    tmp_path: Path, pg_proxy: tuple[FaultProxy, str]
+) -> None:
+    """The database's circuit breaker: after one operation times out in a worker, that
+    worker answers 503 without calling the database until a probe answers (the probes
+    are an hour apart here, so none answers during the test).
+    """
+    proxy, url = pg_proxy
+    timeout = 3.0
+    env = env_for(
+        url,
+        DATABASE_CREATE_TABLES="false",
+        DATABASE_OPERATION_TIMEOUT=str(timeout),
+        DATABASE_BREAKER_COOLDOWN="3600",
+    )
+    with Server(tmp_path / "instance", workers=2, env=env) as server:
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+            assert client.post("/register", json=credentials("alice")).status_code == 201
+        proxy.hang()
+        waited = []
+        for _ in range(12):
+            # A new connection each time: the kernel picks either worker.
+            with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+                started = time.monotonic()
+                assert_unavailable(client.post("/login", json=credentials("alice")))
+                waited.append(time.monotonic() - started)
+        # At most one timeout per worker, never one per request (a worker's revocation
+        # sync, which polls the database every second, may have paid it already).
+        slow = [seconds for seconds in waited if seconds >= timeout * 0.9]
+        assert len(slow) <= 2, waited
+        sent = len(proxy.transcript)
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+            for _ in range(5):
+                assert_unavailable(client.post("/login", json=credentials("alice")))
+        assert len(proxy.transcript) == sent  # nothing more was sent to the database
+        proxy.restore()
 
 
 def test_a_stopped_postgresql_is_a_503_and_heals(proxied: tuple[Server, FaultProxy]) -> None:
@@ -134,3 +176,43 @@ def test_a_full_disk_is_a_503_and_heals(tmp_path: Path, small_disk: Path) -> Non
         assert client.post("/register", json=credentials("after")).status_code == 201
     log = server.log_path.read_text()
     assert "disk full" in log and "Traceback" not in log
+
+
+def chattr(flag: str, path: Path) -> None:
+    if shutil.which("chattr") is None:
+        unavailable("chattr (e2fsprogs)", FileNotFoundError("chattr"))
+    subprocess.run(["chattr", flag, str(path)], check=True)
+
+
+def test_a_read_only_sqlite_is_seen_by_the_probes_and_heals(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """Workers start while the database file cannot be written (immutable): SQLite then
+    opens it read-only, silently, and SELECT 1 still answers. The probes must say 503,
+    and once the file is writable again writes must work without a restart.
+    """
+    database = small_disk / "app.db"
+    env = env_for(f"sqlite+aiosqlite:///{database}")
+    with (
+        Server(tmp_path / "instance", workers=2, env=env) as server,
+        httpx.Client(base_url=server.url, timeout=PATIENCE) as client,
+    ):
+        assert client.post("/register", json=credentials("alice")).status_code == 201
+    chattr("+i", database)
+    try:
+        with Server(tmp_path / "instance", workers=2, env=env, healthz=None) as server:
+            for n in range(6):  # new connections: both workers
+                with httpx.Client(base_url=server.url, timeout=PATIENCE) as fresh:
+                    assert fresh.get("/healthz").status_code == 503
+                    assert fresh.get("/readyz").status_code == 503
+                    assert_unavailable(fresh.post("/register", json=credentials(f"ro{n}")))
+            chattr("-i", database)
+            with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+                assert eventually(lambda: client.get("/healthz").status_code == 200)
+            for n in range(6):
+                with httpx.Client(base_url=server.url, timeout=PATIENCE) as fresh:
+                    registered = fresh.post("/register", json=credentials(f"rw{n}"))
+                    assert registered.status_code == 201, registered.text
+                    assert fresh.get("/healthz").status_code == 200
+    finally:
+        subprocess.run(["chattr", "-i", str(database)], check=False)

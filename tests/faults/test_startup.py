@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+import jwt
 from fault_support import signed_token
 from live import free_port
 from quart import Quart
 from support import bearer
 
+from quart_app.jwt.revocation import Revocation
 from quart_app.services import services
+from quart_app.settings import SNAPSHOT_FILE
 
 
 def token() -> str:
@@ -45,3 +52,37 @@ async def test_once_loaded_the_same_token_is_accepted(app_factory: Callable[...,
         # sub 1 need not exist for /protected: it only reads the claims.
         assert (await client.get("/protected", headers=bearer(token()))).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_a_worker_started_during_an_outage_takes_its_siblings_fresh_snapshot(
+    app_factory: Callable[..., Quart], tmp_path: Path
+) -> None:
+    """A revocation made before the outage is still enforced, and other tokens work,
+    instead of every token check answering 503; a snapshot too old is not trusted.
+    """
+    revoked, valid = token(), token()
+    revoked_jti = str(jwt.decode(revoked, options={"verify_signature": False})["jti"])
+    sibling = app_factory()
+    async with sibling.test_app():
+        sync = services(sibling).revocations
+        await sync.revoke([Revocation("jti", revoked_jti, time.time() + 900)])
+        await sync.pull()  # what its next sync does: the snapshot now holds the logout
+    snapshot = tmp_path / "instance" / SNAPSHOT_FILE
+    assert snapshot.exists() and stat.S_IMODE(snapshot.stat().st_mode) == 0o600
+
+    nothing_there = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test"
+    newcomer = app_factory(DATABASE_URL=nothing_there, DATABASE_CREATE_TABLES=False)
+    async with newcomer.test_app():
+        client = newcomer.test_client()
+        assert not services(newcomer).db.ready
+        assert (await client.get("/protected", headers=bearer(valid))).status_code == 200
+        refused = await client.get("/protected", headers=bearer(revoked))
+        assert refused.status_code == 401
+        assert (await refused.get_json()) == {"msg": "Token has been revoked"}
+
+    old = time.time() - 3600  # older than REVOCATION_SNAPSHOT_MAX_AGE (300 s)
+    os.utime(snapshot, (old, old))
+    late = app_factory(DATABASE_URL=nothing_there, DATABASE_CREATE_TABLES=False)
+    async with late.test_app():
+        client = late.test_client()
+        assert (await client.get("/protected", headers=bearer(valid))).status_code == 503

@@ -96,28 +96,36 @@ async def test_skips_conflicts_and_accounts_already_here_are_reported(tmp_path: 
         )
 
     result = await cli(["import-users", source], env)
-    # A script must notice that rows stayed behind: exit 1, after the good rows went in.
+    # All or nothing: rows stayed behind, so nothing went in, and a script notices (exit 1).
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == (
-        "Error: 4 source row(s) not imported (listed above; the others were imported):"
-        " fix them in the source and run it again, or pass --allow-skipped"
+        "Error: 4 source row(s) cannot be imported (listed above), so nothing was imported:"
+        " fix them in the source and run it again, or pass --allow-skipped to import the"
+        " others"
     )
     lines = result.stdout.splitlines()
-    assert "imported 1, unchanged 0, already here 1, skipped 2, conflicts 1" in lines
+    assert "would import 1, unchanged 0, already here 1, skipped 2, conflicts 1" in lines
     assert "conflict: id 2 'Bob', id 3 'bob': usernames equal without regard to case" in lines
     assert "(list the accounts already here with --verbose)" in lines
-    accepted = await cli(["import-users", "--allow-skipped", "-v", "--dry-run", source], env)
-    assert accepted.exit_code == 0, accepted.output
-    verbose = accepted.stdout.splitlines()
-    assert "already here: id 6 'taken': as id 1, with another password; left untouched" in verbose
+    assert [(i, n) for i, n, _ in user_rows(tmp_path)] == [(1, "TAKEN")]
     assert any(
         line.startswith("skipped: id 4 'no spaces allowed': username must") for line in lines
     )
     assert any(
         line.startswith("skipped: id 5 'ok_name': password hash not supported") for line in lines
     )
+    dry = await cli(["import-users", "--allow-skipped", "-v", "--dry-run", source], env)
+    assert dry.exit_code == 0, dry.output
+    verbose = dry.stdout.splitlines()
+    assert "already here: id 6 'taken': as id 1, with another password; left untouched" in verbose
+    assert [(i, n) for i, n, _ in user_rows(tmp_path)] == [(1, "TAKEN")]
+    accepted = await cli(["import-users", "--allow-skipped", source], env)
+    assert accepted.exit_code == 0, accepted.output
+    assert "imported 1, unchanged 0, already here 1, skipped 2, conflicts 1" in (
+        accepted.stdout.splitlines()
+    )
     # alice's id 1 is taken by TAKEN: she is renumbered rather than refused.
-    assert "renumbered: id 1 -> 2 (alice)" in lines
+    assert "renumbered: id 1 -> 2 (alice)" in accepted.stdout.splitlines()
     assert [(i, n) for i, n, _ in user_rows(tmp_path)] == [(1, "TAKEN"), (2, "alice")]
     assert "whatever-pw" not in result.output  # no hash or password is ever printed
     assert pw not in result.output

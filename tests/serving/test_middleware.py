@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
-from quart_app.serving.drain import DrainState
+from quart_app.serving.drain import DrainState, mark_committed
 from quart_app.serving.middleware import ServingHeaders
 
 
@@ -75,3 +77,76 @@ async def test_drain_finishes_when_no_connection_is_left() -> None:
     assert state.draining and not state.finished()
     state.connections = 0
     assert state.finished()
+
+
+async def cut_at_the_deadline(app: Any, state: DrainState) -> list[dict[str, Any]]:
+    """Serve one request with ``app`` while the drain's deadline passes; what was sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "headers": []}
+    served = asyncio.ensure_future(ServingHeaders(app, state=state)(scope, receive, send))
+    await asyncio.sleep(0.05)  # the app is running
+    state.begin(grace=0.0)
+    assert not state.finished()  # the deadline cuts (or lets finish) what runs
+    await asyncio.wait_for(served, 5)
+    assert state.finished()
+    return sent
+
+
+async def test_a_request_running_at_the_drain_deadline_is_answered_503_and_rolled_back() -> None:
+    state = DrainState()
+    rolled_back = []
+
+    async def slow_write(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await asyncio.sleep(60)  # a transaction waiting on a hung database
+        except asyncio.CancelledError:
+            rolled_back.append(True)
+            raise
+        await ok_app(scope, receive, send)
+
+    sent = await cut_at_the_deadline(slow_write, state)
+    assert rolled_back == [True]
+    start = sent[0]
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert headers[b"retry-after"] == b"1" and headers[b"connection"] == b"close"
+    assert json.loads(sent[1]["body"]) == {"msg": "Service temporarily unavailable"}
+
+
+async def test_a_request_that_committed_is_answered_as_it_happened() -> None:
+    state = DrainState()
+
+    async def committed_write(scope: Any, receive: Any, send: Any) -> None:
+        mark_committed()
+        await asyncio.sleep(0.3)  # the commit's answer is on its way
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent = await cut_at_the_deadline(committed_write, state)
+    assert sent[0]["status"] == 201
+
+
+async def test_a_websocket_is_closed_1001_when_the_drain_starts() -> None:
+    state = DrainState()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept"})
+        await asyncio.sleep(60)  # waiting for the next message
+
+    scope = {"type": "websocket", "headers": []}
+    served = asyncio.ensure_future(ServingHeaders(echo, state=state)(scope, None, send))
+    await asyncio.sleep(0.05)
+    state.begin(grace=30.0)
+    await asyncio.wait_for(served, 5)  # not the 30 s of the grace period
+    assert sent[-1] == {"type": "websocket.close", "code": 1001, "reason": "going away"}

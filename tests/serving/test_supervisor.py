@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -133,12 +134,37 @@ def test_a_killed_worker_is_logged_and_replaced_while_the_other_serves(tmp_path:
         assert f"worker {victim} died (killed by signal SIGKILL)" in log(server)
         replacement = serving_workers(server)[2]
         assert replacement not in (victim, survivor) and alive(survivor)
-        # Only requests in flight on the killed worker can go unanswered; nothing is refused
-        # (its socket stays open in the master for the replacement).
+        # Only requests in flight on (or queued for) the killed worker can go unanswered;
+        # nothing is refused (the other worker's socket listens throughout).
         assert recording.outcomes["refused"] == 0
         assert recording.lost <= 30
         assert recording.answered > 100
         for _ in range(10):  # the replacement serves too: new connections reach both sockets
+            assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_a_dead_workers_socket_stops_listening_until_its_replacement_serves(
+    tmp_path: Path,
+) -> None:
+    """New connections go to the live worker at once, never to a queue that waits for the
+    replacement: between the death and the replacement's start one socket listens.
+    """
+    with Server(tmp_path / "instance", workers=2, launcher=SERVE) as server:
+        wait_for(lambda: len(serving_workers(server)) == 2)
+        wait_for(lambda: len(listening_sockets(server.port)) == 2)
+        victim = serving_workers(server)[0]
+        os.kill(victim, signal.SIGKILL)
+        counts: list[int] = []
+
+        def replaced() -> bool:
+            counts.append(len(listening_sockets(server.port)))
+            return len(serving_workers(server)) == 3
+
+        wait_for(replaced)
+        assert 1 in counts, counts
+        assert "stops listening until its new worker serves" in log(server)
+        wait_for(lambda: len(listening_sockets(server.port)) == 2)  # the replacement listens
+        for _ in range(10):
             assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
@@ -321,3 +347,18 @@ def test_workers_that_keep_dying_stop_the_server_with_a_message(tmp_path: Path) 
         assert "next start in" in log(server)  # backed off before giving up
     finally:
         server.stop()
+
+
+def test_the_supervisor_logs_in_the_apps_format(tmp_path: Path) -> None:
+    """One format in the stream: with LOG_FORMAT=json the supervisor's lines are JSON
+    objects like the app's, not Hypercorn-style text."""
+    env = {"LOG_FORMAT": "json"}
+    with Server(tmp_path / "instance", workers=2, launcher=SERVE, env=env) as server:
+        wait_for(lambda: len(serving_workers(server)) == 2)
+    lines = [json.loads(line) for line in log(server).splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line["logger"] == "quart_app.serve"]
+    assert any(line["msg"].startswith("supervisor ") for line in mine), lines[:5]
+    assert any(line["msg"].startswith("worker ") for line in mine)
+    apps = [line for line in lines if line["logger"] != "quart_app.serve"]
+    core = {"ts", "level", "logger", "msg", "request_id", "pid"}
+    assert apps and all(core <= set(line) for line in [*mine, *apps])

@@ -118,3 +118,85 @@ def test_postgres_database_that_does_not_exist(
     assert result.returncode == BOOT_ERROR_EXIT
     [line] = error_lines(result)
     assert f"database '{missing}' does not exist: create it (createdb" in line, line
+
+
+def test_plain_hypercorn_does_not_exit_0_when_every_worker_fails(tmp_path: Path) -> None:
+    """Hypercorn's master reports 0 whatever its workers exited with: the first worker
+    to fail ends it with SIGUSR1 instead, a failure any service manager sees.
+    """
+    result = start(tmp_path, HYPERCORN, JWT_SECRET_KEY="short")
+    assert result.returncode == -10, result.returncode  # killed by SIGUSR1, not 0
+    [line] = error_lines(result)
+    assert line.startswith("Error: JWT_SECRET_KEY is 5 bytes")
+
+
+def test_a_missing_key_file_is_one_line_before_any_worker_starts(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-key.pem"
+    result = start(tmp_path, SERVE, JWT_ALGORITHM="RS256", JWT_PRIVATE_KEY_FILE=str(missing))
+    assert result.returncode == BOOT_ERROR_EXIT
+    [line] = error_lines(result)
+    assert line == (
+        f"Error: JWT_PRIVATE_KEY_FILE {missing}: no such file: point JWT_PRIVATE_KEY_FILE"
+        " at the PEM file, or unset it"
+    )
+    assert "worker" not in result.stderr  # said by the master: no worker started
+
+
+def test_a_stale_metrics_folder_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_4242.db").write_bytes(b"\0" * 16)
+    result = start(tmp_path, SERVE, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    assert result.returncode == BOOT_ERROR_EXIT
+    [line] = error_lines(result)
+    assert line.startswith(
+        f"Error: PROMETHEUS_MULTIPROC_DIR {folder} holds 1 file(s) of an earlier run"
+    )
+
+
+def serve_with(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m quart_app.serve`` with this command line (what make run passes)."""
+    environ = {**os.environ, "INSTANCE_PATH": str(tmp_path / "instance")}
+    return subprocess.run(
+        [*SERVE, "--config", str(ROOT / "hypercorn.toml"), *args, "quart_app.asgi:app"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--bind", "127.0.0.1:abc"],
+            "Error: --bind 127.0.0.1:abc (HOST, PORT): the port must be a number from 0 to"
+            " 65535, not 'abc'",
+        ),
+        (
+            ["--workers", "abc"],
+            "Error: --workers (WORKERS) must be a whole number of at least 1, not 'abc'",
+        ),
+        (
+            ["--certfile", "cert.pem"],
+            "Error: --certfile and --keyfile (CERTFILE, KEYFILE) must be given together",
+        ),
+    ],
+)
+def test_a_bad_command_line_is_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = serve_with(tmp_path, *args)
+    assert result.returncode == BOOT_ERROR_EXIT
+    assert (result.stdout + result.stderr).strip() == expected
+
+
+def test_make_run_passes_certfile_without_keyfile_as_given(tmp_path: Path) -> None:
+    """`make run CERTFILE=x` once swallowed the app's name as the key file."""
+    plan = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), "run", "CERTFILE=cert.pem", "PORT=8000"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--certfile cert.pem" in plan and "--keyfile" not in plan
