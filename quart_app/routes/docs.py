@@ -74,7 +74,7 @@ STATUS = {
     404: "Not found.",
     409: "Conflict: the username is taken (without regard to case).",
     413: "Request body larger than the configured limit (MAX_CONTENT_LENGTH).",
-    415: "Unsupported media type.",
+    415: "Unsupported media type: a JSON body must be sent as `application/json`.",
     422: "Malformed token, bad signature, or a token of the wrong type; `msg` says which.",
     429: "Too many requests from this address, or failed logins on this account; retry"
     " after `Retry-After` seconds.",
@@ -123,6 +123,13 @@ class OpenAPIDocument(OpenAPIProvider):
                 if summary:
                     operation["summary"] = summary
                     operation["description"] = description
+                responses = operation["responses"]
+                content = operation.get("requestBody", {}).get("content", {})
+                if "application/json" in content and "400" in responses:
+                    # Every JSON body is refused with 415 when not sent as JSON.
+                    responses.setdefault(
+                        "415", {**copy.deepcopy(responses["400"]), "description": ""}
+                    )
                 for status, answer in operation["responses"].items():
                     if not answer.get("description") or answer["description"] == _MESSAGE_DOC:
                         answer["description"] = STATUS.get(int(status), "Error; see `msg`.")
