@@ -69,7 +69,7 @@ def test_the_resource_server_follows_the_issuers_keys(servers: tuple[Server, Ser
     assert answer.json() == {"sub": "1", "kid": kid(first)}
 
     rotated = subprocess.run(
-        [QUART_APP, "rotate-keys"],
+        [QUART_APP, "rotate-keys", "--now"],
         env={**issuer.env},
         cwd=ROOT,
         capture_output=True,
