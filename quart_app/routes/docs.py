@@ -125,11 +125,12 @@ class OpenAPIDocument(OpenAPIProvider):
                     operation["description"] = description
                 responses = operation["responses"]
                 content = operation.get("requestBody", {}).get("content", {})
-                if "application/json" in content and "400" in responses:
+                bad = next((key for key in responses if str(key) == "400"), None)
+                if "application/json" in content and bad is not None:
                     # Every JSON body is refused with 415 when not sent as JSON.
-                    responses.setdefault(
-                        "415", {**copy.deepcopy(responses["400"]), "description": ""}
-                    )
+                    unsupported = 415 if isinstance(bad, int) else "415"
+                    answer = {**copy.deepcopy(responses[bad]), "description": ""}
+                    responses.setdefault(unsupported, answer)
                 for status, answer in operation["responses"].items():
                     if not answer.get("description") or answer["description"] == _MESSAGE_DOC:
                         answer["description"] = STATUS.get(int(status), "Error; see `msg`.")
