@@ -30,7 +30,11 @@ view calls :func:`pending_slot`); past either the handshake is refused with 429 
 and a JSON ``msg``.
 
 **Access log**: one ``quart_app.access`` line per handshake (101, or the status it was
-refused with) and one per close (who closed, the code, the socket's lifetime).
+refused with) and one per close (who closed, the code, the socket's lifetime). Two more
+corrections of Hypercorn's stream make those codes right: a frame wsproto refuses (over the
+limit, bad UTF-8) is answered with a close frame carrying its code instead of a dropped
+connection (:class:`_Connection`), and the app's disconnect event carries the code of the
+client's close frame instead of 1006 for every client close (:func:`_handle`).
 """
 
 from __future__ import annotations
