@@ -157,6 +157,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     @app.after_request
     async def security_headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
+        # Answers carry tokens or depend on one (RFC 6749 5.1, RFC 9111): no cache keeps
+        # them unless the view says otherwise (the JWKS, the OAuth metadata). The claims
+        # fast path (quart_app/fastpath.py) sends the same.
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.before_serving

@@ -364,10 +364,18 @@ def _iso(seconds: float) -> str:
 
 
 @main.command("rotate-keys")
-def rotate_keys() -> None:
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="Sign with the new key at once (a leaked key), without waiting KEY_ACTIVATION_DELAY.",
+)
+def rotate_keys(at_once: bool) -> None:
     """Add a new signing key pair (RS*/PS*/ES*/EdDSA keys generated in INSTANCE_PATH).
 
-    Every worker signs with it within a second; tokens signed with older keys keep
+    The new public key is in the JWKS at once; every worker signs with it
+    KEY_ACTIVATION_DELAY seconds later (with --now: within a second), so resource servers
+    caching the JWKS know it before its first token. Tokens signed with older keys keep
     verifying (and their public keys stay in the JWKS) until those tokens expire.
     """
     from .jwt import get_manager
@@ -385,10 +393,11 @@ def rotate_keys() -> None:
         raise click.ClickException(f"{algorithm} keys come from {where}")
     try:
         # An empty directory got its first key when the app was built: that is the new key.
-        key = keys.generated or keys.rotate()
+        key = keys.generated or keys.rotate(now=at_once)
     except Exception as error:
         raise click.ClickException(_one_line(error)) from None
-    click.echo(f"new {key.algorithm} signing key {key.kid} in {keys.path}")
+    starts = datetime.fromtimestamp(key.created_at, UTC).isoformat(timespec="seconds")
+    click.echo(f"new {key.algorithm} signing key {key.kid} in {keys.path}, signing from {starts}")
 
 
 @main.command("prune")

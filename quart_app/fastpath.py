@@ -24,6 +24,8 @@ from .security.throttle import peer_client
 
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+#: What app.py's ``security_headers`` adds to an answer that sets no Cache-Control itself.
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 def install_fast_path(app: Quart) -> None:
@@ -42,7 +44,7 @@ def install_fast_path(app: Quart) -> None:
                 break
         rid = request_id_from(sent.decode("latin-1") if sent else None)
         request_id_var.set(rid)  # this request's task: the log line below carries it
-        return [_NOSNIFF, (_REQUEST_ID, rid.encode())]
+        return [_NOSNIFF, _NO_STORE, (_REQUEST_ID, rid.encode())]
 
     def observe(
         scope: HTTPScope, rule: str, claims: Mapping[str, Any], status: int, elapsed: float

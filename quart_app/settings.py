@@ -102,6 +102,11 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_RETENTION_DAYS": 90,
     # Passwords (register, change) must have at least this many characters.
     "PASSWORD_MIN_LENGTH": 8,
+    # Seconds between `quart-app rotate-keys` publishing a new key (in the JWKS at once)
+    # and the key signing: at least the JWKS cache lifetime resource servers are told
+    # (max-age 60 s) and the extension's own cache (JWT_JWKS_CACHE_SECONDS, 300 s), so
+    # every one of them has the key before the first token it signs. `--now` skips it.
+    "KEY_ACTIVATION_DELAY": 300.0,
     # How often each worker pulls new revocations from the shared store (seconds).
     "REVOCATION_SYNC_INTERVAL": 1.0,
     # A worker that starts while the database does not answer takes the revocations from

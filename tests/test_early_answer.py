@@ -565,12 +565,12 @@ REAL_CASES: dict[str, tuple[str, str, bytes, Callable[[RealServer], dict[str, st
         401,
     ),
     "400-bad-json": ("POST", "/register", b'{"username": "x", ', lambda s: JSON, 400),
-    "400-not-json": (
+    "415-not-json": (
         "POST",
         "/register",
         b"username=x",
         lambda s: {"Content-Type": "application/x-www-form-urlencoded"},
-        400,
+        415,
     ),
     "405-wrong-method": ("POST", "/healthz", BODY, lambda s: JSON, 405),
     "404-no-route": ("POST", "/no/such/route", BODY, lambda s: JSON, 404),

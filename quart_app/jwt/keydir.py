@@ -66,11 +66,15 @@ def _write_new(directory: Path, name: str, data: bytes) -> bool:
 class KeyDirectory(KeySet):
     """Private keys generated once into a directory and rotated there.
 
-    Files are ``key-<created ms>-<alg>.pem``. The newest key of the configured algorithm
-    signs; an older key stays accepted until the key after it was created plus
-    ``max_token_lifetime`` (the longest a token it signed can live) plus a grace minute,
-    then it is deleted at the next rotation. Workers notice new files through the
-    directory's mtime, checked when they sign and when a ``kid`` is unknown.
+    Files are ``key-<activation ms>-<alg>.pem``: the time from which the key signs. A
+    rotation publishes the new key at once (it verifies and is in the JWKS) but dates its
+    activation ``activation_delay`` seconds ahead, so that every resource server caching
+    the JWKS (``Cache-Control: max-age``) has it before the first token it signs exists;
+    ``rotate(now=True)`` is for emergencies (a leaked key). The newest active key of the
+    configured algorithm signs; an older key stays accepted until the key after it became
+    active plus ``max_token_lifetime`` (the longest a token it signed can live) plus a
+    grace minute, then it is deleted at the next rotation. Workers notice new files through
+    the directory's mtime, checked when they sign and when a ``kid`` is unknown.
     """
 
     def __init__(
@@ -79,9 +83,11 @@ class KeyDirectory(KeySet):
         algorithm: str,
         max_token_lifetime: float,
         extra: Iterable[Key] = (),
+        activation_delay: float = 0.0,
     ) -> None:
         super().__init__()
         self.path = Path(path)
+        self.activation_delay = activation_delay
         #: Keys that do not live in the directory (an HS* secret also accepted).
         self.extra = list(extra)
         self.algorithm = algorithm
@@ -153,11 +159,20 @@ class KeyDirectory(KeySet):
                 log.error("ignoring unreadable key file %s: %s", path, error)
         self._set([*self.extra, *keys])
 
-    def _create(self, algorithm: str) -> None:
-        created = max([int(time.time() * 1000), *(int(c * 1000) + 1 for c, _, _ in self._files())])
+    def _create(self, algorithm: str, delay: float = 0.0) -> float:
+        """Write a new key file; its activation time (seconds)."""
+        # Activation times are unique (and after every key that signs already): a --now
+        # key may activate before a delayed one still pending, which takes over later.
+        now_ms = int(time.time() * 1000)
+        taken = {round(c * 1000) for c, _, _ in self._files()}
+        signing = [c for c in taken if c <= now_ms]
+        created = max([now_ms + int(delay * 1000), *(c + 1 for c in signing)])
+        while created in taken:
+            created += 1
         pem = private_pem(generate_private_key(algorithm))
         if _write_new(self.path, f"key-{created:013d}-{algorithm}.pem", pem):
             log.info("generated a new %s signing key in %s", algorithm, self.path)
+        return created / 1000
 
     def refresh(self) -> None:
         now = time.monotonic()
@@ -172,33 +187,55 @@ class KeyDirectory(KeySet):
             with self._lock:
                 self._load()
 
-    def rotate(self, algorithm: str | None = None) -> Key:
-        """Make a new signing key; older keys stay accepted until their tokens expire.
+    def signing_key(self, algorithm: str) -> Key:
+        """The newest key of ``algorithm`` whose activation time has come (the oldest one
+        while none has: a directory's first key is active at once)."""
+        self.refresh()
+        now = time.time()
+        usable = [k for k in self._keys if k.can_sign and k.prepared(algorithm) is not None]
+        active = [k for k in usable if k.created_at <= now]
+        if active:
+            return active[-1]
+        if usable:
+            return usable[0]
+        return super().signing_key(algorithm)
+
+    def rotate(self, algorithm: str | None = None, *, now: bool = False) -> Key:
+        """Publish a new signing key, which signs after ``activation_delay`` seconds (at
+        once with ``now``); older keys stay accepted until their tokens expire.
 
         Keys no longer accepted are deleted. Returns the new key.
         """
         algorithm = algorithm or self.algorithm
         family(algorithm)
         with self._locked():
-            self._create(algorithm)
+            activates = self._create(algorithm, 0.0 if now else self.activation_delay)
             self._load()
-            now = time.time()
+            moment = time.time()
             for _, _, path, expires in self._lifetimes():
-                if expires is not None and expires <= now:
+                if expires is not None and expires <= moment:
                     path.unlink(missing_ok=True)
                     log.info("deleted retired key file %s", path.name)
             self._load()
         self._checked = time.monotonic()
-        return self._keys[-1]
+        return next(k for k in self._keys if k.created_at == activates and k.can_sign)
 
 
-def rotate_keys(directory: str | Path, algorithm: str, max_token_lifetime: float) -> Key:
+def rotate_keys(
+    directory: str | Path,
+    algorithm: str,
+    max_token_lifetime: float,
+    activation_delay: float = 0.0,
+) -> Key:
     """Add a new signing key to ``directory`` (the ``rotate-keys`` operation).
 
-    Running workers start signing with it within half a second of their next token;
-    tokens signed with older keys keep verifying until they expire.
+    Running workers start signing with it ``activation_delay`` seconds later (within half
+    a second of their next token after that); tokens signed with older keys keep verifying
+    until they expire.
     """
-    return KeyDirectory(directory, algorithm, max_token_lifetime).rotate()
+    return KeyDirectory(
+        directory, algorithm, max_token_lifetime, activation_delay=activation_delay
+    ).rotate()
 
 
 def key_directory(instance_path: str | Path) -> Path:
@@ -236,7 +273,11 @@ def keys_from_settings(settings: Mapping[str, Any]) -> KeySet:
         lifetime = float("inf") if value is None else max(lifetime, value)
     extra = KeySet.from_config(algorithm, secret, None, None, decode).keys()
     return KeyDirectory(
-        key_directory(settings.get("INSTANCE_PATH", "instance")), algorithm, lifetime, extra
+        key_directory(settings.get("INSTANCE_PATH", "instance")),
+        algorithm,
+        lifetime,
+        extra,
+        activation_delay=float(settings.get("KEY_ACTIVATION_DELAY", 0.0)),
     )
 
 

@@ -355,6 +355,10 @@ async def run_websocket_view(
     except WebSocketAuthError as error:
         await close_socket(error.code, error.msg)
         return None
+    except ConnectionError:
+        # The server side gave up on the client (e.g. it does not read its messages: the
+        # connection class closed the socket already); nothing left to say to it.
+        return None
     finally:
         session = get_websocket_session()
         if session is not None:

@@ -76,7 +76,7 @@ STATUS = {
     404: "Not found.",
     409: "Conflict: the username is taken (without regard to case).",
     413: "Request body larger than the configured limit (MAX_CONTENT_LENGTH).",
-    415: "Unsupported media type.",
+    415: "Unsupported media type: a JSON body must be sent as `application/json`.",
     422: "Malformed token, bad signature, or a token of the wrong type; `msg` says which.",
     429: "Too many requests from this address, or failed logins on this account; retry"
     " after `Retry-After` seconds.",
@@ -127,6 +127,14 @@ class OpenAPIDocument(OpenAPIProvider):
                 if summary:
                     operation["summary"] = summary
                     operation["description"] = description
+                responses = operation["responses"]
+                content = operation.get("requestBody", {}).get("content", {})
+                bad = next((key for key in responses if str(key) == "400"), None)
+                if "application/json" in content and bad is not None:
+                    # Every JSON body is refused with 415 when not sent as JSON.
+                    unsupported = 415 if isinstance(bad, int) else "415"
+                    answer = {**copy.deepcopy(responses[bad]), "description": ""}
+                    responses.setdefault(unsupported, answer)
                 for status, answer in operation["responses"].items():
                     if not answer.get("description") or answer["description"] == _MESSAGE_DOC:
                         answer["description"] = STATUS.get(int(status), "Error; see `msg`.")

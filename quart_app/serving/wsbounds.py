@@ -30,7 +30,11 @@ view calls :func:`pending_slot`); past either the handshake is refused with 429 
 and a JSON ``msg``.
 
 **Access log**: one ``quart_app.access`` line per handshake (101, or the status it was
-refused with) and one per close (who closed, the code, the socket's lifetime).
+refused with) and one per close (who closed, the code, the socket's lifetime). Two more
+corrections of Hypercorn's stream make those codes right: a frame wsproto refuses (over the
+limit, bad UTF-8) is answered with a close frame carrying its code instead of a dropped
+connection (:class:`_Connection`), and the app's disconnect event carries the code of the
+client's close frame instead of 1006 for every client close (:func:`_handle`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import wsproto.connection
 import wsproto.events
 import wsproto.extensions
 from hypercorn.protocol import ws_stream
+from hypercorn.protocol.events import StreamClosed
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from quart import Quart
 from quart.asgi import ASGIWebsocketConnection
@@ -75,6 +80,7 @@ _limit: contextvars.ContextVar[int] = contextvars.ContextVar(
     "quart_app_ws_max_message", default=DEFAULT_MAX_MESSAGE
 )
 _original_accept = ws_stream.WSStream._accept
+_original_handle = ws_stream.WSStream.handle
 _original_connection = ws_stream.Connection  # type: ignore[attr-defined]
 _original_extension = ws_stream.PerMessageDeflate  # type: ignore[attr-defined]
 
@@ -152,14 +158,30 @@ class _Connection(wsproto.connection.Connection):
     Hypercorn send the event's answer, a close frame with that code (RFC 6455 7.1.7).
     """
 
+    #: The code of the client's close frame, once one came (for the ASGI disconnect).
+    peer_code: int | None = None
+
     def events(self) -> Generator[wsproto.events.Event, None, None]:
         for event in super().events():
-            if (
-                isinstance(event, wsproto.events.CloseConnection)
-                and self.state is wsproto.connection.ConnectionState.OPEN
-            ):
-                self._state = wsproto.connection.ConnectionState.REMOTE_CLOSING
+            if isinstance(event, wsproto.events.CloseConnection):
+                if self.state is wsproto.connection.ConnectionState.OPEN:
+                    self._state = wsproto.connection.ConnectionState.REMOTE_CLOSING
+                elif self.peer_code is None:
+                    self.peer_code = int(event.code)
             yield event
+
+
+async def _handle(self: Any, event: Any) -> None:
+    # Hypercorn tells the app 1006 for every close the client started; ASGI says the
+    # disconnect carries the client's close code (the access log's close line reads it).
+    connection = getattr(self, "connection", None)
+    code = getattr(connection, "peer_code", None)
+    if isinstance(event, StreamClosed) and code is not None and not self.closed:
+        self.closed = True
+        if self.app_put is not None:
+            await self.app_put({"type": "websocket.disconnect", "code": code})
+        return
+    await _original_handle(self, event)
 
 
 async def _accept(self: Any, message: Any) -> None:
@@ -202,6 +224,7 @@ def install() -> bool:
     _check_versions()
     setattr(ws_stream, "PerMessageDeflate", BoundedPerMessageDeflate)  # noqa: B010
     setattr(ws_stream, "Connection", _Connection)  # noqa: B010
+    ws_stream.WSStream.handle = _handle  # type: ignore[method-assign]
     ws_stream.WSStream._accept = _accept  # type: ignore[method-assign]
     return True
 
@@ -209,6 +232,7 @@ def install() -> bool:
 def uninstall() -> None:
     setattr(ws_stream, "PerMessageDeflate", _original_extension)  # noqa: B010
     setattr(ws_stream, "Connection", _original_connection)  # noqa: B010
+    ws_stream.WSStream.handle = _original_handle  # type: ignore[method-assign]
     ws_stream.WSStream._accept = _original_accept  # type: ignore[method-assign]
 
 

@@ -196,3 +196,29 @@ def test_jwks_mode_needs_an_asymmetric_algorithm_and_signs_nothing() -> None:
     keys: Callable[[], Any] = lambda: qje.get_manager(app).keys  # noqa: E731
     with pytest.raises(RuntimeError, match="signs none"):
         keys().signing_key("ES256")
+
+
+async def test_made_up_kids_cannot_starve_a_key_published_before_it_signs() -> None:
+    """An attacker spends the resource server's refetch on made-up kids right before a
+    rotation. Without a publication delay the first tokens of the new key are refused
+    until the next refetch window; with the issuer's KEY_ACTIVATION_DELAY (at least the
+    refetch bound) the key is published well before its first token, and one refetch
+    finds it. Made-up kids within the window cost no fetch at all."""
+    min_refresh = 1.0
+    stranger = Key("RS256", private=generate_private_key("RS256"))
+    for delay, expected in ((0.0, 422), (min_refresh + 0.2, 200)):
+        issuer = Issuer()
+        app = resource_server(issuer, JWT_JWKS_MIN_REFRESH_SECONDS=min_refresh)
+        assert (await get(app, issuer.token()))[0] == 200
+        await asyncio.sleep(min_refresh + 0.1)
+        assert (await get(app, issuer.token(stranger)))[0] == 422  # spends the refetch
+        issuer.rotate()  # published now; the issuer signs with it after `delay`
+        fetches = issuer.requests
+        for _ in range(20):  # a flood of made-up kids within the window: no fetch
+            assert (await get(app, issuer.token(stranger)))[0] == 422
+        assert issuer.requests == fetches
+        await asyncio.sleep(delay)
+        status, _ = await get(app, issuer.token())
+        assert status == expected, (delay, status)
+        if expected == 200:
+            assert issuer.requests == fetches + 1  # one refetch found the new key

@@ -212,7 +212,7 @@ async def test_rotate_keys_adds_a_signing_key_old_tokens_keep_working(tmp_path: 
         await register(client)
         before = await login(client)
         old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
-        result = await cli(["rotate-keys"], cli_env(tmp_path, JWT_ALGORITHM="ES256"))
+        result = await cli(["rotate-keys", "--now"], cli_env(tmp_path, JWT_ALGORITHM="ES256"))
         assert result.exit_code == 0, result.output
         assert result.stdout.startswith("new ES256 signing key ")
         new_kid = result.stdout.split()[4]

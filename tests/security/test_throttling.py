@@ -92,7 +92,7 @@ async def test_spoofed_forwarded_for_is_ignored_without_trusted_hops(small_limit
 async def test_trusted_hop_counts_the_address_the_proxy_saw(
     app_factory: Callable[..., Quart],
 ) -> None:
-    app = app_factory(RATELIMIT_AUTH_LIMIT=3, TRUSTED_PROXY_HOPS=1)
+    app = app_factory(RATELIMIT_AUTH_LIMIT=3, TRUSTED_PROXY_HOPS=1, TRUSTED_PROXIES="10.0.0.0/8")
     async with app.test_app():
         client = app.test_client()
         proxy = "10.0.0.1"

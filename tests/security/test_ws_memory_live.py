@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from live import Server
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from ws_client import WAIT, session, ws_url
 from wsattack import MiB, deflate_bomb, peak_growth, send_bomb, workers
 
@@ -116,3 +117,65 @@ async def test_a_client_that_never_reads_stays_within_the_bound(server: Server) 
     assert sent < 4000, "the server read everything a non-reading client sent"
     assert code in (1008, 1009), code
     await _healthy(server)
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {"WS_MAX_SOCKETS_PER_ADDRESS": "3", "WS_MAX_PENDING_SOCKETS": "2"}
+    instance = tmp_path_factory.mktemp("wscap") / "instance"
+    with Server(instance, workers=2, env=env) as running:
+        yield running
+
+
+async def _handshake(server: Server, token: str | None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        ws = await connect(ws_url(server.url), additional_headers=headers, open_timeout=WAIT)
+    except InvalidStatus as refused:
+        return refused.response.status_code, json.loads(refused.response.body)
+    return 101, ws
+
+
+async def test_sockets_per_address_and_pending_sockets_are_capped(capped: Server) -> None:
+    pair = await session(capped.url, "capped")
+    # Authenticated: at most 3 per worker from one address, 2 workers.
+    opened = [await _handshake(capped, pair["access_token"]) for _ in range(10)]
+    accepted = [ws for status, ws in opened if status == 101]
+    refused = [body for status, body in opened if status == 429]
+    assert len(accepted) <= 6 and len(accepted) + len(refused) == 10, opened
+    assert refused and refused[0] == {"msg": "Too many WebSockets from this address"}
+    for ws in accepted:
+        await ws.close()
+    # Unauthenticated (first-message auth): at most 2 waiting per worker.
+    waiting = [await _handshake(capped, None) for _ in range(6)]
+    held = [ws for status, ws in waiting if status == 101]
+    unavailable = [body for status, body in waiting if status == 503]
+    assert len(held) <= 4 and unavailable, waiting
+    assert unavailable[0] == {"msg": "Too many WebSockets waiting for authentication"}
+    for ws in held:
+        await ws.close()
+    # Slots are given back: a socket opens again once the others are closed.
+    await asyncio.sleep(0.5)
+    status, ws = await _handshake(capped, pair["access_token"])
+    assert status == 101
+    await ws.close()
+
+
+async def test_every_handshake_and_close_is_logged(capped: Server) -> None:
+    pair = await session(capped.url, "logged")
+    status, ws = await _handshake(capped, pair["access_token"])
+    assert status == 101
+    await asyncio.wait_for(ws.recv(), WAIT)
+    await ws.close(4000, "bye")
+    refused, _ = await _handshake(capped, "not-a-token")
+    assert refused == 422
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while asyncio.get_running_loop().time() < deadline:
+        text = capped.log_path.read_text()
+        if "WS /ws closed by client 4000" in text and "WS /ws 422" in text:
+            break
+        await asyncio.sleep(0.2)
+    text = capped.log_path.read_text()
+    assert "WS /ws 101" in text
+    assert "WS /ws 422" in text
+    assert "WS /ws closed by client 4000 after" in text

@@ -64,6 +64,10 @@ CASES = {
         {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/metrics"},
         "PROMETHEUS_MULTIPROC_DIR /nonexistent/metrics is not a directory",
     ),
+    "bad trusted proxy": (
+        {"TRUSTED_PROXY_HOPS": "1", "TRUSTED_PROXIES": "10.0.0.0/8,proxy.example"},
+        "TRUSTED_PROXIES entry 'proxy.example' is not an IP address or CIDR network",
+    ),
     "metrics without a token": (
         {"METRICS_ENABLED": "true"},
         "METRICS_ENABLED is true but METRICS_TOKEN is unset",
