@@ -33,7 +33,6 @@ from .services import EXTENSION_KEY, Services
 from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody, ServingHeaders
 from .serving.wsbounds import init_websocket_bounds
-from .settings import NOTES_KEY, resolve_secret
 from .settings import NOTES_KEY, SNAPSHOT_FILE, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.events import EventStore

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping

@@ -20,9 +20,9 @@ __all__ = [
     "client_address",
     "init_rate_limits",
     "limit_key",
-    "request_client",
     "parse_proxies",
     "peer_client",
+    "request_client",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -414,7 +414,7 @@ class BoundedConnection(ASGIWebsocketConnection):
 
 def init_websocket_bounds(app: Quart) -> None:
     """Use :class:`BoundedConnection` for this app's sockets, with its per-worker counts."""
-    app.asgi_websocket_class = BoundedConnection  # type: ignore[assignment]
+    app.asgi_websocket_class = BoundedConnection
     app.extensions[SOCKETS_KEY] = SocketCounts(
         int(app.config["WS_MAX_SOCKETS_PER_ADDRESS"]), int(app.config["WS_MAX_PENDING_SOCKETS"])
     )
