@@ -39,6 +39,8 @@ def _from_headers(req: Request, config: JWTConfig, refresh: bool) -> tuple[str, 
     value = req.headers.get(header_name, "").strip().strip(",")
     if not value:
         raise NoAuthorizationError(f"Missing {header_name} Header")
+    if header_type == "Bearer" and value[:5] == "DPoP ":
+        header_type = "DPoP"  # RFC 9449: a bound token's scheme (checked in check_token)
     if header_type:
         # The header may hold several comma-separated fields: "<type> <value>, ...".
         if "," in value:
@@ -161,9 +163,11 @@ async def check_token(
     refresh: bool,
     verify_type: bool,
     skip_revocation_check: bool,
+    sent_with: tuple[Any, str] | None = None,
 ) -> tuple[Claims, Claims]:
     """Every check of a located token, in FJE's order, up to the user lookup (excluded):
-    size, signature and claims, CSRF, type, freshness, revocation, verification loader."""
+    size, signature and claims, CSRF, type, freshness, revocation, verification loader.
+    ``sent_with`` (the request and the token's location) adds the DPoP rules (``dpop``)."""
     if len(encoded) > manager.config.max_token_length:
         raise JWTDecodeError("Token is too large")
     header, claims = await manager.decode(encoded)
@@ -181,6 +185,10 @@ async def check_token(
         await manager.check_revoked(header, claims)
     if manager.has_token_verification:
         await manager.check_custom(header, claims)
+    if "cnf" in claims or (sent_with is not None and sent_with[1] == "headers"):
+        from .dpop import check_sent_token
+
+        await check_sent_token(sent_with, encoded, claims)
     return header, claims
 
 
@@ -233,7 +241,14 @@ async def verify_jwt_in_request(
         )
         return None
     header, claims = await check_token(
-        manager, encoded, csrf_value, fresh, refresh, verify_type, skip_revocation_check
+        manager,
+        encoded,
+        csrf_value,
+        fresh,
+        refresh,
+        verify_type,
+        skip_revocation_check,
+        (req, location),
     )
     # Stored only now, once every check and callback has succeeded (as FJE).
     store.update(

@@ -66,3 +66,7 @@ def register_error_handlers(app: Quart, loaders: Loaders) -> None:
     app.register_error_handler(FreshTokenRequired, needs_fresh)
     app.register_error_handler(UserLookupError, lookup)
     app.register_error_handler(UserClaimsVerificationError, claims_failed)
+
+    from .dpop import DPoPError, dpop_error_response
+
+    app.register_error_handler(DPoPError, dpop_error_response)

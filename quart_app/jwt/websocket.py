@@ -149,12 +149,13 @@ async def _check(
     refresh: bool,
     verify_type: bool,
     skip_revocation_check: bool,
+    sent_with: tuple[Any, str] | None = None,
 ) -> tuple[Claims, Claims, Any]:
     """Decode and check ``encoded`` in FJE's order; ``(header, claims, loaded user)``."""
     from .decorators import check_token
 
     header, claims = await check_token(
-        manager, encoded, None, fresh, refresh, verify_type, skip_revocation_check
+        manager, encoded, None, fresh, refresh, verify_type, skip_revocation_check, sent_with
     )
     user = await manager.load_user(header, claims) if manager.has_user_lookup else None
     return header, claims, user
@@ -220,6 +221,7 @@ async def verify_jwt_in_websocket(
         refresh=refresh,
         verify_type=verify_type,
         skip_revocation_check=skip_revocation_check,
+        sent_with=(ws, location),
     )
     _store(manager, header, claims, user, location)
     _bind(manager, header, claims)
