@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .security.client_commands import COMMANDS as CLIENT_COMMANDS
 from .serving.devcert import dev_cert
 from .store.commands import db as db_commands
 
@@ -96,6 +97,8 @@ def _run(
 
 main.add_command(db_commands)
 main.add_command(dev_cert)
+for _command in CLIENT_COMMANDS:
+    main.add_command(_command)
 
 
 @main.command("init-db")
@@ -241,7 +244,10 @@ def prune() -> None:
     decide nothing any more."""
 
     async def work(svc: Services) -> tuple[int, int]:
+        from .store.oauth import SqlReplayStore
+
         store: Any = svc.revocations.store
+        await SqlReplayStore(svc.db).prune()
         return int(await store.prune()), await svc.logins.store.prune(time.time())
 
     revocations, counters = _run(work)

@@ -55,6 +55,8 @@ ALGORITHMS = ("ES256", "EdDSA", "RS256", "PS256")
 PROOF_TYPE = "dpop+jwt"
 SCHEME = "DPoP"
 NONCE_HEADER = "DPoP-Nonce"
+#: Where ``jwt_required`` leaves a proof it accepted (``g``), for a route issuing tokens.
+PROOF_KEY = "_jwt_dpop_proof"
 #: The members of each key type that make its RFC 7638 thumbprint.
 _THUMBPRINT_MEMBERS = {
     "EC": ("crv", "kty", "x", "y"),
@@ -564,7 +566,12 @@ async def check_sent_token(
     from .manager import get_manager
 
     header = get_manager(app).config.header_name
-    return await dpop.check_request(request, encoded, claims, header)
+    proof = await dpop.check_request(request, encoded, claims, header)
+    if proof is not None:
+        from quart import g
+
+        setattr(g, PROOF_KEY, proof)
+    return proof
 
 
 async def dpop_error_response(error: DPoPError) -> Any:

@@ -23,6 +23,7 @@ from ..jwt import (
 from ..jwt.revocation import FAMILY_CLAIM, SESSION_CLAIM, Revocation, session_start
 from ..observability import note_user
 from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
+from ..security.binding import Binding, dpop_binding
 from ..security.throttle import client_address, limit_key
 from ..services import services
 from ..store import UsernameTaken
@@ -67,18 +68,26 @@ async def _credentials() -> Credentials:
 
 
 async def _issue(
-    user_id: str, username: str, *, fresh: bool, family: str, started: float
+    user_id: str,
+    username: str,
+    *,
+    fresh: bool,
+    family: str,
+    started: float,
+    binding: Binding | None = None,
 ) -> Response:
     svc = services()
     note_user(user_id)  # the request log names who logged in
+    binding = binding or Binding()
     claims = {"username": username, FAMILY_CLAIM: family, SESSION_CLAIM: started}
+    claims.update(binding.claims)
     access = await create_access_token(user_id, fresh=fresh, additional_claims=claims)
     refresh = await create_refresh_token(user_id, additional_claims=claims)
     response = jsonify(
         {
             "access_token": access,
             "refresh_token": refresh,
-            "token_type": "Bearer",
+            "token_type": binding.token_type,
             "expires_in": int(svc.config["JWT_ACCESS_TOKEN_EXPIRES"]),
         }
     )
@@ -102,6 +111,7 @@ async def login() -> Response:
     """
     svc = services()
     creds = await _credentials()
+    binding = await dpop_binding()
     key = username_key(creds.username)
     now = time.time()
     attempt = await svc.logins.admit(key, limit_key(client_address()), now)
@@ -114,7 +124,12 @@ async def login() -> Response:
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
     return await _issue(
-        str(user.id), user.username, fresh=True, family=uuid.uuid4().hex, started=time.time()
+        str(user.id),
+        user.username,
+        fresh=True,
+        family=uuid.uuid4().hex,
+        started=time.time(),
+        binding=binding,
     )
 
 
@@ -134,8 +149,13 @@ async def refresh() -> Response:
     here at once. A pair handed out while such a revocation is being recorded carries
     the login's ``auth_time``, so that revocation kills it too.
     """
+    return await rotate(get_jwt_header(), get_jwt(), await dpop_binding())
+
+
+async def rotate(header: dict[str, Any], claims: dict[str, Any], binding: Binding) -> Response:
+    """The rotation of a verified refresh token (``refresh``'s docstring): /token/refresh
+    and the refresh_token grant of /oauth/token."""
     svc = services()
-    header, claims = get_jwt_header(), get_jwt()
     jti = str(claims["jti"])
     claimed_family = claims.get(FAMILY_CLAIM)
     family = claimed_family if isinstance(claimed_family, str) and claimed_family else None
@@ -160,6 +180,7 @@ async def refresh() -> Response:
         fresh=False,
         family=family or uuid.uuid4().hex,
         started=time.time() if started is None else started,
+        binding=binding,
     )
 
 
