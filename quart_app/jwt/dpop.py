@@ -468,7 +468,14 @@ class DPoP:
             raise DPoPError("DPoP proof has been used before")
         expires_at = proof.iat + self.max_age + 2 * self.skew + 1
         seen[key] = expires_at
-        if self.store is not None and not await self.store.claim(key, expires_at):
+        if self.store is None:
+            return
+        try:
+            claimed = await self.store.claim(key, expires_at)
+        except BaseException:
+            seen.pop(key, None)  # undecided: a retry must reach the store again
+            raise
+        if not claimed:
             raise DPoPError("DPoP proof has been used before")
 
     async def check(
@@ -531,6 +538,33 @@ class DPoP:
         proof = self.verify(values, _method(request), self.request_url(request), None)
         await self.accept_once(proof)
         return proof
+
+
+Header = Callable[[str], "str | None"]
+
+
+def forwarded_target(
+    get: Header, method: str, scheme: str, host: str, path: str, route: str
+) -> tuple[str, str]:
+    """``(htm, htu)`` of the request a gateway asks about (forward authentication):
+    ``X-Forwarded-Method``/``X-Original-Method``, ``X-Forwarded-Proto``,
+    ``X-Forwarded-Host`` and ``X-Original-URI`` (nginx) or ``X-Forwarded-Uri`` (Traefik);
+    without those, the request's own, and a path below ``route`` (Envoy's ext_authz
+    appends the client's path) stands for the client's path. ``get`` reads a header by
+    its lower-case name."""
+
+    def first(name: str) -> str | None:
+        value = get(name)
+        return value.split(",", 1)[0].strip() or None if value else None
+
+    htm = first("x-forwarded-method") or first("x-original-method") or method
+    proto = first("x-forwarded-proto") or scheme
+    where = first("x-forwarded-host") or host
+    uri = get("x-original-uri") or get("x-forwarded-uri")
+    if not uri:
+        prefix = route.rstrip("/")
+        uri = path[len(prefix) :] if path.startswith(prefix + "/") else path
+    return htm.upper(), request_htu(proto.lower(), where, uri.strip().split("?", 1)[0])
 
 
 def _raw_path(request: Request) -> str:

@@ -9,6 +9,11 @@ and for every path below it too (Envoy's ``ext_authz`` appends the request's pat
 
 * 200, empty body, ``X-Auth-Subject`` (the identity claim), ``X-Auth-Username``,
   ``X-Auth-Token-Id`` (jti) and ``X-Auth-Expires`` (exp, integer seconds);
+* a DPoP-bound token (RFC 9449) needs ``Authorization: DPoP`` and a proof naming the
+  client's request: its method and URL as the gateway forwards them
+  (``X-Forwarded-Method``, ``X-Forwarded-Proto``, ``X-Forwarded-Host``,
+  ``X-Original-URI`` or ``X-Forwarded-Uri``; see ``dpop.forwarded_target``), refused
+  with a ``DPoP`` challenge;
 * every failure 401 (nginx turns any status but 2xx/401/403 into a 500 for its client)
   with Flask-JWT-Extended's ``msg`` and an RFC 6750 section 3 challenge: a bare
   ``Bearer`` when no ``Authorization`` header came at all, ``error="invalid_request"``
@@ -28,6 +33,8 @@ from quart import Blueprint, Quart, Response, current_app, g, jsonify, request
 
 from . import tokens
 from .decorators import _from_headers
+from .dpop import DPoPError, authorization_scheme, forwarded_target, get_dpop
+from .dpop import challenge as dpop_challenge
 from .errors import (
     InvalidHeaderError,
     JWTDecodeError,
@@ -91,7 +98,10 @@ async def verify_bearer() -> Mapping[str, Any]:
         await manager.check_revoked(header, claims)
         if manager.has_token_verification:
             await manager.check_custom(header, claims)
+        await _check_dpop(encoded, claims)
         user = await manager.load_user(header, claims) if manager.has_user_lookup else None
+    except DPoPError as error:
+        raise BearerChallengeError(error.msg, dpop_challenge(error.error, error.msg)) from None
     except NoAuthorizationError as error:
         if config.header_name not in request.headers:
             raise BearerChallengeError(str(error), challenge()) from None
@@ -112,6 +122,31 @@ async def verify_bearer() -> Mapping[str, Any]:
         _jwt_extended_jwt_location="headers",
     )
     return claims
+
+
+async def _check_dpop(encoded: str, claims: Mapping[str, Any]) -> None:
+    """RFC 9449 for the request the gateway asks about (its method and URL, from the
+    forwarded headers: ``dpop.forwarded_target``)."""
+    scheme = authorization_scheme(request.headers, get_manager(current_app).config.header_name)
+    if "cnf" not in claims and (scheme is None or scheme.lower() != "dpop"):
+        return
+    raw = request.scope.get("raw_path") or request.path.encode()
+    method, url = forwarded_target(
+        lambda name: request.headers.get(name),
+        request.method,
+        request.scheme,
+        request.host,
+        raw.decode("latin-1").split("?", 1)[0],
+        str(request.url_rule.rule).split("/<", 1)[0] if request.url_rule else "/",
+    )
+    await get_dpop(current_app).check(
+        scheme=scheme,
+        proof_headers=request.headers.getlist("DPoP"),
+        method=method,
+        url=url,
+        encoded=encoded,
+        claims=claims,
+    )
 
 
 def _invalid_token(msg: str) -> BearerChallengeError:
@@ -167,5 +202,11 @@ def forward_auth_route(
     """
     target.register_error_handler(BearerChallengeError, challenge_response)
     return claims_route(
-        target, rule, methods=ALL_METHODS, verify=verify_bearer, subpaths=True, **options
+        target,
+        rule,
+        methods=ALL_METHODS,
+        verify=verify_bearer,
+        subpaths=True,
+        proof_target=forwarded_target,
+        **options,
     )
