@@ -214,7 +214,7 @@ async def test_0008_upgrades_a_database_with_rows(scratch_url: str) -> None:
                 )
             )
             await conn.execute(text("INSERT INTO dpop_proofs (key, expires_at) VALUES ('k', 1.0)"))
-        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
             async with engine.begin() as conn:
                 await conn.execute(
                     text("INSERT INTO dpop_proofs (key, expires_at) VALUES ('k', 2.0)")
