@@ -123,8 +123,14 @@ class ClientGuard:
         client_id: str,
         network: str,
         verify: Callable[[], Awaitable[bool | None]],
+        *,
+        hashes: bool = False,
     ) -> bool:
-        """Run ``verify()`` (None: unknown client id) under the limits; True if it passed."""
+        """Run ``verify()`` (None: unknown client id) under the limits; True if it passed.
+        ``hashes``: it will hash, so a full hashing queue answers 503 before anything
+        else (not even the limits' database round trip)."""
+        if hashes:
+            self._refuse_when_full()
         if self.guard is None:
             return bool(await verify())
         now = time.time()
@@ -145,8 +151,7 @@ class ClientGuard:
 
     async def hashing(self, run: Callable[[], Awaitable[bool]]) -> bool:
         """``run()`` (a slow hash) in the client-secret queue: 503 at once when it is full."""
-        if self._slots.locked() and self._waiting >= self._queue:
-            raise AppError(503, HASHING_BUSY, {"Retry-After": "1"})
+        self._refuse_when_full()
         self._waiting += 1
         entered = False
         try:
@@ -157,6 +162,10 @@ class ClientGuard:
         finally:
             if not entered:
                 self._waiting -= 1
+
+    def _refuse_when_full(self) -> None:
+        if self._slots.locked() and self._waiting >= self._queue:
+            raise AppError(503, HASHING_BUSY, {"Retry-After": "1"})
 
 
 class IntrospectionClients:
@@ -184,7 +193,10 @@ class IntrospectionClients:
             self._verified.move_to_end(remembered)
             return True
         return await self.guard.check(
-            client_id, network, lambda: self._verify(client_id, stored_hash, secret)
+            client_id,
+            network,
+            lambda: self._verify(client_id, stored_hash, secret),
+            hashes=stored_hash is not None,
         )
 
     async def _verify(self, client_id: str, stored_hash: str | None, secret: str) -> bool | None:
