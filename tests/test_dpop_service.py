@@ -283,3 +283,26 @@ async def test_metadata_from_host_is_not_cached(client: Client) -> None:
     )
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Vary"] == "Host"
+
+
+async def test_websocket_handshake_with_a_bound_token(client: Client, key: ProofKey) -> None:
+    import asyncio
+    import json
+
+    from quart.testing.connections import WebsocketResponseError
+
+    pair = await bound_login(client, key)
+    access = pair["access_token"]
+    async with client.websocket("/ws", headers=dpop(key, "GET", "/ws", access)) as ws:
+        ready = json.loads(await asyncio.wait_for(ws.receive(), 10))
+        assert ready["type"] == "ready"
+    for headers in (
+        {"Authorization": f"Bearer {access}"},
+        {"Authorization": f"DPoP {access}"},
+        dpop(key, "GET", "/elsewhere", access),
+    ):
+        with pytest.raises(WebsocketResponseError) as caught:
+            async with client.websocket("/ws", headers=headers) as ws:
+                await ws.receive()
+        assert caught.value.response.status_code == 401
+        assert caught.value.response.headers["WWW-Authenticate"].startswith("DPoP error=")

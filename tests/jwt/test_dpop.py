@@ -233,7 +233,8 @@ def _private_jwk(key: ProofKey) -> dict[str, Any]:
 MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("two headers", {"twice": True}, "more than one DPoP header"),
     ("not a JWT", {"raw": "not-a-jwt"}, "not a JWT"),
-    ("unsigned", {"raw": "eyJhbGciOiJub25lIn0.eyJ9.x"}, "not a JWT"),
+    ("unsigned, no typ", {"raw": "eyJhbGciOiJub25lIn0.eyJ9.x"}, "typ must be dpop+jwt"),
+    ("header not JSON", {"raw": "bm90LWpzb24.eyJ9.eA"}, "not a JWT"),
     ("typ missing", {"header": {"typ": None}}, "typ must be dpop+jwt"),
     ("typ JWT", {"header": {"typ": "JWT"}}, "typ must be dpop+jwt"),
     ("alg none (no signature)", {"alg": "none"}, "not a JWT"),
