@@ -129,8 +129,10 @@ def _read_password() -> str:
 def hash_secret() -> None:
     """Print an argon2id hash of a client secret, for INTROSPECTION_CLIENTS ("id:<hash>").
 
-    The secret is prompted for, or read from the first line of stdin; never argv.
+    The secret is prompted for, or read from the first line of stdin; never argv. It
+    must have 32 characters at least (as a plain secret in the setting must).
     """
+    from .security.clients import MIN_SECRET_LENGTH
     from .security.passwords import Passwords
     from .settings import load_settings
 
@@ -141,7 +143,12 @@ def hash_secret() -> None:
         parallelism=settings["ARGON2_PARALLELISM"],
         threads=1,
     )
-    click.echo(passwords.hasher.hash(_read_password()))
+    secret = _read_password()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise click.ClickException(
+            f"the secret has {len(secret)} characters; use at least {MIN_SECRET_LENGTH}"
+        )
+    click.echo(passwords.hasher.hash(secret))
 
 
 @main.command("create-user")

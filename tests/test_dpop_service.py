@@ -306,3 +306,23 @@ async def test_websocket_handshake_with_a_bound_token(client: Client, key: Proof
                 await ws.receive()
         assert caught.value.response.status_code == 401
         assert caught.value.response.headers["WWW-Authenticate"].startswith("DPoP error=")
+
+
+async def test_a_bound_token_cannot_authenticate_inside_a_socket(
+    client: Client, key: ProofKey
+) -> None:
+    """An auth message carries no proof: a stolen bound token is useless there too."""
+    import asyncio
+    import json
+
+    from quart.testing.connections import WebsocketDisconnectError
+
+    from quart_app.jwt import CLOSE_UNAUTHORIZED
+
+    pair = await bound_login(client, key)
+    async with client.websocket("/ws") as ws:
+        await ws.send(json.dumps({"type": "auth", "token": pair["access_token"]}))
+        with pytest.raises(WebsocketDisconnectError) as caught:
+            while True:
+                await asyncio.wait_for(ws.receive(), 10)
+    assert caught.value.args[0] == CLOSE_UNAUTHORIZED

@@ -254,12 +254,27 @@ def test_hash_secret_prints_a_hash_the_setting_accepts(
     from quart_app.cli import main
 
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
-    result = CliRunner().invoke(main, ["hash-secret"], input="client-secret\n")
+    secret = "client-secret-" + "s" * 19
+    result = CliRunner().invoke(main, ["hash-secret"], input=f"{secret}\n")
     assert result.exit_code == 0, result.output
     hashed = result.output.strip()
     assert hashed.startswith("$argon2id$")
-    assert PasswordHasher().verify(hashed, "client-secret")
+    assert PasswordHasher().verify(hashed, secret)
     assert parse_clients(f"svc:{hashed}") == {"svc": hashed}
+    short = CliRunner().invoke(main, ["hash-secret"], input="client-secret\n")
+    assert short.exit_code == 1
+    assert "use at least 32" in short.output
+
+
+def test_a_short_client_secret_stops_start_up_with_one_line(tmp_path: Any) -> None:
+    from support import make_config
+
+    with pytest.raises(SettingsError) as caught:
+        create_app(make_config(tmp_path, INTROSPECTION_CLIENTS="gateway:x"))
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(
+        "INTROSPECTION_CLIENTS: the secret of client 'gateway' has 1 characters"
+    )
 
 
 async def test_introspection_asks_the_shared_store_too(oauth_app: Quart) -> None:
