@@ -257,9 +257,14 @@ async def _binding() -> Any:
     try:
         return await request_binding()
     except DPoPError as error:
-        headers = {"DPoP-Nonce": error.nonce} if error.nonce else {}
-        code = "use_dpop_nonce" if error.error == "use_dpop_nonce" else "invalid_dpop_proof"
-        raise OAuthError(code, error.msg, 400, headers) from None
+        raise _proof_error(error) from None
+
+
+def _proof_error(error: DPoPError) -> OAuthError:
+    """RFC 9449 sections 5 and 8: a token endpoint answers a bad proof with 400."""
+    headers = {"DPoP-Nonce": error.nonce} if error.nonce else {}
+    code = "use_dpop_nonce" if error.error == "use_dpop_nonce" else "invalid_dpop_proof"
+    return OAuthError(code, error.msg, 400, headers)
 
 
 async def _refresh_grant(form: Mapping[str, str]) -> Response:
@@ -287,7 +292,7 @@ async def _refresh_grant(form: Mapping[str, str]) -> Response:
         binding = await _binding()
         return await rotate(header, claims, binding)
     except DPoPError as error:
-        raise OAuthError("invalid_dpop_proof", error.msg) from None
+        raise _proof_error(error) from None
     except jwt.ExpiredSignatureError:
         raise OAuthError("invalid_grant", "Token has expired") from None
     except (JWTExtendedException, jwt.InvalidTokenError) as error:
