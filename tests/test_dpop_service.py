@@ -45,7 +45,9 @@ async def bound_login(client: Client, key: ProofKey) -> dict[str, Any]:
     return dict(await response.get_json())
 
 
-async def test_login_with_a_proof_binds_both_tokens(client: Client, key: ProofKey) -> None:
+async def test_login_with_a_proof_binds_both_tokens(
+    client: Client, key: ProofKey, backend: str
+) -> None:
     pair = await bound_login(client, key)
     assert pair["token_type"] == "DPoP"
     for name in ("access_token", "refresh_token"):
@@ -175,7 +177,9 @@ async def test_client_commands(app: Quart, client: Client) -> None:
     assert (await run_cli(app, "delete-client", "reports")).exit_code == 1
 
 
-async def test_client_credentials_grant(app: Quart, client: Client, key: ProofKey) -> None:
+async def test_client_credentials_grant(
+    app: Quart, client: Client, key: ProofKey, backend: str
+) -> None:
     secret = await _create_client(app, "billing")
     assert len(secret) >= 32
     body = "grant_type=client_credentials"
@@ -326,3 +330,22 @@ async def test_a_bound_token_cannot_authenticate_inside_a_socket(
             while True:
                 await asyncio.wait_for(ws.receive(), 10)
     assert caught.value.args[0] == CLOSE_UNAUTHORIZED
+
+
+async def test_forward_auth_envoy_style_path(client: Client, key: ProofKey) -> None:
+    """Envoy's ext_authz appends the client's path below /auth/verify and keeps its
+    method and Host: the proof names that request."""
+    pair = await bound_login(client, key)
+    access = pair["access_token"]
+    for _ in range(2):  # Quart, then the fast path
+        proof = key.proof("PUT", "https://shop.example/api/cart", access)
+        ok = await client.put(
+            "/auth/verify/api/cart",
+            headers={
+                "Authorization": f"DPoP {access}",
+                "DPoP": proof,
+                "Host": "shop.example",
+                "X-Forwarded-Proto": "https",
+            },
+        )
+        assert ok.status_code == 200, await ok.get_data()
