@@ -1,13 +1,17 @@
 # The two commands of the README: `make run` serves the API, `make test` runs every check.
+# `make check` is the edit loop: lint, types and every test that starts no server.
 #   make run HOST=0.0.0.0 PORT=8123 WORKERS=4     make run PYTHON=python3.13
 #   make run CERTFILE=cert.pem KEYFILE=key.pem    (HTTPS and HTTP/2; `quart-app dev-cert`)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# `make run` installs what the service needs (pip install -e .); `make test` adds the
-# development and benchmark extras on top (pip install -e ".[dev]").
+# `make run` installs what the service needs (pip install -e .); `make check` adds the
+# development tools (the `dev` extra); `make bench` the benchmark peers (the `bench` extra:
+# Locust, gunicorn, FastAPI, uvicorn, granian, matplotlib); `make test` both, since it
+# smoke-tests the benchmarks.
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -22,7 +26,7 @@ SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE) --keyfile $(KEYFILE))
 # missing (root and Debian's package index; `.ci/run` calls it). Tests never install.
 TEST_DEPS := nginx nghttp2-client chromium wrk curl
 
-.PHONY: run test test-deps lint bench clean
+.PHONY: run test check test-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +42,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP) $(RUN_STAMP)
 
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $(BENCH_STAMP) $(RUN_STAMP)
+
 # Hypercorn, with one SO_REUSEPORT listening socket per worker (quart_app/serving/supervisor.py);
 # `$(BIN)/hypercorn $(SERVE_ARGS) quart_app.asgi:app` serves the same app.
 run: $(RUN_STAMP)
@@ -48,8 +57,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Everything: the live tests (real Hypercorn, nginx, Chromium...) and the benchmark smoke
+# run included; what `.ci/run` runs.
+test: lint $(BENCH_STAMP)
 	$(BIN)/pytest
+
+# The edit loop: the tests marked `live` (they start servers) and `bench` (they need the
+# bench extra) are left to `make test`.
+check: lint
+	$(BIN)/pytest -m "not live and not bench" -q
 
 test-deps:
 	@missing=$$(for p in $(TEST_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -59,8 +75,8 @@ test-deps:
 			apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) instance site .pytest_cache .mypy_cache .ruff_cache

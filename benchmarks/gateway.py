@@ -1,6 +1,6 @@
 """The gateway scenario: nginx ``auth_request`` asks a verifier about every request.
 
-Three verifiers behind the same nginx set-up (``benchmarks/nginx.py``, the README's recipe
+Three verifiers behind the same nginx set-up (``benchmarks/nginx.py``, docs/gateways.md's recipe
 files, one nginx worker), each protecting the same upstream (an nginx ``return 200``):
 
 * ``nginx-quart``: quart_app's ``/auth/verify`` under Hypercorn with hypercorn.toml (the

@@ -44,7 +44,7 @@ def opt_in_weight(class_name: str) -> int:
 
 
 def new_credentials() -> tuple[str, str]:
-    """A username unique across runs (the README alphabet, 3..64 chars) and a random password."""
+    """A username unique across runs (the allowed alphabet, 3..64 chars) and a random password."""
     return f"lc_{uuid.uuid4().hex}", secrets.token_urlsafe(18)
 
 

@@ -2,7 +2,7 @@
 
 Its own prefix, config, pid and logs in a work directory, listening on loopback ports
 only, started in the foreground (``daemon off``) so stopping the process stops it all.
-The config includes the recipe files that the README documents (``deploy/nginx/``), so
+The config includes the recipe files that docs/gateways.md documents (``deploy/nginx/``), so
 what is tested and measured is what users copy:
 
 * ``/api/...``: protected by ``auth_request``; the "protected upstream" is a second

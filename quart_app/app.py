@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any
 
 from quart import Quart, Response
@@ -36,7 +37,10 @@ from .store.redis_breaker import EXTENSION_KEY as BREAKER_EXTENSION_KEY
 from .store.redis_breaker import breaker_from_settings
 from .store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
 
-__version__ = "0.1.0"
+try:  # the one place the version is written is pyproject.toml
+    __version__ = metadata.version("quart-app")
+except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+    __version__ = "0+unknown"
 log = logging.getLogger(__name__)
 
 

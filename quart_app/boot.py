@@ -1,9 +1,9 @@
 """What a server process does when it cannot start: one line, said once, exit status 3.
 
-A bad setting or a database that refuses the configured URL used to print a traceback
-per worker (hundreds of lines with the cause buried) and, under plain Hypercorn, could
-end with status 0. Here every start-up failure becomes one ``Error: ...`` line per
-problem, naming the setting and the fix, and the process exits with
+Left alone, a bad setting or a database that refuses the configured URL prints a
+traceback per worker (hundreds of lines with the cause buried) and, under plain
+Hypercorn, can end with status 0. Here every start-up failure becomes one ``Error: ...``
+line per problem, naming the setting and the fix, and the process exits with
 :data:`~quart_app.settings.BOOT_ERROR_EXIT`, which a supervisor takes as fatal.
 
 Workers of one server fail together: only the first to fail says why (an abstract Unix

@@ -13,7 +13,7 @@ not imported are counted and listed, never guessed at:
 * already here -- the username (without regard to case) is here with another password:
   imported before and re-hashed at a login since, or registered here by someone. Both
   look the same, so it is left untouched either way (listed with ``verbose``);
-* skipped -- a username our rules refuse (the README: 3 to 64 of letters, digits, ``_ . -``),
+* skipped -- a username our rules refuse (docs/migrating.md: 3 to 64 of letters, digits, ``_ . -``),
   or a password hash that is not a Werkzeug (or argon2) hash we can verify;
 * conflicts -- rows whose usernames are equal without regard to case (the Flask app
   compared them with case); none of them is imported.

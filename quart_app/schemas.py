@@ -16,7 +16,7 @@ Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
 
 
 def normalise_username(value: str) -> str:
-    """NFKC-normalise ``value`` and check the README's alphabet; raises ValueError."""
+    """NFKC-normalise ``value`` and check the allowed alphabet; raises ValueError."""
     normalised = unicodedata.normalize("NFKC", value)
     if not USERNAME_RE.fullmatch(normalised):
         raise ValueError(f"username must be {USERNAME_RULE}")

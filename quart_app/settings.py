@@ -159,7 +159,7 @@ DEFAULTS: dict[str, Any] = {
     # of libuv's one per loop iteration (quart_app/serving/acceptor.py).
     "DRAIN_ACCEPT_QUEUE": True,
     # After start-up, freeze every object then alive out of the garbage collector's scans
-    # (gc.freeze), so a full collection no longer stalls a worker for ~140 ms.
+    # (gc.freeze), so a full collection no longer stalls a worker.
     "GC_FREEZE": True,
     # python -m quart_app.serve kills and replaces a worker whose event loop has not run
     # for this many seconds (a request stuck in blocking code), like gunicorn's --timeout.

@@ -11,6 +11,9 @@ import pytest
 from backend_servers import PostgresRun, RedisRun, run, start_postgres, start_redis
 from quart import Quart
 from quart.typing import TestClientProtocol
+
+# Ctrl-C and SIGTERM stop the run at once and leave no process behind (tests/reaper.py).
+from reaper import pytest_configure, pytest_runtest_setup, pytest_sessionfinish  # noqa: F401
 from support import login, make_config, register
 
 from quart_app import create_app

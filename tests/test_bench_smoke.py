@@ -187,6 +187,7 @@ def test_verdicts_read_login_storm_not_the_backend_storm() -> None:
     assert checks == [("login storm (quart-hypercorn): /protected p99 ≤ 2x without it", *verdict)]
 
 
+@pytest.mark.bench
 def test_locust_lists_the_user_classes() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "locust", "-f", "benchmarks", "--list"],
@@ -226,6 +227,7 @@ def test_a_scenario_module_is_one_line_of_registration(
     assert keys == [*SCENARIOS[:-1], "extra", "verify-micro"]
 
 
+@pytest.mark.bench
 def test_the_committed_chart_can_be_redrawn_from_its_report(tmp_path: Path) -> None:
     from benchmarks.chart import draw_chart, from_report
 

@@ -1,4 +1,4 @@
-"""The HTTP contract of the README, route by route, with the exact FJE error texts."""
+"""The HTTP contract of the README's route table, with the exact FJE error texts."""
 
 from __future__ import annotations
 

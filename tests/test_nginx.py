@@ -1,6 +1,6 @@
 """A real nginx in front: auth_request to /auth/verify guards an upstream (live processes).
 
-nginx runs with the README's recipe files (``deploy/nginx/``), its own prefix and config
+nginx runs with the recipe files of docs/gateways.md (``deploy/nginx/``), its own prefix and config
 in a temp directory, on loopback; quart_app runs under Hypercorn with two workers. The
 Traefik and Envoy recipes, which have no Debian package to run them, are parsed and
 checked for the keys that make them work.

@@ -157,9 +157,9 @@ async def test_cookies_only_from_an_allowed_origin(tmp_path: Path) -> None:
 
 
 def readme_snippet() -> str:
-    """The README's Python client for /ws."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## A WebSocket that lives as long as its token", 1)[1]
+    """The documented Python client for /ws (docs/websockets.md)."""
+    readme = (ROOT / "docs" / "websockets.md").read_text(encoding="utf-8")
+    section = readme.split("# A WebSocket that lives as long as its token", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 

@@ -2,7 +2,7 @@
 
 Flask + Flask-JWT-Extended + Flask-SQLAlchemy + werkzeug's default password hash (scrypt),
 as the classic Flask-JWT-Extended guides build it, with the routes and JSON of the
-service's contract (the README's Routes) for /register, /login, /token/refresh and
+service's contract (the README's route table) for /register, /login, /token/refresh and
 /protected, ``/auth/verify`` for the gateway scenario, plus a no-auth ``GET /noop`` and
 ``GET /healthz``. Served by gunicorn with 2 sync
 workers (``gunicorn_conf.py``)::

@@ -5,7 +5,7 @@ token creation and decoding are awaited (``await create_access_token(...)``); re
 is built in (see ``revocation``); ``JWT_REQUIRED_CLAIMS`` can require claims beyond FJE's
 identity claim (RFC 8725); asymmetric keys carry a ``kid`` and rotate (see ``keys``).
 The FJE 3.x names (``jwt_optional``, ``get_raw_jwt``, ``user_claims_loader``, ...) are
-deprecated aliases of their 4.x forms (``v3``, ``v3loaders``). See README.md here.
+deprecated aliases of their 4.x forms (``v3``). Documented in docs/jwt.md.
 """
 
 from __future__ import annotations

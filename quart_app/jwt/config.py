@@ -2,7 +2,7 @@
 
 ``JWTManager.init_app`` puts these defaults into ``app.config`` with ``setdefault`` and
 builds a :class:`JWTConfig` snapshot from it (again whenever a ``JWT_*`` key is written,
-see ``live``); the hot path reads plain attributes instead of looking keys up in the
+see ``config_writes``); the hot path reads plain attributes instead of looking keys up in the
 config mapping on every request.
 
 A bad value raises FJE's RuntimeError where FJE raises it: a bad ``JWT_TOKEN_LOCATION``
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from .deltas import expires_delta, leeway_seconds
+from .durations import expires_delta, leeway_seconds
 from .keys import SUPPORTED_ALGORITHMS
 
 DEFAULTS: dict[str, Any] = {
@@ -83,7 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "JWT_JWKS_TIMEOUT_SECONDS": 5.0,
 }
 
-#: Flask-JWT-Extended 3.x settings, still read (``v3loaders``), and 3.x's defaults.
+#: Flask-JWT-Extended 3.x settings, still read (``v3``), and 3.x's defaults.
 V3_SETTINGS = ("JWT_BLACKLIST_ENABLED", "JWT_BLACKLIST_TOKEN_CHECKS", "JWT_USER_CLAIMS")
 V3_IDENTITY_CLAIM = "identity"
 V3_USER_CLAIMS = "user_claims"

@@ -7,7 +7,7 @@ from typing import Any
 from quart import current_app, g
 from werkzeug.local import LocalProxy
 
-from .manager import get_manager
+from .extension import get_manager
 
 
 def get_jwt() -> dict[str, Any]:

@@ -1,67 +1,69 @@
-"""Token creation: the manager's settings and loaders applied to ``tokens.encode_token``."""
+"""Creating a token for a manager: its settings and loaders applied to ``tokens.encode_token``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import current_app
 from quart.json.provider import DefaultJSONProvider
 
 from . import tokens
-from .deltas import expires_delta as checked_delta
-from .loaders import Loaders, call
+from .default_callbacks import call
+from .durations import expires_delta as checked_delta
+
+if TYPE_CHECKING:  # annotations only: the manager imports this module
+    from .manager import JWTManager
 
 
-class Creation(Loaders):
-    """``encode``: what ``create_access_token`` and ``create_refresh_token`` call."""
-
-    async def encode(
-        self,
-        identity: Any,
-        token_type: str,
-        *,
-        fresh: Any = False,
-        expires_delta: Any = None,
-        additional_claims: dict[str, Any] | None = None,
-        additional_headers: dict[str, Any] | None = None,
-    ) -> str:
-        config = self.config
-        if expires_delta is None:
-            # As FJE: only the setting of this token's type is read (and checked).
-            delta = config.access_expires if token_type == tokens.ACCESS else config.refresh_expires
-        else:
-            delta = checked_delta(expires_delta, "expires_delta")
-        headers = dict(await call(self._additional_headers, identity) or {})
-        if additional_headers:
-            headers.update(additional_headers)
-        claims = dict(await call(self._additional_claims, identity) or {})
-        if additional_claims:
-            claims.update(additional_claims)
-        if self._encode_key is not None:
-            key = await call(self._encode_key, identity)
-        else:
-            signing = self.keys.signing_key(config.algorithm)
-            key = signing.signing_key
-            if signing.kid is not None:
-                headers.setdefault("kid", signing.kid)
-        return tokens.encode_token(
-            identity=await call(self._user_identity, identity),
-            key=key,
-            algorithm=config.algorithm,
-            token_type=token_type,
-            expires_delta=delta,
-            fresh=fresh,
-            csrf=config.csrf_protect,
-            audience=config.encode_audience,
-            issuer=config.encode_issuer,
-            identity_claim_key=config.identity_claim_key,
-            encode_nbf=config.encode_nbf,
-            claims=claims,
-            headers=headers,
-            json_encoder=_json_encoder(),
-        )
+async def encode(
+    manager: JWTManager,
+    identity: Any,
+    token_type: str,
+    *,
+    fresh: Any = False,
+    expires_delta: Any = None,
+    additional_claims: dict[str, Any] | None = None,
+    additional_headers: dict[str, Any] | None = None,
+) -> str:
+    """A signed token of ``token_type`` for ``identity``: what ``create_access_token`` and
+    ``create_refresh_token`` call, with the manager's settings, keys and loaders."""
+    config = manager.config
+    if expires_delta is None:
+        # As FJE: only the setting of this token's type is read (and checked).
+        delta = config.access_expires if token_type == tokens.ACCESS else config.refresh_expires
+    else:
+        delta = checked_delta(expires_delta, "expires_delta")
+    headers = dict(await call(manager.callbacks.additional_headers, identity) or {})
+    if additional_headers:
+        headers.update(additional_headers)
+    claims = dict(await call(manager.callbacks.additional_claims, identity) or {})
+    if additional_claims:
+        claims.update(additional_claims)
+    if manager.callbacks.encode_key is not None:
+        key = await call(manager.callbacks.encode_key, identity)
+    else:
+        signing = manager.keys.signing_key(config.algorithm)
+        key = signing.signing_key
+        if signing.kid is not None:
+            headers.setdefault("kid", signing.kid)
+    return tokens.encode_token(
+        identity=await call(manager.callbacks.user_identity, identity),
+        key=key,
+        algorithm=config.algorithm,
+        token_type=token_type,
+        expires_delta=delta,
+        fresh=fresh,
+        csrf=config.csrf_protect,
+        audience=config.encode_audience,
+        issuer=config.encode_issuer,
+        identity_claim_key=config.identity_claim_key,
+        encode_nbf=config.encode_nbf,
+        claims=claims,
+        headers=headers,
+        json_encoder=_json_encoder(),
+    )
 
 
 _encoders: dict[Callable[[Any], Any], type[json.JSONEncoder]] = {}

@@ -49,6 +49,7 @@ import jwt
 from quart import Quart, Request
 
 from .errors import JWTExtendedException
+from .extension import get_manager
 
 EXTENSION_KEY = "quart_app.jwt.dpop"
 #: Proof signature algorithms accepted (RFC 9449 section 5.1: asymmetric only).
@@ -525,16 +526,22 @@ class DPoP:
         encoded: str,
         claims: Mapping[str, Any],
         header: str = "Authorization",
+        target: Callable[[], tuple[str, str]] | None = None,
     ) -> Proof | None:
-        """:meth:`check` for a Quart request (or a WebSocket handshake)."""
+        """:meth:`check` for a Quart request (or a WebSocket handshake); the proof names
+        the method and URL ``target()`` gives (default: the request's own)."""
         scheme = authorization_scheme(request.headers, header)
         if "cnf" not in claims and (scheme is None or scheme.lower() != "dpop"):
             return None  # a bearer token sent as one: nothing to check
+        if target is None:
+            method, url = _method(request), self.request_url(request)
+        else:
+            method, url = target()
         return await self.check(
             scheme=scheme,
             proof_headers=request.headers.getlist("DPoP"),
-            method=_method(request),
-            url=self.request_url(request),
+            method=method,
+            url=url,
             encoded=encoded,
             claims=claims,
         )
@@ -590,10 +597,15 @@ def _method(request: Any) -> str:
 
 
 async def check_sent_token(
-    sent_with: tuple[Any, str] | None, encoded: str, claims: Mapping[str, Any]
+    sent_with: tuple[Any, str] | None,
+    encoded: str,
+    claims: Mapping[str, Any],
+    target: Callable[[], tuple[str, str]] | None = None,
 ) -> Proof | None:
     """``jwt_required``'s DPoP step: ``sent_with`` is the request (or WebSocket) and where
-    the token was found; None (a token in a WebSocket message) refuses a bound token."""
+    the token was found; None (a token in a WebSocket message) refuses a bound token.
+    ``target`` gives the method and URL the proof must name, when not the request's own
+    (forward authentication: :func:`forwarded_target`)."""
     from quart import current_app
 
     if sent_with is None:
@@ -607,10 +619,8 @@ async def check_sent_token(
         if bound_thumbprint(claims) is not None:
             raise DPoPError("DPoP-bound token must be sent with the DPoP scheme", "invalid_token")
         return None
-    from .manager import get_manager
-
     header = get_manager(app).config.header_name
-    proof = await dpop.check_request(request, encoded, claims, header)
+    proof = await dpop.check_request(request, encoded, claims, header, target)
     if proof is not None:
         from quart import g
 
@@ -622,8 +632,6 @@ async def dpop_error_response(error: DPoPError) -> Any:
     """401 with the JSON ``msg`` and the ``WWW-Authenticate: DPoP`` challenge (and a fresh
     ``DPoP-Nonce`` when the proof lacked the server's nonce)."""
     from quart import current_app, jsonify
-
-    from .manager import get_manager
 
     key = get_manager(current_app).config.error_msg_key
     response = jsonify({key: error.msg})
@@ -650,8 +658,6 @@ def get_dpop(app: Quart) -> DPoP:
     """The app's :class:`DPoP`, made from its settings on first use when none was given."""
     found = app.extensions.get(EXTENSION_KEY)
     if found is None:
-        from .manager import get_manager
-
         skew = float(getattr(get_manager(app), "clock_skew", 0.0))
         found = app.extensions[EXTENSION_KEY] = DPoP.from_config(app.config, skew=skew)
     return cast(DPoP, found)

@@ -49,7 +49,7 @@ from quart.blueprints import BlueprintSetupState
 from .context import get_jwt
 from .decorators import verify_jwt_in_request
 from .dpop import get_dpop
-from .manager import get_manager
+from .extension import get_manager
 
 ClaimsView = Callable[[Mapping[str, Any]], Any]
 V = TypeVar("V", bound=ClaimsView)
@@ -202,11 +202,11 @@ def claims_route(
 
 def _undocumented(func: Callable[..., Any]) -> Callable[..., Any]:
     """Keep a route out of quart-schema's OpenAPI document, when quart-schema is there."""
-    try:
+    try:  # quart-schema is optional: the extension runs without it
         from quart_schema import hide
     except ImportError:
         return func
-    return hide(func)  # type: ignore[no-any-return]
+    return hide(func)
 
 
 def _json_body(app: Quart, value: Any) -> bytes:

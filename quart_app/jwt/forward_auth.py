@@ -29,22 +29,19 @@ from typing import Any
 from urllib.parse import quote
 
 import jwt
-from quart import Blueprint, Quart, Response, current_app, g, jsonify, request
+from quart import Blueprint, Quart, Response, current_app, jsonify, request
 
-from . import tokens
-from .decorators import _from_headers
-from .dpop import DPoPError, authorization_scheme, forwarded_target, get_dpop
+from .dpop import DPoPError, forwarded_target
 from .dpop import challenge as dpop_challenge
 from .errors import (
     InvalidHeaderError,
-    JWTDecodeError,
     JWTExtendedException,
     NoAuthorizationError,
     RevokedTokenError,
-    WrongTokenError,
 )
+from .extension import get_manager
 from .fastpath import ClaimsResponse, ClaimsView, claims_route
-from .manager import get_manager
+from .locate import from_headers, verify_and_store
 
 #: What gateways forward: the client's method, whatever it is.
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -89,17 +86,20 @@ async def verify_bearer() -> Mapping[str, Any]:
     manager = get_manager(current_app)
     config = manager.config
     try:
-        encoded, _ = _from_headers(request, config, False)
-        if len(encoded) > config.max_token_length:
-            raise JWTDecodeError("Token is too large")
-        header, claims = await manager.decode(encoded)
-        if claims.get("type") == tokens.REFRESH:
-            raise WrongTokenError("Only non-refresh tokens are allowed")
-        await manager.check_revoked(header, claims)
-        if manager.has_token_verification:
-            await manager.check_custom(header, claims)
-        await _check_dpop(encoded, claims)
-        user = await manager.load_user(header, claims) if manager.has_user_lookup else None
+        encoded, _ = from_headers(request, config, False)
+        # Where jwt_required() keeps them: get_jwt(), current_user and the request log see them.
+        _, claims = await verify_and_store(
+            manager,
+            encoded,
+            None,
+            "headers",
+            fresh=False,
+            refresh=False,
+            verify_type=True,
+            skip_revocation_check=False,
+            sent_with=(request, "headers"),
+            target=_proof_target,
+        )
     except DPoPError as error:
         raise BearerChallengeError(error.msg, dpop_challenge(error.error, error.msg)) from None
     except NoAuthorizationError as error:
@@ -114,38 +114,20 @@ async def verify_bearer() -> Mapping[str, Any]:
         raise _invalid_token("Token has been revoked") from None
     except (JWTExtendedException, jwt.InvalidTokenError) as error:
         raise _invalid_token(str(error)) from None
-    # Where jwt_required() keeps them: get_jwt(), current_user and the request log see them.
-    vars(g._get_current_object()).update(  # type: ignore[attr-defined]
-        _jwt_extended_jwt_user={"loaded_user": user} if manager.has_user_lookup else None,
-        _jwt_extended_jwt_header=header,
-        _jwt_extended_jwt=claims,
-        _jwt_extended_jwt_location="headers",
-    )
     return claims
 
 
-async def _check_dpop(encoded: str, claims: Mapping[str, Any]) -> None:
-    """RFC 9449 for the request the gateway asks about (its method and URL, from the
-    forwarded headers: ``dpop.forwarded_target``)."""
-    scheme = authorization_scheme(request.headers, get_manager(current_app).config.header_name)
-    if "cnf" not in claims and (scheme is None or scheme.lower() != "dpop"):
-        return
+def _proof_target() -> tuple[str, str]:
+    """What a DPoP proof must name here: the request the gateway asks about (its method
+    and URL, from the forwarded headers: ``dpop.forwarded_target``)."""
     raw = request.scope.get("raw_path") or request.path.encode()
-    method, url = forwarded_target(
+    return forwarded_target(
         lambda name: request.headers.get(name),
         request.method,
         request.scheme,
         request.host,
         raw.decode("latin-1").split("?", 1)[0],
         str(request.url_rule.rule).split("/<", 1)[0] if request.url_rule else "/",
-    )
-    await get_dpop(current_app).check(
-        scheme=scheme,
-        proof_headers=request.headers.getlist("DPoP"),
-        method=method,
-        url=url,
-        encoded=encoded,
-        claims=claims,
     )
 
 

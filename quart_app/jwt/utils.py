@@ -11,8 +11,9 @@ from typing import Any
 from quart import Response, current_app
 
 from . import tokens
-from .manager import get_manager
-from .v3loaders import deprecated
+from .deprecation import deprecated
+from .extension import get_manager
+from .locate import check_csrf
 
 #: FJE's cookie lifetime when JWT_SESSION_COOKIE is False (one year).
 COOKIE_MAX_AGE = 31_540_000
@@ -77,8 +78,6 @@ async def decode_token(
     """Verify ``encoded_token`` and return its claims (revocation is not checked here)."""
     _, claims = await get_manager(current_app).decode(encoded_token, allow_expired=allow_expired)
     if csrf_value is not None:
-        from .decorators import check_csrf
-
         check_csrf(claims, csrf_value)
     return claims
 

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from quart import Quart, Request, Response, current_app, g, websocket
 from quart.wrappers import Websocket
@@ -37,8 +37,12 @@ from .errors import (
     JWTExtendedException,
     NoAuthorizationError,
 )
-from .manager import Claims, JWTManager, get_manager
+from .extension import Claims, get_manager
+from .locate import check_and_load, from_headers, from_query_string, missing_jwt, store
 from .sockets import SocketRegistry, SocketSession
+
+if TYPE_CHECKING:  # annotations only: the manager imports this module
+    from .manager import JWTManager
 
 #: Close codes: the token is missing, bad, revoked or expired (HTTP 401's
 #: counterpart), or belongs to another identity than the socket's (403's).
@@ -106,8 +110,6 @@ def _from_cookie(ws: Websocket, config: JWTConfig, refresh: bool) -> str:
 def _locate(
     ws: Websocket, config: JWTConfig, locations: Sequence[str], refresh: bool
 ) -> tuple[str, str]:
-    from .decorators import _from_headers, _from_query_string, missing_jwt
-
     usable = [location for location in locations if location in HANDSHAKE_LOCATIONS]
     if not usable:
         raise NoAuthorizationError(
@@ -119,9 +121,9 @@ def _locate(
     for location in usable:
         try:
             if location == "headers":
-                return _from_headers(as_request, config, refresh)[0], location
+                return from_headers(as_request, config, refresh)[0], location
             if location == "query_string":
-                return _from_query_string(as_request, config, refresh)[0], location
+                return from_query_string(as_request, config, refresh)[0], location
             return _from_cookie(ws, config, refresh), location
         except NoAuthorizationError as error:
             errors.append(str(error))
@@ -152,24 +154,12 @@ async def _check(
     sent_with: tuple[Any, str] | None = None,
 ) -> tuple[Claims, Claims, Any]:
     """Decode and check ``encoded`` in FJE's order; ``(header, claims, loaded user)``."""
-    from .decorators import check_token
-
-    header, claims = await check_token(
+    return await check_and_load(
         manager, encoded, None, fresh, refresh, verify_type, skip_revocation_check, sent_with
     )
-    user = await manager.load_user(header, claims) if manager.has_user_lookup else None
-    return header, claims, user
 
 
-def _store(
-    manager: JWTManager, header: Claims, claims: Claims, user: Any, location: str | None
-) -> None:
-    vars(g._get_current_object()).update(  # type: ignore[attr-defined]
-        _jwt_extended_jwt_user={"loaded_user": user} if manager.has_user_lookup else None,
-        _jwt_extended_jwt_header=header,
-        _jwt_extended_jwt=claims,
-        _jwt_extended_jwt_location=location,
-    )
+_store = store
 
 
 def _bind(manager: JWTManager, header: Claims, claims: Claims) -> SocketSession:
@@ -235,7 +225,7 @@ async def _auth_error(error: Exception) -> WebSocketAuthError:
     """``error`` as the app would answer it over HTTP (its loaders and handlers included),
     turned into a close: 4401 for a refused token, 1011/1013 for a failure of ours."""
     app = cast(Quart, current_app._get_current_object())  # type: ignore[attr-defined]
-    response = cast(Response, await app.make_response(await app.handle_user_exception(error)))  # type: ignore[arg-type]
+    response = cast(Response, await app.make_response(await app.handle_user_exception(error)))
     data = await response.get_json(silent=True)
     key = get_manager(app).config.error_msg_key
     msg = data[key] if isinstance(data, dict) and isinstance(data.get(key), str) else str(error)

@@ -89,7 +89,7 @@ class Observability:
 
 def note_user(user_id: int | str) -> None:
     """Name the user of this request in its log line when no token does (login, register)."""
-    setattr(g._get_current_object(), USER_KEY, str(user_id))  # type: ignore[attr-defined]
+    setattr(g._get_current_object(), USER_KEY, str(user_id))
 
 
 def observability(app: Quart) -> Observability:
@@ -151,7 +151,7 @@ def _add_request_hooks(app: Quart, state: Observability) -> None:
         g._obs = (perf_counter(), request_id)
 
     async def finish_request(response: Response) -> Response:
-        store = g._get_current_object()  # type: ignore[attr-defined]
+        store = g._get_current_object()
         started = getattr(store, "_obs", None)
         if started is None:  # a hook before ours failed: nothing to time
             return response

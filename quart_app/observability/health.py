@@ -1,6 +1,6 @@
 """Readiness for load balancers: ``GET /readyz`` checks every dependency a request needs.
 
-``/healthz`` (routes/meta.py, the README) answers whether the process serves and its database
+``/healthz`` (routes/meta.py, docs/operating.md) answers whether the process serves and its database
 answers. ``/readyz`` answers whether this instance should get traffic: the database, and
 Redis when ``REDIS_URL`` is configured, each within ``READINESS_TIMEOUT`` seconds.
 """

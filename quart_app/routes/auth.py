@@ -107,7 +107,7 @@ async def login() -> Response:
     The check is reserved in the shared store before the password is looked at, so a
     locked account answers 429 whatever the password (the lock cannot be used to test
     passwords), and guesses in flight at once cannot outrun the lock. Unknown usernames
-    take the same path. Which limits apply to whom: the README's Security section.
+    take the same path. Which limits apply to whom: docs/security.md.
     """
     svc = services()
     creds = await _credentials()

@@ -1,7 +1,7 @@
 """OpenAPI for the error answers too: the document says every status a client can get.
 
-quart-schema documents only what a view declares; without these, /openapi.json listed
-the success of each route and nothing else, and public routes inherited the app-wide
+quart-schema documents only what a view declares: without these, /openapi.json would list
+the success of each route and nothing else, and public routes would inherit the app-wide
 bearer requirement. Both are checked by the schemathesis run in tests/security.
 
 :class:`OpenAPIDocument` also gives every operation a tag (its blueprint) and a one-line
@@ -137,7 +137,7 @@ class OpenAPIDocument(OpenAPIProvider):
         self, model: type[Any], headers_model: type[Any] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if model is not EmptyBody:
-            return super().build_response_object(model, headers_model)  # type: ignore[no-any-return]
+            return super().build_response_object(model, headers_model)
         response: dict[str, Any] = {"description": EmptyBody.__doc__}
         if headers_model is not None:
             fields = headers_model.model_fields

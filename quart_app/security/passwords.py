@@ -1,7 +1,7 @@
 """argon2id password hashing, off the event loop in a bounded thread pool.
 
 argon2-cffi releases the GIL while hashing, so ``threads`` hashes run truly in parallel
-and the event loop keeps serving token checks meanwhile. Each hash is ~20 ms of pure CPU,
+and the event loop keeps serving token checks meanwhile. Each hash is milliseconds of CPU,
 so a storm of logins would still take the cores from the event loop: on Linux the pool's
 threads lower their own priority by ``nice`` (the nice value is per thread there), so the
 scheduler runs the loop first whenever it has work and the hashes use the rest.

@@ -3,10 +3,10 @@
 Since libuv 1.45 (libuv/libuv#3696, bundled by uvloop >= 0.18) a listening socket accepts
 *one* connection per event-loop iteration. Under load an iteration serves hundreds of
 ready connections and lasts milliseconds, so a burst of new connections is accepted at a
-few hundred per second per worker while the rest wait in the kernel's accept queue.
-Measured here, 1,000 connections opened at once against 2 uvloop workers: the queue took
-~1.7 s to drain, so /protected's p99 was 1.2 s against a p50 of 86 ms. asyncio's own loop
-accepts up to ``backlog`` connections per wake-up, and so does this module.
+few per iteration per worker while the rest wait in the kernel's accept queue, and the
+last of a burst wait far longer than the first (benchmarks/results/make-bench.md).
+asyncio's own loop accepts up to ``backlog`` connections per wake-up, and so does this
+module.
 
 Hypercorn serves each plain-TCP listening socket through ``asyncio.start_server(callback,
 sock=...)``, after the app's start-up has run. :func:`install` (called from

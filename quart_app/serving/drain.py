@@ -4,8 +4,7 @@ Hypercorn's own stop (``worker_serve`` once its shutdown trigger fires) sets
 ``context.terminated`` and then, at once, closes every idle keep-alive connection and
 closes every HTTP/1.1 connection after its current response -- without a
 ``Connection: close`` header. A client that had just sent its next request on such a
-connection gets no response at all (measured before this module: ~55 lost requests per
-SIGTERM with 30 keep-alive clients).
+connection gets no response at all (benchmarks/results/restarts.md counts them).
 
 Under the supervisor a worker drains *before* it fires Hypercorn's trigger:
 
@@ -18,7 +17,7 @@ Under the supervisor a worker drains *before* it fires Hypercorn's trigger:
 3. open connections keep being served; idle ones still end by ``keep_alive_timeout`` as
    at any other time;
 4. when no connection is left, or ``graceful_timeout`` has passed, Hypercorn's trigger
-   fires and it finishes as usual (what is still open then is cut, as before).
+   fires and it finishes as usual (what is still open then is cut).
 
 This is per-process state (one worker process, one drain), not per-app state: every app
 the process serves drains with it.

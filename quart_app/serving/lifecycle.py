@@ -6,13 +6,12 @@ every worker polls; each worker stops accepting, lets in-flight requests finish 
 only for the *first* worker to exit and then calls ``terminate()`` (SIGTERM) on the rest,
 and a worker keeps SIGTERM's default action -- so with two or more workers, the requests
 still running on the slower workers are cut off mid-flight (the client sees the
-connection drop without a response). Measured: a 2 s login with 2 workers, SIGTERM
-after 0.4 s, "Server disconnected without sending a response".
+connection drop without a response).
 
 The guard below makes a worker process ignore SIGTERM while its master is alive: the
 master has already started the drain through the shared event, and at exit it still
 joins its (non-daemon) worker processes, so it waits for the drain to finish. If the
-master is gone (the worker was orphaned), SIGTERM ends the worker as before.
+master is gone (the worker was orphaned), SIGTERM has its default action.
 The guard is only installed in a process started by ``multiprocessing`` whose SIGTERM
 has its default action, i.e. a Hypercorn worker -- never in a test runner or when
 Hypercorn runs the app in its own process (it handles the signal itself then).
@@ -70,10 +69,10 @@ def freeze_heap() -> int:
     """Move every object alive now into the collector's permanent generation.
 
     A full (generation 2) collection walks every tracked object: after start-up that is
-    the whole of Quart, SQLAlchemy, pydantic and their caches, and it took 137-143 ms
-    here, stalling every request of the worker meanwhile; logins allocate enough to
-    trigger one every few seconds. Frozen objects are never scanned again (the same
-    collection then took ~1 ms), and they stay alive anyway for the worker's lifetime.
+    the whole of Quart, SQLAlchemy, pydantic and their caches, stalling every request of
+    the worker meanwhile; logins allocate enough to trigger one every few seconds. Frozen
+    objects are never scanned again, and they stay alive anyway for the worker's
+    lifetime (the figures: benchmarks/results/make-bench.md).
     Returns how many objects are frozen.
     """
     gc.collect()

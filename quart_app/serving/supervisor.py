@@ -7,7 +7,7 @@ One loop in the master; signals are queued by their handlers and handled there.
   address fails at once with one line naming its holder; with several workers on Linux
   each worker slot has its own ``SO_REUSEPORT`` socket, so the kernel spreads new
   connections evenly (plain ``hypercorn -w N`` shares one socket, and under a burst the
-  first worker to wake takes most connections: 6,700 req/s instead of 15,100 here).
+  first worker to wake takes most connections).
 * **Dead workers** are reaped, logged with their pid and exit status or signal, and
   replaced at once. Deaths that come fast (``CRASH_LIMIT`` within ``CRASH_WINDOW``
   seconds) back off, then stop the server with a message. A worker that exits with
@@ -212,7 +212,7 @@ class Supervisor:
             config=config,
             sockets=self.listeners.sockets(slot),
             stop=self.ctx.Event(),
-            beat=self.ctx.Value("d", 0.0, lock=False),  # type: ignore[arg-type]
+            beat=self.ctx.Value("d", 0.0, lock=False),
             master=os.getpid(),
             drain_queue=self.drain_queue,
         )

@@ -145,7 +145,7 @@ async def ensure_schema(engine: AsyncEngine, *, create_sqlite: bool = True) -> N
     """Refuse to serve a database whose schema is not at head (see the module docstring)."""
     if engine.dialect.name == "sqlite":
         # Switching a file to WAL needs it to itself: workers starting together on a new
-        # file take turns (measured: four at once sometimes got "database is locked").
+        # file take turns (four at once can get "database is locked").
         async with _sqlite_lock(engine), engine.connect() as conn:
             await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     async with engine.connect() as conn:

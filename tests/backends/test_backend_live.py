@@ -137,7 +137,7 @@ def test_tokens_and_revocations_cross_hosts(two_hosts: tuple[Server, Server, str
     replay = httpx.post(f"{a.url}/token/refresh", headers=auth(from_a["refresh_token"]))
     assert replay.status_code == 401 and replay.json() == {"msg": "Token has been revoked"}
 
-    # Every logout is enforced by B within the README's 1.5 s, and (Redis) within 100 ms but
+    # Every logout is enforced by B within the documented 1.5 s, and (Redis) within 100 ms but
     # for at most one round a loaded CI machine may deschedule a worker in.
     delays = [propagation(a, b, budget=1.5) for _ in range(10)]
     assert None not in delays, f"logout on A not enforced by B within 1.5 s: {delays}"

@@ -73,7 +73,7 @@ async def test_logout_on_one_host_is_enforced_by_the_other(
     pair = await login(a)
     assert (await b.get("/protected", headers=bearer(pair["access_token"]))).status_code == 200
     assert (await a.post("/logout", headers=bearer(pair["access_token"]))).status_code == 200
-    # Redis fans out in milliseconds; without it the 1 s SQL poll is the bound (the README: 1.5 s).
+    # Redis fans out in milliseconds; without it the 1 s SQL poll is the bound (docs/jwt.md: 1.5 s).
     budget = 0.1 if backend == "postgres" else 1.5
     elapsed = await revoked_after(b, pair["access_token"], budget)
     assert elapsed is not None, f"host B still accepts the token after {budget}s"

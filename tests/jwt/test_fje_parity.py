@@ -2,7 +2,7 @@
 
 Every case is sent to a Flask app running FJE and to its Quart twin (``jwt_apps``) with
 the same config and loaders; the status and the whole JSON body must be identical. The
-rows of the README's token-error table also assert the documented status and text, so a case
+rows of the token-error table (docs/jwt.md) also assert the documented status and text, so a case
 cannot pass by both twins failing the same wrong way.
 """
 

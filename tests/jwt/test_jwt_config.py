@@ -9,7 +9,7 @@ from quart import Quart
 from quart_app.jwt import JWTManager
 from quart_app.jwt.config import DEFAULTS
 
-#: Ours only, not in FJE (documented in the README's config table).
+#: Ours only, not in FJE (documented in docs/jwt.md's settings).
 OURS_ONLY = {
     "JWT_REQUIRED_CLAIMS",
     "JWT_VERIFIED_CACHE_SIZE",

@@ -182,7 +182,7 @@ def _wait_refused(url: str, headers: dict[str, str], start: float) -> float:
 
 @pytest.mark.live
 def test_revocation_reaches_another_process_within_the_bound(tmp_path: Path) -> None:
-    """Logout on one Hypercorn process, refused by the other within 1.5 s (the README)."""
+    """Logout on one Hypercorn process, refused by the other within 1.5 s (docs/jwt.md)."""
     instance = tmp_path / "instance"
     env = {"JWT_SECRET_KEY": SECRET, "RATELIMIT_ENABLED": "false"}
     with Server(instance, env=env) as a, Server(instance, env=env) as b:

@@ -5,9 +5,21 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from quart_app.serving.lifecycle import install_sigterm_guard
+
+
+@pytest.fixture
+def default_sigterm() -> Iterator[None]:
+    """SIGTERM's default action in this process, as in any test runner but this suite's,
+    whose reaper (tests/reaper.py) handles it; the reaper's handler comes back after."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
 
 
 def worker(ready: Any, release: Any) -> None:
@@ -16,7 +28,7 @@ def worker(ready: Any, release: Any) -> None:
     release.wait(20)  # "draining"; the master's SIGTERM must not end this
 
 
-async def test_a_worker_ignores_sigterm_while_its_master_lives() -> None:
+async def test_a_worker_ignores_sigterm_while_its_master_lives(default_sigterm: None) -> None:
     assert not install_sigterm_guard()  # not a worker process: nothing installed here
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     ctx = multiprocessing.get_context("spawn")

@@ -20,7 +20,7 @@ REVOKED = {"msg": "Token has been revoked"}
 
 
 async def _eventually_revoked(client: Client, token: str) -> None:
-    """Revocations reach every worker within the sync interval (the README: 1.5 s)."""
+    """Revocations reach every worker within the sync interval (docs/jwt.md: 1.5 s)."""
     for _ in range(40):
         response = await client.get("/protected", headers=bearer(token))
         if response.status_code == 401:

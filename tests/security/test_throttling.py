@@ -71,7 +71,7 @@ async def test_protected_routes_are_not_limited(small_limit: Quart) -> None:
 
 
 async def test_default_allows_an_office_of_100_a_minute(app: Quart) -> None:
-    """the README: at least 100 requests a minute per address by default (one NAT, many users)."""
+    """At least 100 requests a minute per address by default (one NAT, many users)."""
     client = app.test_client()
     statuses = [await hit(client) for _ in range(100)]
     assert 429 not in statuses
