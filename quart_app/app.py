@@ -22,7 +22,7 @@ from .observability import init_observability
 from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.docs import OpenAPIDocument
-from .routes.oauth import init_oauth
+from .routes.oauth import init_dpop_service, init_oauth
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
 from .security.limits import init_request_limits
@@ -146,6 +146,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     )
 
     register_blueprints(app)
+    replay_store = init_dpop_service(app, db, redis_breaker)
     init_oauth(app, passwords)
     init_rate_limits(app, THROTTLED_ENDPOINTS)
     register_error_handlers(app)
@@ -178,6 +179,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     async def close_resources() -> None:
         if bus is not None:
             await bus.stop()
+        if replay_store is not None:
+            await replay_store.close()
         await revocations.stop()
         await passwords.stop()
         await db.close()

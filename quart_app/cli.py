@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .security.client_commands import COMMANDS as CLIENT_COMMANDS
 from .serving.devcert import dev_cert
 from .store.commands import db as db_commands
 
@@ -96,6 +97,8 @@ def _run(
 
 main.add_command(db_commands)
 main.add_command(dev_cert)
+for _command in CLIENT_COMMANDS:
+    main.add_command(_command)
 
 
 @main.command("init-db")
@@ -126,8 +129,10 @@ def _read_password() -> str:
 def hash_secret() -> None:
     """Print an argon2id hash of a client secret, for INTROSPECTION_CLIENTS ("id:<hash>").
 
-    The secret is prompted for, or read from the first line of stdin; never argv.
+    The secret is prompted for, or read from the first line of stdin; never argv. It
+    must have 32 characters at least (as a plain secret in the setting must).
     """
+    from .security.clients import MIN_SECRET_LENGTH
     from .security.passwords import Passwords
     from .settings import load_settings
 
@@ -138,7 +143,12 @@ def hash_secret() -> None:
         parallelism=settings["ARGON2_PARALLELISM"],
         threads=1,
     )
-    click.echo(passwords.hasher.hash(_read_password()))
+    secret = _read_password()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise click.ClickException(
+            f"the secret has {len(secret)} characters; use at least {MIN_SECRET_LENGTH}"
+        )
+    click.echo(passwords.hasher.hash(secret))
 
 
 @main.command("create-user")
@@ -407,9 +417,12 @@ def prune() -> None:
     AUDIT_RETENTION_DAYS."""
 
     async def work(svc: Services) -> tuple[int, int, int, int]:
+        from .store.oauth import SqlReplayStore
+
         store: Any = svc.revocations.store
         now = time.time()
         kept_since = now - float(svc.config["AUDIT_RETENTION_DAYS"]) * 86400
+        await SqlReplayStore(svc.db).prune()
         return (
             int(await store.prune()),
             await svc.logins.store.prune(now),

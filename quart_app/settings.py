@@ -180,6 +180,19 @@ DEFAULTS: dict[str, Any] = {
     # Clients allowed to use POST /oauth/introspect: "id:secret,id:secret"; a secret may
     # be an argon2 or Werkzeug hash of it (quart-app hash-secret). Unset: the endpoint is off.
     "INTROSPECTION_CLIENTS": None,
+    # The service's public base URL (https://auth.example.com): the issuer and the URLs of
+    # the OAuth metadata, and what DPoP proofs' htu are compared with. Unset: JWT_ENCODE_ISSUER
+    # when it is a URL, else the request's Host (answered with Vary: Host and no-store).
+    "PUBLIC_URL": None,
+    # DPoP (RFC 9449): seconds a proof's iat may lie in the past (JWT_CLOCK_SKEW_SECONDS is
+    # added); whether every proof must carry a server nonce (DPoP-Nonce), and the key those
+    # nonces are made with (shared by every host; unset: derived from the JWT secret file).
+    "DPOP_PROOF_MAX_AGE": 60.0,
+    "DPOP_NONCE_REQUIRED": False,
+    "DPOP_NONCE_SECRET": None,
+    # Client secrets hashed (argon2 INTROSPECTION_CLIENTS) at once per worker, in a queue of
+    # their own before the password threads: a flood of wrong secrets cannot starve /login.
+    "CLIENT_SECRET_HASH_CONCURRENCY": 1,
     # Answer claims-only routes (GET /protected, /auth/verify) for already-verified tokens
     # below Quart (quart_app/jwt/fastpath.py).
     "FAST_PATH": True,

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 from debian import ensure_tool
+from dpop_proofs import ProofKey
 from live import Server
 from support import SECRET
 
@@ -158,5 +159,49 @@ def test_envoy_recipe_asks_auth_verify_and_forwards_the_claims() -> None:
     assert service["server_uri"]["cluster"] in clusters
     forwarded = service["authorization_response"]["allowed_upstream_headers"]["patterns"]
     assert [p["exact"] for p in forwarded] == [name.lower() for name in X_AUTH]
+    sent = service["authorization_request"]["allowed_headers"]["patterns"]
+    assert {"authorization", "dpop", "x-forwarded-proto"} <= {p["exact"] for p in sent}
     requested = service["authorization_request"]["allowed_headers"]["patterns"]
     assert {"exact": "authorization"} in requested
+
+
+async def test_dpop_bound_tokens_through_nginx(front: Nginx) -> None:
+    """A bound token passes nginx only with a proof naming the client's request (its
+    method and URL at nginx, not the subrequest's), once."""
+    key = ProofKey("ES256")
+    base = front.base_url
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        body = {"username": "dora", "password": "correct-horse"}
+        assert (await client.post("/register", json=body)).status_code == 201
+        # Logged in at the service itself (nginx's plain proxy_pass to it rewrites Host;
+        # a deployment sets PUBLIC_URL for that), used through nginx's auth_request.
+        service = f"http://{front.backend}"
+        login = await client.post(
+            f"{service}/login", json=body, headers={"DPoP": key.proof("POST", f"{service}/login")}
+        )
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+        url = f"{base}/api/orders/7"
+        for method in ("GET", "DELETE", "GET"):  # the second GET: the fast path
+            proof = key.proof(method, url, token)
+            headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+            ok = await client.request(method, "/api/orders/7?page=2", headers=headers)
+            assert ok.status_code == 200, ok.text
+            assert "username=dora" in ok.text
+            replayed = await client.request(method, "/api/orders/7?page=2", headers=headers)
+            assert replayed.status_code == 401
+            assert 'error="invalid_dpop_proof"' in replayed.headers["WWW-Authenticate"]
+        elsewhere = key.proof("GET", f"{base}/api/other", token)
+        wrong_url = await client.get(
+            "/api/orders/7", headers={"Authorization": f"DPoP {token}", "DPoP": elsewhere}
+        )
+        assert wrong_url.status_code == 401
+        wrong_method = await client.post(
+            "/api/orders/7",
+            headers={"Authorization": f"DPoP {token}", "DPoP": key.proof("GET", url, token)},
+            content=b"{}",
+        )
+        assert wrong_method.status_code == 401
+        as_bearer = await client.get("/api/orders/7", headers=bearer(token))
+        assert as_bearer.status_code == 401
+        assert as_bearer.headers["WWW-Authenticate"].startswith('DPoP error="invalid_token"')

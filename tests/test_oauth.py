@@ -27,7 +27,9 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
 
 @pytest.fixture
 async def oauth_app(app_factory: Callable[..., Quart]) -> AsyncIterator[Quart]:
-    app = app_factory(INTROSPECTION_CLIENTS=f"gateway:s3cret,api:{ARGON2_HASH}")
+    app = app_factory(
+        INTROSPECTION_CLIENTS=f"gateway:s3cret-of-the-gateway-at-least-32-chars,api:{ARGON2_HASH}"
+    )
     async with app.test_app():
         yield app
 
@@ -39,7 +41,9 @@ async def started(app: Quart) -> tuple[Client, dict[str, Any]]:
 
 
 async def introspect(
-    client: Client, token: str, who: tuple[str, str] = ("gateway", "s3cret")
+    client: Client,
+    token: str,
+    who: tuple[str, str] = ("gateway", "s3cret-of-the-gateway-at-least-32-chars"),
 ) -> Any:
     response = await client.post(
         "/oauth/introspect",
@@ -69,7 +73,7 @@ async def test_active_tokens_are_described(oauth_app: Quart) -> None:
 
 async def test_issuer_and_audience_are_reported(app_factory: Callable[..., Quart]) -> None:
     app = app_factory(
-        INTROSPECTION_CLIENTS="gateway:s3cret",
+        INTROSPECTION_CLIENTS="gateway:s3cret-of-the-gateway-at-least-32-chars",
         JWT_ENCODE_ISSUER="https://auth.example.com",
         JWT_DECODE_ISSUER="https://auth.example.com",
         JWT_ENCODE_AUDIENCE="api",
@@ -93,7 +97,10 @@ async def test_bad_tokens_are_inactive(oauth_app: Quart, token: str) -> None:
 
 
 async def test_revoked_and_expired_tokens_are_inactive(app_factory: Callable[..., Quart]) -> None:
-    app = app_factory(INTROSPECTION_CLIENTS="gateway:s3cret", JWT_ACCESS_TOKEN_EXPIRES=5)
+    app = app_factory(
+        INTROSPECTION_CLIENTS="gateway:s3cret-of-the-gateway-at-least-32-chars",
+        JWT_ACCESS_TOKEN_EXPIRES=5,
+    )
     async with app.test_app():
         client, pair = await started(app)
         other = await login(client)
@@ -112,7 +119,7 @@ async def test_revoked_and_expired_tokens_are_inactive(app_factory: Callable[...
     [
         {},
         basic("gateway", "wrong"),
-        basic("nobody", "s3cret"),
+        basic("nobody", "s3cret-of-the-gateway-at-least-32-chars"),
         basic("api", "wrong"),
         {"Authorization": "Bearer abc"},
     ],
@@ -127,10 +134,12 @@ async def test_bad_client_credentials_are_401(oauth_app: Quart, headers: dict[st
 
 
 async def test_form_encoded_client_credentials(app_factory: Callable[..., Quart]) -> None:
-    app = app_factory(INTROSPECTION_CLIENTS="gate way:p%ss")
+    app = app_factory(INTROSPECTION_CLIENTS="gate way:p%ss-of-the-gateway-at-least-32-chars")
     async with app.test_app():
         response = await app.test_client().post(
-            "/oauth/introspect", data="token=abc", headers={**FORM, **basic("gate+way", "p%25ss")}
+            "/oauth/introspect",
+            data="token=abc",
+            headers={**FORM, **basic("gate+way", "p%25ss-of-the-gateway-at-least-32-chars")},
         )
         assert response.status_code == 200
         assert await response.get_json() == {"active": False}
@@ -159,7 +168,9 @@ async def test_bad_forms_are_400(
     oauth_app: Quart, path: str, body: str, headers: dict[str, str], msg: str
 ) -> None:
     response = await oauth_app.test_client().post(
-        path, data=body, headers={**headers, **basic("gateway", "s3cret")}
+        path,
+        data=body,
+        headers={**headers, **basic("gateway", "s3cret-of-the-gateway-at-least-32-chars")},
     )
     assert response.status_code == 400
     assert (await response.get_json())["msg"].startswith(msg)
@@ -217,12 +228,13 @@ async def test_metadata_names_every_endpoint(client: Client) -> None:
 
 def test_client_setting_parsing() -> None:
     assert parse_clients(None) == parse_clients("  ") == {}
-    assert parse_clients(f"a:x, b:{ARGON2_HASH},c:pbkdf2:sha256:1$s$h") == {
-        "a": "x",
+    long = "x" * 32
+    assert parse_clients(f"a:{long}, b:{ARGON2_HASH},c:pbkdf2:sha256:1$s$h") == {
+        "a": long,
         "b": ARGON2_HASH,
         "c": "pbkdf2:sha256:1$s$h",
     }
-    for bad in ("nocolon", "a:x,a:y", ":x", "a:"):
+    for bad in ("nocolon", f"a:{long},a:{long}", f":{long}", "a:", "a:x", "a:" + "x" * 31):
         with pytest.raises(ClientsSettingError, match="INTROSPECTION_CLIENTS"):
             parse_clients(bad)
 
@@ -242,12 +254,27 @@ def test_hash_secret_prints_a_hash_the_setting_accepts(
     from quart_app.cli import main
 
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
-    result = CliRunner().invoke(main, ["hash-secret"], input="client-secret\n")
+    secret = "client-secret-" + "s" * 19
+    result = CliRunner().invoke(main, ["hash-secret"], input=f"{secret}\n")
     assert result.exit_code == 0, result.output
     hashed = result.output.strip()
     assert hashed.startswith("$argon2id$")
-    assert PasswordHasher().verify(hashed, "client-secret")
+    assert PasswordHasher().verify(hashed, secret)
     assert parse_clients(f"svc:{hashed}") == {"svc": hashed}
+    short = CliRunner().invoke(main, ["hash-secret"], input="client-secret\n")
+    assert short.exit_code == 1
+    assert "use at least 32" in short.output
+
+
+def test_a_short_client_secret_stops_start_up_with_one_line(tmp_path: Any) -> None:
+    from support import make_config
+
+    with pytest.raises(SettingsError) as caught:
+        create_app(make_config(tmp_path, INTROSPECTION_CLIENTS="gateway:x"))
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(
+        "INTROSPECTION_CLIENTS: the secret of client 'gateway' has 1 characters"
+    )
 
 
 async def test_introspection_asks_the_shared_store_too(oauth_app: Quart) -> None:

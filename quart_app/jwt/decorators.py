@@ -77,6 +77,7 @@ async def verify_jwt_in_request(
         refresh,
         verify_type,
         skip_revocation_check,
+        sent_with=(req, location),
     )
 
 

@@ -48,6 +48,7 @@ from quart.blueprints import BlueprintSetupState
 
 from .context import get_jwt
 from .decorators import verify_jwt_in_request
+from .dpop import get_dpop
 from .extension import get_manager
 
 ClaimsView = Callable[[Mapping[str, Any]], Any]
@@ -58,8 +59,12 @@ HeadersHook = Callable[[HTTPScope], Iterable[tuple[bytes, bytes]]]
 #: ``rule`` is the Quart rule that would have answered (a metrics label of bounded count).
 ObserveHook = Callable[[HTTPScope, str, Mapping[str, Any], int, float], None]
 
+#: ``target(get_header, method, scheme, host, path, route) -> (htm, htu)``: what a DPoP
+#: proof sent to the route must name (default: the request itself).
+ProofTarget = Callable[[Callable[[str], "str | None"], str, str, str, str, str], tuple[str, str]]
+
 REGISTRY_KEY = "quart_app.jwt.claims_routes"
-_BEARER = re.compile(rb"Bearer ([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)")
+_BEARER = re.compile(rb"(Bearer|DPoP) ([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,8 @@ class ClaimsRoute:
     methods: frozenset[str]
     #: Whether every path below ``path`` (``path/...``) is answered too.
     subpaths: bool = False
+    #: What DPoP proofs must name here (None: the request itself).
+    target: ProofTarget | None = None
 
     def rule(self, path: str) -> str:
         """The Quart rule serving ``path``: this one, or the one for the paths below it."""
@@ -102,12 +109,13 @@ def register_claims_route(
     view: ClaimsView,
     methods: Iterable[str] = ("GET",),
     subpaths: bool = False,
+    target: ProofTarget | None = None,
 ) -> None:
     """Let the fast path answer ``path`` with ``view``; the Quart route must exist too and
     answer the same (:func:`claims_route` does both)."""
     _fixed(path)
     methods = frozenset(m.upper() for m in methods)
-    claims_routes(app)[path] = ClaimsRoute(path, view, methods, subpaths)
+    claims_routes(app)[path] = ClaimsRoute(path, view, methods, subpaths, target)
 
 
 def find_route(routes: Mapping[str, ClaimsRoute], path: str) -> ClaimsRoute | None:
@@ -140,6 +148,7 @@ def claims_route(
     methods: Iterable[str] = ("GET",),
     verify: Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
     subpaths: bool = False,
+    proof_target: ProofTarget | None = None,
     **options: Any,
 ) -> Callable[[V], V]:
     """Declare a route answered by ``view(claims)`` alone, on an app or a blueprint.
@@ -179,11 +188,13 @@ def claims_route(
             def record(state: BlueprintSetupState) -> None:
                 prefix = state.url_prefix
                 path = f"{prefix.rstrip('/')}/{rule.lstrip('/')}" if prefix else rule
-                register_claims_route(cast(Quart, state.app), path, view, methods, subpaths)
+                register_claims_route(
+                    cast(Quart, state.app), path, view, methods, subpaths, proof_target
+                )
 
             target.record(record)
         else:
-            register_claims_route(target, rule, view, methods, subpaths)
+            register_claims_route(target, rule, view, methods, subpaths, proof_target)
         return view
 
     return decorator
@@ -289,20 +300,26 @@ class ClaimsFastPath:
             route = find_route(self.routes, scope["path"])
             if route is not None and scope["method"] in route.methods and self.usable():
                 started = perf_counter()
-                claims = self._claims(scope)
-                if claims is not None:
-                    await self._answer(scope, send, route, claims, started)
+                found = self._claims(scope)
+                if found is not None and (
+                    found[2] is None or await self._proof_holds(scope, route, *found)
+                ):
+                    await self._answer(scope, send, route, found[0], started)
                     return
         await self.app(scope, receive, send)
 
-    def _claims(self, scope: HTTPScope) -> Mapping[str, Any] | None:
-        """The claims of a request whose answer is certain, or None: let Quart answer."""
+    def _claims(self, scope: HTTPScope) -> tuple[Mapping[str, Any], str, list[str] | None] | None:
+        """The claims of a request whose answer is certain (but for a DPoP proof, whose
+        values come third: None for a bearer token), or None: let Quart answer."""
         token: bytes | None = None
+        proofs: list[str] = []
         for name, value in scope["headers"]:
             if name == b"authorization":
                 if token is not None:
                     return None
                 token = value
+            elif name == b"dpop":
+                proofs.append(value.decode("latin-1"))
             elif (name == b"content-length" and value.strip() != b"0") or (
                 name == b"transfer-encoding"
             ):
@@ -311,18 +328,63 @@ class ClaimsFastPath:
         if match is None:
             return None
         manager = get_manager(self.quart_app)
-        verified = manager.cached(match.group(1).decode("ascii"))
+        encoded = match.group(2).decode("ascii")
+        verified = manager.cached(encoded)
         if verified is None:
             return None
         claims = verified[1]
         if claims.get("type") == "refresh":
+            return None
+        # A bound token needs the DPoP scheme and a bearer token the Bearer one: Quart
+        # answers any mismatch (and a malformed cnf) with its challenge.
+        is_dpop = match.group(1) == b"DPoP"
+        cnf = claims.get("cnf")
+        if is_dpop != (cnf is not None) or (is_dpop and not isinstance(cnf, Mapping)):
             return None
         revocations = manager.revocations
         if revocations is not None and revocations.is_revoked(
             claims, manager.config.identity_claim_key
         ):
             return None
-        return claims
+        return claims, encoded, proofs if is_dpop else None
+
+    async def _proof_holds(
+        self,
+        scope: HTTPScope,
+        route: ClaimsRoute,
+        claims: Mapping[str, Any],
+        encoded: str,
+        proofs: list[str] | None,
+    ) -> bool:
+        """The DPoP proof of a bound token, checked and used up (False: let Quart answer;
+        a replay then gets Quart's refusal, as the proof id is recorded already)."""
+        dpop = get_dpop(self.quart_app)
+        headers = scope["headers"]
+
+        def get(name: str) -> str | None:
+            wanted = name.encode("latin-1")
+            for key, value in headers:
+                if key == wanted:
+                    return value.decode("latin-1")
+            return None
+
+        raw = scope.get("raw_path") or scope["path"].encode()
+        path = raw.decode("latin-1").split("?", 1)[0]
+        host = get("host") or ""
+        try:
+            if route.target is None:
+                method, url = scope["method"], dpop.htu(scope["scheme"], host, path)
+            else:
+                method, url = route.target(
+                    get, scope["method"], scope["scheme"], host, path, route.path
+                )
+            proof = dpop.verify(proofs or [], method, url, encoded)
+            if proof.jkt != claims["cnf"].get("jkt"):
+                return False
+            await dpop.accept_once(proof)
+        except Exception:  # a refusal or a store failure: Quart answers either
+            return False
+        return True
 
     async def _answer(
         self,

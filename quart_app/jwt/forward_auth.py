@@ -9,6 +9,11 @@ and for every path below it too (Envoy's ``ext_authz`` appends the request's pat
 
 * 200, empty body, ``X-Auth-Subject`` (the identity claim), ``X-Auth-Username``,
   ``X-Auth-Token-Id`` (jti) and ``X-Auth-Expires`` (exp, integer seconds);
+* a DPoP-bound token (RFC 9449) needs ``Authorization: DPoP`` and a proof naming the
+  client's request: its method and URL as the gateway forwards them
+  (``X-Forwarded-Method``, ``X-Forwarded-Proto``, ``X-Forwarded-Host``,
+  ``X-Original-URI`` or ``X-Forwarded-Uri``; see ``dpop.forwarded_target``), refused
+  with a ``DPoP`` challenge;
 * every failure 401 (nginx turns any status but 2xx/401/403 into a 500 for its client)
   with Flask-JWT-Extended's ``msg`` and an RFC 6750 section 3 challenge: a bare
   ``Bearer`` when no ``Authorization`` header came at all, ``error="invalid_request"``
@@ -26,6 +31,8 @@ from urllib.parse import quote
 import jwt
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 
+from .dpop import DPoPError, forwarded_target
+from .dpop import challenge as dpop_challenge
 from .errors import (
     InvalidHeaderError,
     JWTExtendedException,
@@ -90,7 +97,11 @@ async def verify_bearer() -> Mapping[str, Any]:
             refresh=False,
             verify_type=True,
             skip_revocation_check=False,
+            sent_with=(request, "headers"),
+            target=_proof_target,
         )
+    except DPoPError as error:
+        raise BearerChallengeError(error.msg, dpop_challenge(error.error, error.msg)) from None
     except NoAuthorizationError as error:
         if config.header_name not in request.headers:
             raise BearerChallengeError(str(error), challenge()) from None
@@ -104,6 +115,20 @@ async def verify_bearer() -> Mapping[str, Any]:
     except (JWTExtendedException, jwt.InvalidTokenError) as error:
         raise _invalid_token(str(error)) from None
     return claims
+
+
+def _proof_target() -> tuple[str, str]:
+    """What a DPoP proof must name here: the request the gateway asks about (its method
+    and URL, from the forwarded headers: ``dpop.forwarded_target``)."""
+    raw = request.scope.get("raw_path") or request.path.encode()
+    return forwarded_target(
+        lambda name: request.headers.get(name),
+        request.method,
+        request.scheme,
+        request.host,
+        raw.decode("latin-1").split("?", 1)[0],
+        str(request.url_rule.rule).split("/<", 1)[0] if request.url_rule else "/",
+    )
 
 
 def _invalid_token(msg: str) -> BearerChallengeError:
@@ -159,5 +184,11 @@ def forward_auth_route(
     """
     target.register_error_handler(BearerChallengeError, challenge_response)
     return claims_route(
-        target, rule, methods=ALL_METHODS, verify=verify_bearer, subpaths=True, **options
+        target,
+        rule,
+        methods=ALL_METHODS,
+        verify=verify_bearer,
+        subpaths=True,
+        proof_target=forwarded_target,
+        **options,
     )

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from quart import Request, g
 
 from . import tokens
 from .config import JWTConfig
+from .dpop import check_sent_token
 from .errors import (
     CSRFError,
     FreshTokenRequired,
@@ -35,12 +36,18 @@ if TYPE_CHECKING:  # annotations only: the manager imports the modules that impo
 
 _COMMA = re.compile(r",\s*")
 
+#: ``() -> (htm, htu)``: the method and URL a DPoP proof must name, when not the request's
+#: own (forward authentication: the gateway's client request, ``dpop.forwarded_target``).
+ProofTarget = Callable[[], tuple[str, str]]
+
 
 def from_headers(req: Request, config: JWTConfig, refresh: bool) -> tuple[str, str | None]:
     header_name, header_type = config.header_name, config.header_type
     value = req.headers.get(header_name, "").strip().strip(",")
     if not value:
         raise NoAuthorizationError(f"Missing {header_name} Header")
+    if header_type == "Bearer" and value[:5] == "DPoP ":
+        header_type = "DPoP"  # RFC 9449: a bound token's scheme (checked in check_token)
     if header_type:
         # The header may hold several comma-separated fields: "<type> <value>, ...".
         if "," in value:
@@ -163,9 +170,13 @@ async def check_token(
     refresh: bool,
     verify_type: bool,
     skip_revocation_check: bool,
+    sent_with: tuple[Any, str] | None = None,
+    target: ProofTarget | None = None,
 ) -> tuple[Claims, Claims]:
     """Every check of a located token, in FJE's order, up to the user lookup (excluded):
-    size, signature and claims, CSRF, type, freshness, revocation, verification loader."""
+    size, signature and claims, CSRF, type, freshness, revocation, verification loader.
+    ``sent_with`` (the request and the token's location) adds the DPoP rules (``dpop``),
+    for the method and URL ``target`` names (default: the request's own)."""
     if len(encoded) > manager.config.max_token_length:
         raise JWTDecodeError("Token is too large")
     header, claims = await manager.decode(encoded)
@@ -183,6 +194,8 @@ async def check_token(
         await manager.check_revoked(header, claims)
     if manager.has_token_verification:
         await manager.check_custom(header, claims)
+    if "cnf" in claims or (sent_with is not None and sent_with[1] == "headers"):
+        await check_sent_token(sent_with, encoded, claims, target)
     return header, claims
 
 
@@ -206,10 +219,20 @@ async def check_and_load(
     refresh: bool,
     verify_type: bool,
     skip_revocation_check: bool,
+    sent_with: tuple[Any, str] | None = None,
+    target: ProofTarget | None = None,
 ) -> tuple[Claims, Claims, Any]:
     """:func:`check_token`, then the user lookup: ``(header, claims, loaded user)``."""
     header, claims = await check_token(
-        manager, encoded, csrf_value, fresh, refresh, verify_type, skip_revocation_check
+        manager,
+        encoded,
+        csrf_value,
+        fresh,
+        refresh,
+        verify_type,
+        skip_revocation_check,
+        sent_with,
+        target,
     )
     user = await manager.load_user(header, claims) if manager.has_user_lookup else None
     return header, claims, user
@@ -224,11 +247,21 @@ async def verify_and_store(
     refresh: bool,
     verify_type: bool,
     skip_revocation_check: bool,
+    sent_with: tuple[Any, str] | None = None,
+    target: ProofTarget | None = None,
 ) -> tuple[Claims, Claims]:
     """Verify a located token, load its user, and store them; stored only once every
     check and callback has succeeded (as FJE)."""
     header, claims, user = await check_and_load(
-        manager, encoded, csrf_value, fresh, refresh, verify_type, skip_revocation_check
+        manager,
+        encoded,
+        csrf_value,
+        fresh,
+        refresh,
+        verify_type,
+        skip_revocation_check,
+        sent_with,
+        target,
     )
     store(manager, header, claims, user, location)
     return header, claims

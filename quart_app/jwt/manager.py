@@ -24,6 +24,7 @@ from .config_writes import WriteCounting, count_writes
 from .context import current_user
 from .default_callbacks import Callbacks, call
 from .deprecation import deprecated
+from .dpop import DPoPError, dpop_error_response
 from .errors import (
     CSRFError,
     FreshTokenRequired,
@@ -411,3 +412,5 @@ class JWTManager(V3LoaderNames):
         app.register_error_handler(FreshTokenRequired, needs_fresh)
         app.register_error_handler(UserLookupError, lookup)
         app.register_error_handler(UserClaimsVerificationError, claims_failed)
+        # RFC 9449's 401: the DPoP challenge (and a fresh nonce), not a loader's answer.
+        app.register_error_handler(DPoPError, dpop_error_response)

@@ -151,10 +151,11 @@ async def _check(
     refresh: bool,
     verify_type: bool,
     skip_revocation_check: bool,
+    sent_with: tuple[Any, str] | None = None,
 ) -> tuple[Claims, Claims, Any]:
     """Decode and check ``encoded`` in FJE's order; ``(header, claims, loaded user)``."""
     return await check_and_load(
-        manager, encoded, None, fresh, refresh, verify_type, skip_revocation_check
+        manager, encoded, None, fresh, refresh, verify_type, skip_revocation_check, sent_with
     )
 
 
@@ -210,6 +211,7 @@ async def verify_jwt_in_websocket(
         refresh=refresh,
         verify_type=verify_type,
         skip_revocation_check=skip_revocation_check,
+        sent_with=(ws, location),
     )
     _store(manager, header, claims, user, location)
     _bind(manager, header, claims)

@@ -18,7 +18,13 @@ from .users import bp as users_bp
 from .ws import bp as ws_bp
 
 #: Endpoints throttled per client address.
-THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh", "users.change_password")
+THROTTLED_ENDPOINTS = (
+    "auth.register",
+    "auth.login",
+    "auth.refresh",
+    "users.change_password",
+    "oauth.token",
+)
 
 
 def register_blueprints(app: Quart) -> None:

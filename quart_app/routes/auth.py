@@ -33,6 +33,7 @@ from ..jwt import (
 from ..jwt.revocation import FAMILY_CLAIM, Revocation
 from ..observability import note_user
 from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
+from ..security.binding import Binding, dpop_binding
 from ..security.throttle import limit_key, request_client
 from ..services import services
 from ..store import UsernameTaken, UserRecord
@@ -99,9 +100,13 @@ async def _credentials() -> Credentials:
         raise AppError(400, describe_validation_error(error)) from None
 
 
-def pair_response(pair: IssuedPair) -> Response:
-    """The JSON answer carrying a token pair (never cached)."""
-    response = jsonify(pair.body())
+def pair_response(pair: IssuedPair, binding: Binding | None = None) -> Response:
+    """The JSON answer carrying a token pair (never cached); ``"token_type": "DPoP"`` when
+    the pair is bound to a proof's key."""
+    body = pair.body()
+    if binding is not None:
+        body["token_type"] = binding.token_type
+    response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
@@ -113,8 +118,12 @@ async def issue_login(
     epoch: int,
     method: str = "password",
     additional_claims: dict[str, Any] | None = None,
+    binding: Binding | None = None,
 ) -> Response:
     """Start the session of a login whose checks all passed and answer its pair.
+
+    ``binding`` (:func:`dpop_binding`, read before the checks) binds the pair to a DPoP
+    proof's key.
 
     ``epoch`` is ``user.credential_epoch`` as read before the first check of this login
     began: if the password changed or the account was disabled since, no session is
@@ -127,13 +136,14 @@ async def issue_login(
             request_client(),
             epoch=epoch,
             method=method,
-            additional_claims=additional_claims,
+            additional_claims={**(additional_claims or {}), **(binding.claims if binding else {})}
+            or None,
         )
     except SessionRefused as refused:
         if refused.reason == "disabled":
             raise AppError(403, ACCOUNT_DISABLED) from None
         raise AppError(401, BAD_CREDENTIALS) from None
-    return pair_response(pair)
+    return pair_response(pair, binding)
 
 
 @bp.post("/login")
@@ -153,6 +163,7 @@ async def login() -> Response:
     """
     svc = services()
     creds = await _credentials()
+    binding = await dpop_binding()
     key = username_key(creds.username)
     client = request_client()
     try:
@@ -187,7 +198,7 @@ async def login() -> Response:
         raise AppError(403, ACCOUNT_DISABLED)
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
-    return await issue_login(user, epoch=user.credential_epoch)
+    return await issue_login(user, epoch=user.credential_epoch, binding=binding)
 
 
 @bp.post("/token/refresh")
@@ -204,13 +215,20 @@ async def refresh() -> Response:
     that long). A session that ended (logout, password change, ended by its user or an
     admin) refuses; one that idled or aged out answers 401 "Session has expired".
     """
-    header, claims = get_jwt_header(), get_jwt()
-    rotation, pair = await refresh_session(claims, request_client())
+    return await rotate(get_jwt_header(), get_jwt(), await dpop_binding())
+
+
+async def rotate(header: dict[str, Any], claims: dict[str, Any], binding: Binding) -> Response:
+    """The rotation of a verified refresh token (``refresh``'s docstring): /token/refresh
+    and the refresh_token grant of /oauth/token. A bound pair stays bound to its key."""
+    rotation, pair = await refresh_session(
+        claims, request_client(), additional_claims=binding.claims or None
+    )
     if pair is None:
         if rotation.outcome == "expired":
             raise AppError(401, SESSION_EXPIRED)
         raise RevokedTokenError(header, claims)
-    return pair_response(pair)
+    return pair_response(pair, binding)
 
 
 @bp.post("/logout")

@@ -157,3 +157,29 @@ class LoginLimit(Base):
     trusted_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: When the row decides nothing any more (``quart-app prune`` deletes it then).
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class OAuthClient(Base):
+    """A service allowed the client_credentials grant (``quart-app create-client``).
+
+    The secret is never stored: ``secret_hash`` is ``sha256$<hex>`` of a generated
+    256-bit secret (a slow hash adds nothing to a secret that cannot be guessed).
+    """
+
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: When the secret was last set (creation or rotation).
+    rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DPoPProof(Base):
+    """A DPoP proof accepted once (RFC 9449 section 11.1): its (key, jti) digest, kept
+    until the proof would be refused as too old anyway."""
+
+    __tablename__ = "dpop_proofs"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

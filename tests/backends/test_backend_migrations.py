@@ -181,3 +181,46 @@ def test_every_migration_file_ships_in_the_package() -> None:
     assert "store/migrations/env.py" in files
     missing = [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)]
     assert missing == []
+
+
+async def test_0008_upgrades_a_database_with_rows(scratch_url: str) -> None:
+    """OAuth clients and DPoP proofs arrive on a database in use at 0004: its rows stay."""
+    from sqlalchemy import text
+
+    await asyncio.to_thread(migrate.upgrade, scratch_url, "0004")
+    engine = create_async_engine(scratch_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (username, username_key, password_hash, created_at)"
+                    " VALUES ('alice', 'alice', 'x', CURRENT_TIMESTAMP)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO revocations (key, kind, value, expires_at, created_at)"
+                    " VALUES ('jti:j1', 'jti', 'j1', 9e9, 1)"
+                )
+            )
+        await asyncio.to_thread(migrate.upgrade, scratch_url, "0008")
+        async with engine.begin() as conn:
+            assert (await conn.execute(text("SELECT username FROM users"))).scalar() == "alice"
+            assert (await conn.execute(text("SELECT key FROM revocations"))).scalar() == "jti:j1"
+            await conn.execute(
+                text(
+                    "INSERT INTO oauth_clients (client_id, secret_hash, created_at, rotated_at)"
+                    " VALUES ('svc', 'sha256$00', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            await conn.execute(text("INSERT INTO dpop_proofs (key, expires_at) VALUES ('k', 1.0)"))
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("INSERT INTO dpop_proofs (key, expires_at) VALUES ('k', 2.0)")
+                )
+        await asyncio.to_thread(migrate.downgrade, scratch_url, "0004")
+        async with engine.begin() as conn:
+            assert (await conn.execute(text("SELECT username FROM users"))).scalar() == "alice"
+    finally:
+        await engine.dispose()
