@@ -1,6 +1,6 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
 gateway (forward auth), oauth (introspection, revocation, metadata), ws (the authenticated
-WebSocket), apidocs (the /docs page, from local files)."""
+WebSocket), apidocs (the /docs page, from local files), mfa and webauthn (second factors)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,33 @@ from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
+from .mfa import bp as mfa_bp
 from .oauth import bp as oauth_bp
 from .users import bp as users_bp
+from .webauthn import bp as webauthn_bp
 from .ws import bp as ws_bp
 
 #: Endpoints throttled per client address.
-THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh", "users.change_password")
+THROTTLED_ENDPOINTS = (
+    "auth.register",
+    "auth.login",
+    "auth.refresh",
+    "users.change_password",
+    "mfa.login_mfa",
+    "webauthn.login_finish",
+)
 
 
 def register_blueprints(app: Quart) -> None:
-    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, oauth_bp, ws_bp, apidocs_bp):
+    for blueprint in (
+        auth_bp,
+        users_bp,
+        meta_bp,
+        gateway_bp,
+        oauth_bp,
+        ws_bp,
+        apidocs_bp,
+        mfa_bp,
+        webauthn_bp,
+    ):
         app.register_blueprint(blueprint)

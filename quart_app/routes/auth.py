@@ -25,8 +25,9 @@ from ..observability import note_user
 from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
 from ..security.throttle import client_address, limit_key
 from ..services import services
-from ..store import UsernameTaken
+from ..store import UsernameTaken, UserRecord
 from .docs import TOKEN_ERRORS, UNAVAILABLE, basic_or_body, errors, public
+from .mfa_step import MfaChallenge, second_factor_step
 
 bp = Blueprint("auth", __name__)
 
@@ -87,9 +88,17 @@ async def _issue(
     return response
 
 
+async def issue_login(user: UserRecord) -> Response:
+    """A new login's fresh pair (a new session), whatever proved who the user is."""
+    return await _issue(
+        str(user.id), user.username, fresh=True, family=uuid.uuid4().hex, started=time.time()
+    )
+
+
 @bp.post("/login")
 @basic_or_body
-@errors(400, 401, 413, 429, UNAVAILABLE)
+@document_response(MfaChallenge, 401)
+@errors(400, 413, 429, UNAVAILABLE)
 @document_request(Credentials)
 @document_response(TokenPair)
 async def login() -> Response:
@@ -110,12 +119,11 @@ async def login() -> Response:
         await attempt.failed()
         raise AppError(401, BAD_CREDENTIALS)
     assert user is not None  # verify() is never True without a stored hash
-    await attempt.succeeded()
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
-    return await _issue(
-        str(user.id), user.username, fresh=True, family=uuid.uuid4().hex, started=time.time()
-    )
+    await second_factor_step(user, attempt)  # 401 "MFA required" when TOTP is on
+    await attempt.succeeded()
+    return await issue_login(user)
 
 
 @bp.post("/token/refresh")

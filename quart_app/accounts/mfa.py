@@ -1,0 +1,184 @@
+"""TOTP (RFC 6238) and recovery codes: enrolment, confirmation, checks, the login ticket.
+
+What an account can do with its second factor, without HTTP. Every single-use rule is
+decided in the shared store (quart_app/store/mfa.py): a TOTP code is accepted once per
+user (the time step it matched must be later than the last one accepted), a recovery
+code once ever, an ``mfa_token`` once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyotp
+
+from ..store.mfa import MfaStore
+from .mfa_crypto import SecretCipher
+
+#: RFC 6238's defaults, what every authenticator app reads from the otpauth URI.
+PERIOD = 30
+DIGITS = 6
+#: Codes of the step before and after the current one are accepted (clock drift).
+TOLERANCE = 1
+RECOVERY_CODES = 10
+#: Seconds an ``mfa_token`` (password checked, code awaited) stays good.
+MFA_TOKEN_TTL = 300.0
+
+LOGIN_TICKET = "login"
+
+
+def _key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalise_code(code: str) -> str:
+    return "".join(code.split()).replace("-", "").lower()
+
+
+def recovery_hash(user_id: int, code: str) -> str:
+    """What is stored of a recovery code (80 random bits: a plain hash is enough)."""
+    return hashlib.sha256(f"{user_id}:{normalise_code(code)}".encode()).hexdigest()
+
+
+def new_recovery_codes() -> list[str]:
+    return [f"{secrets.token_hex(5)}-{secrets.token_hex(5)}" for _ in range(RECOVERY_CODES)]
+
+
+def matching_step(secret: str, code: str, now: float) -> int | None:
+    """The time step within the tolerance whose code is ``code``, or None."""
+    code = "".join(code.split())
+    if len(code) != DIGITS or not code.isascii() or not code.isdigit():
+        return None
+    totp = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD)
+    current = int(now // PERIOD)
+    found = None
+    for step in range(current - TOLERANCE, current + TOLERANCE + 1):
+        # Every candidate is compared (no early exit): the time does not tell which.
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            found = step
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    secret: str
+    otpauth_uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class MfaState:
+    totp: bool
+    recovery_codes_left: int
+
+
+class SecondFactors:
+    """TOTP and recovery codes for the app's users; one per app."""
+
+    def __init__(self, store: MfaStore, cipher: SecretCipher, issuer: str) -> None:
+        self.store = store
+        self.cipher = cipher
+        self.issuer = issuer
+
+    @classmethod
+    def from_settings(
+        cls, store: MfaStore, cipher: SecretCipher, config: Mapping[str, Any]
+    ) -> SecondFactors:
+        return cls(store, cipher, str(config["WEBAUTHN_RP_NAME"]))
+
+    async def enabled(self, user_id: int) -> bool:
+        record = await self.store.totp(user_id)
+        return record is not None and record.confirmed
+
+    async def state(self, user_id: int) -> MfaState:
+        enabled = await self.enabled(user_id)
+        left = await self.store.codes_left(user_id) if enabled else 0
+        return MfaState(enabled, left)
+
+    async def enrol(self, user_id: int, username: str) -> Enrolment | None:
+        """A fresh pending secret, or None when TOTP is confirmed already."""
+        secret = pyotp.random_base32(32)  # 160 bits, RFC 4226's recommended length
+        if not await self.store.start_totp(user_id, self.cipher.encrypt(secret), time.time()):
+            return None
+        uri = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD).provisioning_uri(
+            name=username, issuer_name=self.issuer
+        )
+        return Enrolment(secret, uri)
+
+    async def confirm(self, user_id: int, code: str) -> list[str] | None:
+        """Confirm the pending secret with a code of it: the recovery codes, or None."""
+        record = await self.store.totp(user_id)
+        if record is None or record.confirmed:
+            return None
+        step = matching_step(self.cipher.decrypt(record.secret), code, time.time())
+        if step is None:
+            return None
+        codes = new_recovery_codes()
+        hashes = [recovery_hash(user_id, code) for code in codes]
+        if not await self.store.confirm(user_id, record.secret, step, hashes):
+            return None
+        return codes
+
+    async def check_totp(self, user_id: int, code: str) -> bool:
+        """A confirmed factor's code, accepted once (the step is recorded atomically)."""
+        record = await self.store.totp(user_id)
+        if record is None or not record.confirmed:
+            return False
+        step = matching_step(self.cipher.decrypt(record.secret), code, time.time())
+        return step is not None and await self.store.use_step(user_id, step)
+
+    async def use_recovery_code(self, user_id: int, code: str) -> bool:
+        if not normalise_code(code) or not await self.enabled(user_id):
+            return False
+        return await self.store.use_code(user_id, recovery_hash(user_id, code), time.time())
+
+    async def check(
+        self, user_id: int, *, code: str | None, recovery_code: str | None
+    ) -> str | None:
+        """``code`` (TOTP, or a recovery code when it is not six digits) or
+        ``recovery_code``: the method that accepted it, or None."""
+        if code is not None:
+            if await self.check_totp(user_id, code):
+                return "totp"
+            if matching_step_shape(code):
+                return None
+            recovery_code = code
+        if recovery_code is not None and await self.use_recovery_code(user_id, recovery_code):
+            return "recovery_code"
+        return None
+
+    async def regenerate(self, user_id: int) -> list[str] | None:
+        codes = new_recovery_codes()
+        hashes = [recovery_hash(user_id, code) for code in codes]
+        return codes if await self.store.replace_codes(user_id, hashes) else None
+
+    async def disable(self, user_id: int) -> bool:
+        return await self.store.disable(user_id)
+
+    # The login ticket: the password was right, the second factor is awaited.
+
+    async def issue_ticket(self, user_id: int) -> str:
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        await self.store.add_ticket(_key(token), LOGIN_TICKET, user_id, now + MFA_TOKEN_TTL, now)
+        return token
+
+    async def ticket_user(self, token: str) -> int | None:
+        """The user of a live ``mfa_token`` (not used up by this call)."""
+        found, user_id = await self.store.peek_ticket(_key(token), LOGIN_TICKET, time.time())
+        return user_id if found else None
+
+    async def use_ticket(self, token: str) -> bool:
+        found, _ = await self.store.take_ticket(_key(token), LOGIN_TICKET, time.time())
+        return found
+
+
+def matching_step_shape(code: str) -> bool:
+    """Whether ``code`` looks like a TOTP code (six digits) rather than a recovery code."""
+    code = "".join(code.split())
+    return len(code) == DIGITS and code.isascii() and code.isdigit()
