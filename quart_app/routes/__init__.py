@@ -1,11 +1,13 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
 gateway (forward auth), oauth (introspection, revocation, metadata), ws (the authenticated
-WebSocket), apidocs (the /docs page, from local files), mfa and webauthn (second factors)."""
+WebSocket), apidocs (the /docs page, from local files), mfa and webauthn (second factors),
+account (the /account page)."""
 
 from __future__ import annotations
 
 from quart import Quart
 
+from .account import bp as account_bp
 from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
 from .gateway import bp as gateway_bp
@@ -38,5 +40,6 @@ def register_blueprints(app: Quart) -> None:
         apidocs_bp,
         mfa_bp,
         webauthn_bp,
+        account_bp,
     ):
         app.register_blueprint(blueprint)

@@ -65,6 +65,7 @@ TAGS = {
     "oauth": ("oauth", "Introspection, revocation and metadata for other services."),
     "mfa": ("mfa", "Second factors: TOTP, recovery codes, and the login's second step."),
     "webauthn": ("webauthn", "Passkeys (WebAuthn): registration, login, listing."),
+    "account": ("account", "What the /account page needs beyond the API."),
 }
 #: What a ``{"msg"}`` answer of each status means, whatever the route.
 STATUS = {
