@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from webauthn import (
     generate_authentication_options,
@@ -34,10 +36,12 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from ..settings import SettingsError
 from ..store.mfa import MfaStore
 from ..store.passkeys import CredentialTaken, PasskeyRecord, PasskeyStore
 
 CHALLENGE_TTL = 300.0
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 REGISTER = "webauthn-register"
 LOGIN = "webauthn-login"
 
@@ -55,10 +59,26 @@ class RelyingParty:
 
     @classmethod
     def from_settings(cls, config: Mapping[str, Any]) -> RelyingParty:
+        """The relying party the settings describe, or SettingsError naming the setting."""
         origins = config["WEBAUTHN_ORIGINS"]
         if isinstance(origins, str):
             origins = tuple(o.strip() for o in origins.split(",") if o.strip())
-        return cls(str(config["WEBAUTHN_RP_ID"]), str(config["WEBAUTHN_RP_NAME"]), tuple(origins))
+        rp_id = str(config["WEBAUTHN_RP_ID"]).strip()
+        if not rp_id or not _HOST.fullmatch(rp_id):
+            raise SettingsError(
+                f"WEBAUTHN_RP_ID must be a domain name (e.g. example.com), not {rp_id!r}"
+            )
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.path:
+                raise SettingsError(
+                    f"WEBAUTHN_ORIGINS: {origin!r} is not an origin (scheme://host[:port])"
+                )
+            if parts.hostname != rp_id and not parts.hostname.endswith("." + rp_id):
+                raise SettingsError(
+                    f"WEBAUTHN_ORIGINS: {origin!r} is not on WEBAUTHN_RP_ID {rp_id!r}"
+                )
+        return cls(rp_id, str(config["WEBAUTHN_RP_NAME"]), tuple(origins))
 
     def expected_origins(self, request_origin: str, request_host: str) -> list[str]:
         if self.origins:

@@ -71,8 +71,8 @@ class MfaRequired(AppError):
 
 
 class MfaChallenge(BaseModel):
-    """Bad username or password; or, with TOTP on, "MFA required" and what finishes the
-    login with ``POST /login/mfa``."""
+    """Not authenticated: bad username or password; or, with TOTP on, "MFA required"
+    and the ``mfa_token`` that finishes the login with ``POST /login/mfa``."""
 
     msg: str = Field(examples=[MFA_REQUIRED])
     mfa_token: str | None = Field(

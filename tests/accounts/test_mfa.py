@@ -4,6 +4,7 @@ use, lockout counting, freshness; on both storage profiles (``backend``)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from support import Client, bearer, login, register
 
 from quart_app.accounts.mfa_crypto import KEY_FILE, SecretCipher, cipher_from_settings
 from quart_app.services import services
+from quart_app.settings import SettingsError
 from quart_app.store.models import RecoveryCode, TotpFactor
 
 PASSWORD = {"username": "alice", "password": "correct-horse"}
@@ -265,3 +267,19 @@ async def test_secrets_are_encrypted_at_rest_and_keys_rotate(
     assert both.decrypt(stored) == secret
     rotated = both.rotate(stored)
     assert SecretCipher([new_key]).decrypt(rotated) == secret
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("MFA_ENCRYPTION_KEY", "short", "MFA_ENCRYPTION_KEY: each comma-separated key"),
+        ("WEBAUTHN_RP_ID", "https://example.com", "WEBAUTHN_RP_ID must be a domain name"),
+        ("WEBAUTHN_ORIGINS", "example.com", "WEBAUTHN_ORIGINS: 'example.com' is not an origin"),
+        ("WEBAUTHN_ORIGINS", "https://evil.test", "is not on WEBAUTHN_RP_ID 'localhost'"),
+    ],
+)
+def test_bad_second_factor_settings_stop_start_up(
+    app_factory: Any, setting: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        app_factory(**{setting: value})
