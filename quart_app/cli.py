@@ -173,38 +173,49 @@ def create_user(username: str) -> None:
 @main.command("revoke-user")
 @click.argument("username")
 def revoke_user(username: str) -> None:
-    """Revoke every token of USERNAME issued until now, on every worker and host.
+    """End every session of USERNAME (every token issued until now), on every worker and
+    host.
 
-    Workers enforce it within REVOCATION_SYNC_INTERVAL. The account itself stays usable:
-    a new login gets new tokens (change the password to lock someone out).
+    Workers enforce it within REVOCATION_SYNC_INTERVAL; a login still checking the
+    password when it commits gets no session. The account itself stays usable: a new
+    login gets new tokens (change the password, or ``disable``, to lock someone out).
     """
-    from .jwt.revocation import Revocation
+    user_id, name, ended = _end_sessions(username, reason="revoked")
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    click.echo(
+        f"revoked every token of {name} (id {user_id}) issued before {when}"
+        f" ({ended} sessions ended)"
+    )
+
+
+def _end_sessions(
+    username: str, *, reason: str, disabled: bool | None = None
+) -> tuple[int, str, int]:
+    """End every session of ``username`` (optionally disabling it): (id, name, ended)."""
+    from .accounts.events import ACCOUNT_DISABLED, SESSION_ENDED, SecurityEvent
     from .schemas import username_key
     from .store.redis_bus import BUS_EXTENSION_KEY
 
     app = _app()
     bus = app.extensions.get(BUS_EXTENSION_KEY)
 
-    async def work(svc: Services) -> tuple[int, str, float]:
+    async def work(svc: Services) -> tuple[int, str, int]:
         user = await svc.users.by_key(username_key(username))
         if user is None:
             raise click.ClickException(f"no user {username!r}")
-        now = time.time()
-        config = svc.config
-        horizon = max(config["JWT_REFRESH_TOKEN_EXPIRES"], config["JWT_ACCESS_TOKEN_EXPIRES"])
-        entry = Revocation("user", str(user.id), expires_at=now + horizon, not_before=now)
+        name = ACCOUNT_DISABLED if disabled else SESSION_ENDED
+        event = SecurityEvent(name, user_id=user.id, detail={"by": "command line"})
+        ended = await svc.sessions.end_all(user.id, reason=reason, event=event, disabled=disabled)
         if bus is not None:  # with Redis, workers hear of it at once, not at their next poll
             await bus.start(svc.revocations)
         try:
-            await svc.revocations.store.add([entry])
+            await svc.revocations.store.add(ended.revoked)
         finally:
             if bus is not None:
                 await bus.stop()
-        return user.id, user.username, now
+        return user.id, user.username, len(ended.ids)
 
-    user_id, name, now = _run(work, app=app)
-    when = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
-    click.echo(f"revoked every token of {name} (id {user_id}) issued before {when}")
+    return _run(work, app=app)
 
 
 @main.command("rotate-keys")
@@ -336,7 +347,8 @@ def mfa_reset(username: str) -> None:
     An admin's recovery path for a user who lost them: the password alone logs in again
     until the user enrols anew. Recorded as a security event of the account.
     """
-    from .routes.mfa_step import EXTENSION_KEY, SecondFactorServices, record_event
+    from .accounts.mfa import CONSOLE, MFA_RESET
+    from .routes.mfa_step import EXTENSION_KEY, SecondFactorServices
     from .schemas import username_key
 
     app = _app()
@@ -346,9 +358,11 @@ def mfa_reset(username: str) -> None:
         user = await svc.users.by_key(username_key(username))
         if user is None:
             raise click.ClickException(f"no user {username!r}")
-        had_totp = await factors.totp.disable(user.id)
         passkeys = await factors.passkeys.store.remove_all(user.id)
-        record_event("mfa.reset", user.id, by="cli", totp=had_totp, passkeys=passkeys)
+        # The TOTP removal commits with the event, which names what went.
+        had_totp = await factors.totp.disable(
+            user.id, CONSOLE, event=MFA_RESET, detail={"by": "console", "passkeys": passkeys}
+        )
         return user.id, user.username, had_totp, passkeys
 
     user_id, name, had_totp, passkeys = _run(work, app=app)

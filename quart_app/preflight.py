@@ -39,6 +39,9 @@ POSITIVE = (
     "RATELIMIT_AUTH_LIMIT",
     "RATELIMIT_AUTH_PERIOD",
     "WORKER_TIMEOUT",
+    "SESSION_IDLE_TIMEOUT",
+    "SESSION_MAX_AGE",
+    "AUDIT_RETENTION_DAYS",
 )
 NOT_NEGATIVE = (
     "DATABASE_MAX_OVERFLOW",
@@ -48,6 +51,8 @@ NOT_NEGATIVE = (
     "SQLITE_BUSY_TIMEOUT",
     "TRUSTED_PROXY_HOPS",
     "READINESS_TIMEOUT",
+    "SESSION_LIMIT",
+    "REFRESH_REUSE_GRACE_SECONDS",
 )
 
 
@@ -101,6 +106,12 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
             " /metrics to anyone: set METRICS_TOKEN (scrapers send 'Authorization: Bearer"
             " <token>'), or METRICS_PUBLIC=true if the port is reachable by scrapers only"
         )
+    min_length = settings.get("PASSWORD_MIN_LENGTH")
+    if isinstance(min_length, int) and not 1 <= min_length <= 1024:
+        problems.append(f"PASSWORD_MIN_LENGTH must be from 1 to 1024, not {min_length}")
+    grace = settings.get("REFRESH_REUSE_GRACE_SECONDS")
+    if isinstance(grace, int | float) and grace > 300:
+        problems.append(f"REFRESH_REUSE_GRACE_SECONDS must be at most 300, not {grace}")
     for names, least in ((POSITIVE, 1), (NOT_NEGATIVE, 0)):
         for name in names:
             value = settings.get(name)

@@ -18,7 +18,8 @@ from typing import Any
 
 import pyotp
 
-from ..store.mfa import MfaStore
+from ..store.mfa import MfaStore, Ticket
+from .events import NO_CLIENT, Client, SecurityEvent
 from .mfa_crypto import SecretCipher
 
 #: RFC 6238's defaults, what every authenticator app reads from the otpauth URI.
@@ -31,6 +32,41 @@ RECOVERY_CODES = 10
 MFA_TOKEN_TTL = 300.0
 
 LOGIN_TICKET = "login"
+
+#: Security events of second factors (quart_app/accounts/events.py has the others).
+MFA_ENROLMENT_STARTED = "mfa_enrolment_started"
+MFA_ENABLED = "mfa_enabled"
+MFA_DISABLED = "mfa_disabled"
+MFA_RESET = "mfa_reset"
+MFA_REQUIRED = "mfa_required"
+MFA_CODE_REJECTED = "mfa_code_rejected"
+RECOVERY_CODE_USED = "mfa_recovery_code_used"
+RECOVERY_CODES_REGENERATED = "mfa_recovery_codes_regenerated"
+PASSKEY_ADDED = "passkey_added"
+PASSKEY_REMOVED = "passkey_removed"
+PASSKEY_REFUSED = "passkey_registration_failed"
+PASSKEY_LOGIN_FAILED = "passkey_login_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts, for the security events: the request's client and session."""
+
+    client: Client = NO_CLIENT
+    session_id: str | None = None
+
+    def event(self, kind: str, user_id: int, /, **detail: object) -> SecurityEvent:
+        return SecurityEvent(
+            kind,
+            user_id=user_id,
+            session_id=self.session_id,
+            client=self.client,
+            detail=detail or None,
+        )
+
+
+#: The command line, an admin at the console.
+CONSOLE = Actor()
 
 
 def _key(secret: str) -> str:
@@ -110,7 +146,7 @@ class SecondFactors:
         )
         return Enrolment(secret, uri)
 
-    async def confirm(self, user_id: int, code: str) -> list[str] | None:
+    async def confirm(self, user_id: int, code: str, actor: Actor) -> list[str] | None:
         """Confirm the pending secret with a code of it: the recovery codes, or None."""
         record = await self.store.totp(user_id)
         if record is None or record.confirmed:
@@ -120,7 +156,8 @@ class SecondFactors:
             return None
         codes = new_recovery_codes()
         hashes = [recovery_hash(user_id, code) for code in codes]
-        if not await self.store.confirm(user_id, record.secret, step, hashes):
+        event = actor.event(MFA_ENABLED, user_id)
+        if not await self.store.confirm(user_id, record.secret, step, hashes, [event]):
             return None
         return codes
 
@@ -132,13 +169,16 @@ class SecondFactors:
         step = matching_step(self.cipher.decrypt(record.secret), code, time.time())
         return step is not None and await self.store.use_step(user_id, step)
 
-    async def use_recovery_code(self, user_id: int, code: str) -> bool:
+    async def use_recovery_code(self, user_id: int, code: str, actor: Actor) -> bool:
         if not normalise_code(code) or not await self.enabled(user_id):
             return False
-        return await self.store.use_code(user_id, recovery_hash(user_id, code), time.time())
+        event = actor.event(RECOVERY_CODE_USED, user_id)
+        return await self.store.use_code(
+            user_id, recovery_hash(user_id, code), time.time(), [event]
+        )
 
     async def check(
-        self, user_id: int, *, code: str | None, recovery_code: str | None
+        self, user_id: int, actor: Actor, *, code: str | None, recovery_code: str | None
     ) -> str | None:
         """``code`` (TOTP, or a recovery code when it is not six digits) or
         ``recovery_code``: the method that accepted it, or None."""
@@ -148,30 +188,45 @@ class SecondFactors:
             if matching_step_shape(code):
                 return None
             recovery_code = code
-        if recovery_code is not None and await self.use_recovery_code(user_id, recovery_code):
+        if recovery_code is not None and await self.use_recovery_code(
+            user_id, recovery_code, actor
+        ):
             return "recovery_code"
         return None
 
-    async def regenerate(self, user_id: int) -> list[str] | None:
+    async def regenerate(self, user_id: int, actor: Actor) -> list[str] | None:
         codes = new_recovery_codes()
         hashes = [recovery_hash(user_id, code) for code in codes]
-        return codes if await self.store.replace_codes(user_id, hashes) else None
+        event = actor.event(RECOVERY_CODES_REGENERATED, user_id)
+        return codes if await self.store.replace_codes(user_id, hashes, [event]) else None
 
-    async def disable(self, user_id: int) -> bool:
-        return await self.store.disable(user_id)
+    async def disable(
+        self,
+        user_id: int,
+        actor: Actor,
+        *,
+        event: str = MFA_DISABLED,
+        detail: dict[str, object] | None = None,
+    ) -> bool:
+        """Remove TOTP and the recovery codes, recording ``event`` with the change."""
+        return await self.store.disable(user_id, [actor.event(event, user_id, **(detail or {}))])
 
     # The login ticket: the password was right, the second factor is awaited.
 
-    async def issue_ticket(self, user_id: int) -> str:
+    async def issue_ticket(self, user_id: int, epoch: int) -> str:
+        """An ``mfa_token`` for the user, carrying the credential epoch read before the
+        password was checked (the session it leads to is refused if it moved)."""
         token = secrets.token_urlsafe(32)
         now = time.time()
-        await self.store.add_ticket(_key(token), LOGIN_TICKET, user_id, now + MFA_TOKEN_TTL, now)
+        await self.store.add_ticket(
+            _key(token), LOGIN_TICKET, user_id, now + MFA_TOKEN_TTL, now, epoch=epoch
+        )
         return token
 
-    async def ticket_user(self, token: str) -> int | None:
-        """The user of a live ``mfa_token`` (not used up by this call)."""
-        found, user_id = await self.store.peek_ticket(_key(token), LOGIN_TICKET, time.time())
-        return user_id if found else None
+    async def ticket(self, token: str) -> Ticket | None:
+        """A live ``mfa_token``'s user and epoch (not used up by this call)."""
+        ticket = await self.store.peek_ticket(_key(token), LOGIN_TICKET, time.time())
+        return ticket if ticket is not None and ticket.user_id is not None else None
 
     async def use_ticket(self, token: str) -> bool:
         found, _ = await self.store.take_ticket(_key(token), LOGIN_TICKET, time.time())

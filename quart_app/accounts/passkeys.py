@@ -39,6 +39,7 @@ from webauthn.helpers.structs import (
 from ..settings import SettingsError
 from ..store.mfa import MfaStore
 from ..store.passkeys import CredentialTaken, PasskeyRecord, PasskeyStore
+from .mfa import PASSKEY_ADDED, PASSKEY_REMOVED, Actor
 
 CHALLENGE_TTL = 300.0
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -150,7 +151,12 @@ class Passkeys:
         return result
 
     async def register_finish(
-        self, user_id: int, credential: Mapping[str, Any], name: str, origins: Sequence[str]
+        self,
+        user_id: int,
+        credential: Mapping[str, Any],
+        name: str,
+        origins: Sequence[str],
+        actor: Actor,
     ) -> PasskeyRecord:
         challenge = _challenge(credential)
         found, owner = await self.tickets.take_ticket(_key(challenge), REGISTER, time.time())
@@ -175,9 +181,14 @@ class Passkeys:
                 verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
                 verified.credential_backed_up,
                 name,
+                [actor.event(PASSKEY_ADDED, user_id, name=name)],
             )
         except CredentialTaken:
             raise PasskeyError("credential registered already") from None
+
+    async def remove(self, user_id: int, passkey_id: int, actor: Actor) -> bool:
+        event = actor.event(PASSKEY_REMOVED, user_id, passkey=passkey_id)
+        return await self.store.remove(user_id, passkey_id, [event])
 
     async def login_begin(self, user_id: int | None) -> dict[str, Any]:
         """Request options: discoverable (no allowCredentials) without a user."""

@@ -1,19 +1,22 @@
-"""Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
-gateway (forward auth), oauth (introspection, revocation, metadata), ws (the authenticated
-WebSocket), apidocs (the /docs page, from local files), mfa and webauthn (second factors),
-account (the /account page)."""
+"""Blueprints: auth (register, login, tokens), users (listing, me), sessions (a user's
+sessions and events), admin (administration), meta (health, keys), gateway (forward
+auth), oauth (introspection, revocation, metadata), ws (the authenticated WebSocket),
+apidocs (the /docs page, from local files), mfa and webauthn (second factors), account
+(the /account page)."""
 
 from __future__ import annotations
 
 from quart import Quart
 
 from .account import bp as account_bp
+from .admin import bp as admin_bp
 from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
 from .mfa import bp as mfa_bp
 from .oauth import bp as oauth_bp
+from .sessions import bp as sessions_bp
 from .users import bp as users_bp
 from .webauthn import bp as webauthn_bp
 from .ws import bp as ws_bp
@@ -33,6 +36,8 @@ def register_blueprints(app: Quart) -> None:
     for blueprint in (
         auth_bp,
         users_bp,
+        sessions_bp,
+        admin_bp,
         meta_bp,
         gateway_bp,
         oauth_bp,

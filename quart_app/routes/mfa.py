@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_request
 
+from ..accounts import mfa as events
 from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..schemas import Message, Strict, TokenPair, username_key
@@ -26,7 +27,7 @@ from ..services import services
 from ..store import UserRecord
 from .auth import issue_login
 from .docs import TOKEN_ERRORS, UNAVAILABLE, errors, public
-from .mfa_step import record_event, second_factors
+from .mfa_step import actor, record_event, second_factors
 
 bp = Blueprint("mfa", __name__)
 
@@ -101,7 +102,7 @@ async def enrol() -> dict[str, str]:
     enrolment = await second_factors().totp.enrol(user_id, username)
     if enrolment is None:
         raise AppError(409, "MFA already enabled")
-    record_event("mfa.totp_enrolment_started", user_id)
+    await record_event(events.MFA_ENROLMENT_STARTED, user_id)
     return {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri}
 
 
@@ -114,10 +115,9 @@ async def confirm(data: Code) -> dict[str, Any]:
     """Confirm the pending TOTP secret with a code from it: TOTP is on, and the ten
     recovery codes are shown this once."""
     user_id = _user_id()
-    codes = await second_factors().totp.confirm(user_id, data.code)
+    codes = await second_factors().totp.confirm(user_id, data.code, actor())
     if codes is None:
         raise AppError(400, INVALID_CODE)
-    record_event("mfa.totp_enabled", user_id)
     return {"recovery_codes": codes}
 
 
@@ -145,12 +145,12 @@ async def disable(data: Code) -> dict[str, str]:
     user_id = _user_id()
     mfa = second_factors()
     _, attempt = await _admit_code_check(user_id)
-    if await mfa.totp.check(user_id, code=data.code, recovery_code=None) is None:
+    if await mfa.totp.check(user_id, actor(), code=data.code, recovery_code=None) is None:
         await attempt.failed()
+        await record_event(events.MFA_CODE_REJECTED, user_id)
         raise AppError(400, INVALID_CODE)
     await attempt.succeeded()
-    await mfa.totp.disable(user_id)
-    record_event("mfa.totp_disabled", user_id)
+    await mfa.totp.disable(user_id, actor())
     return {"msg": "MFA disabled"}
 
 
@@ -161,10 +161,9 @@ async def disable(data: Code) -> dict[str, str]:
 async def regenerate() -> dict[str, Any]:
     """Ten new recovery codes (fresh token); the old ones are void."""
     user_id = _user_id()
-    codes = await second_factors().totp.regenerate(user_id)
+    codes = await second_factors().totp.regenerate(user_id, actor())
     if codes is None:
         raise AppError(409, "MFA not enabled")
-    record_event("mfa.recovery_codes_regenerated", user_id)
     return {"recovery_codes": codes}
 
 
@@ -182,20 +181,21 @@ async def login_mfa(data: MfaLogin) -> Response:
     ``LOGIN_LOCKOUT_THRESHOLD`` is reached, however many are in flight.
     """
     mfa = second_factors()
-    user_id = await mfa.totp.ticket_user(data.mfa_token)
-    if user_id is None:
+    ticket = await mfa.totp.ticket(data.mfa_token)
+    if ticket is None or ticket.user_id is None or ticket.epoch is None:
         raise AppError(401, INVALID_TICKET)
+    user_id = ticket.user_id
     user, attempt = await _admit_code_check(user_id)
-    method = await mfa.totp.check(user_id, code=data.code, recovery_code=data.recovery_code)
+    method = await mfa.totp.check(
+        user_id, actor(), code=data.code, recovery_code=data.recovery_code
+    )
     if method is None:
         await attempt.failed()
-        record_event("mfa.code_rejected", user_id)
+        await record_event(events.MFA_CODE_REJECTED, user_id)
         raise AppError(401, INVALID_CODE)
     if not await mfa.totp.use_ticket(data.mfa_token):
         await attempt.failed()  # another request finished this login first
         raise AppError(401, INVALID_TICKET)
     await attempt.succeeded()
-    if method == "recovery_code":
-        record_event("mfa.recovery_code_used", user_id)
-    record_event("mfa.login", user_id, method=method)
-    return await issue_login(user)
+    # The epoch read at /login: a password change or a disable since then voids this login.
+    return await issue_login(user, epoch=ticket.epoch, method=method)

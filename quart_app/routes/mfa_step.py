@@ -6,23 +6,23 @@ Kept apart from routes/mfa.py so that /login (routes/auth.py) can call the hook 
 
 from __future__ import annotations
 
-import logging
 from typing import Any, cast
 
 from pydantic import BaseModel, Field
 from quart import Quart, Response, current_app, jsonify
 
-from ..accounts.mfa import SecondFactors
+from ..accounts.mfa import MFA_REQUIRED as MFA_REQUIRED_EVENT
+from ..accounts.mfa import Actor, SecondFactors
 from ..accounts.mfa_crypto import cipher_from_settings
 from ..accounts.passkeys import Passkeys, RelyingParty
 from ..errors import AppError
+from ..jwt import get_jwt
 from ..security.lockout import Attempt
+from ..security.throttle import request_client
 from ..services import services
 from ..store import UserRecord
 from ..store.mfa import MfaStore
 from ..store.passkeys import PasskeyStore
-
-events = logging.getLogger("quart_app.security_events")
 
 EXTENSION_KEY = "quart_app.mfa"
 MFA_REQUIRED = "MFA required"
@@ -56,9 +56,18 @@ def second_factors() -> SecondFactorServices:
     return cast(SecondFactorServices, current_app.extensions[EXTENSION_KEY])
 
 
-def record_event(kind: str, user_id: int, **details: Any) -> None:
-    """A security event of the account (kind, user, details) on its own log channel."""
-    events.info("%s user=%s %s", kind, user_id, " ".join(f"{k}={v}" for k, v in details.items()))
+def actor() -> Actor:
+    """The request's client, and its session when a token came with it."""
+    try:
+        session_id = get_jwt().get("fam")
+    except RuntimeError:  # no token verified in this request
+        session_id = None
+    return Actor(request_client(), session_id if isinstance(session_id, str) else None)
+
+
+async def record_event(kind: str, user_id: int, /, **detail: Any) -> None:
+    """A security event that changes nothing else (its own transaction)."""
+    await services().events.record(actor().event(kind, user_id, **detail))
 
 
 class MfaRequired(AppError):
@@ -90,5 +99,6 @@ async def second_factor_step(user: UserRecord, attempt: Attempt) -> None:
     mfa = second_factors()
     if not await mfa.totp.enabled(user.id):
         return
-    record_event("mfa.password_ok", user.id)
-    raise MfaRequired(await mfa.totp.issue_ticket(user.id), ["totp", "recovery_code"])
+    await record_event(MFA_REQUIRED_EVENT, user.id)
+    token = await mfa.totp.issue_ticket(user.id, user.credential_epoch)
+    raise MfaRequired(token, ["totp", "recovery_code"])

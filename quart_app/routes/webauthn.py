@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
+from ..accounts import mfa as events
 from ..accounts.passkeys import PasskeyError
 from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
@@ -25,7 +26,7 @@ from ..services import services
 from ..store.passkeys import PasskeyRecord
 from .auth import issue_login
 from .docs import TOKEN_ERRORS, UNAVAILABLE, errors, public
-from .mfa_step import record_event, second_factors
+from .mfa_step import actor, record_event, second_factors
 
 bp = Blueprint("webauthn", __name__)
 
@@ -130,12 +131,11 @@ async def register_finish(data: Registration) -> tuple[dict[str, Any], int]:
     name = (data.name or "").strip() or "Passkey"
     try:
         passkey = await second_factors().passkeys.register_finish(
-            user_id, credential, name, _origins()
+            user_id, credential, name, _origins(), actor()
         )
     except PasskeyError as error:
-        record_event("passkey.registration_refused", user_id, reason=str(error)[:80])
+        await record_event(events.PASSKEY_REFUSED, user_id, reason=str(error)[:80])
         raise AppError(400, "Passkey registration failed") from None
-    record_event("passkey.added", user_id, passkey=passkey.id)
     return _out(passkey), 201
 
 
@@ -156,9 +156,11 @@ async def list_passkeys() -> dict[str, Any]:
 async def delete_passkey(passkey_id: int) -> dict[str, str]:
     """Remove one of the user's passkeys (fresh token)."""
     user_id = _user_id()
-    if passkey_id >= 2**63 or not await second_factors().passkeys.store.remove(user_id, passkey_id):
+    removed = passkey_id < 2**63 and await second_factors().passkeys.remove(
+        user_id, passkey_id, actor()
+    )
+    if not removed:
         raise AppError(404, "Passkey not found")
-    record_event("passkey.removed", user_id, passkey=passkey_id)
     return {"msg": "Passkey deleted"}
 
 
@@ -198,6 +200,7 @@ async def login_finish(data: Credential) -> Response:
     user = await svc.users.by_id(passkey.user_id)
     if user is None:
         raise AppError(401, FAILED)
+    epoch = user.credential_epoch  # read before the check, as for a password
     attempt = await svc.logins.admit(
         username_key(user.username), limit_key(client_address()), time.time()
     )
@@ -205,8 +208,9 @@ async def login_finish(data: Credential) -> Response:
         await passkeys.login_finish(passkey, assertion, _origins())
     except PasskeyError as error:
         await attempt.failed()
-        record_event("passkey.login_refused", user.id, passkey=passkey.id, reason=str(error)[:80])
+        await record_event(
+            events.PASSKEY_LOGIN_FAILED, user.id, passkey=passkey.id, reason=str(error)[:80]
+        )
         raise AppError(401, FAILED) from None
     await attempt.succeeded()
-    record_event("passkey.login", user.id, passkey=passkey.id)
-    return await issue_login(user)
+    return await issue_login(user, epoch=epoch, method="passkey")

@@ -5,7 +5,8 @@
 * A recovery code is used by ``UPDATE ... SET used_at WHERE used_at IS NULL RETURNING``.
 * A ticket (an ``mfa_token``, a WebAuthn challenge) is used by ``DELETE ... RETURNING``.
 
-Each write transaction starts with its write statement (see store/users.py).
+Each write transaction starts with its write statement (see store/users.py); a change
+of the account's factors commits with its security event (store/events.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..accounts.events import SecurityEvent
 from .db import Database, bounded_store
 from .errors import retry_conflicts
+from .events import recording
 from .models import MfaTicket, RecoveryCode, TotpFactor
 
 
@@ -27,6 +30,12 @@ class TotpRecord:
     secret: str
     confirmed: bool
     last_step: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    user_id: int | None
+    epoch: int | None
 
 
 @bounded_store
@@ -78,11 +87,19 @@ class MfaStore:
             return result.scalar() is not None
 
     @retry_conflicts()
-    async def confirm(self, user_id: int, secret: str, step: int, codes: Sequence[str]) -> bool:
+    async def confirm(
+        self,
+        user_id: int,
+        secret: str,
+        step: int,
+        codes: Sequence[str],
+        events: Sequence[SecurityEvent] = (),
+    ) -> bool:
         """Confirm the pending factor whose secret is ``secret`` with a code of ``step``,
         and store ``codes`` (hashes) as the only recovery codes; False if it is not
         pending any more (confirmed or replaced meanwhile) or the step was used."""
-        async with self.db.session() as session, session.begin():
+        async with recording(self.db) as tx:
+            session = tx.session
             result = await session.execute(
                 update(TotpFactor)
                 .where(
@@ -97,6 +114,7 @@ class MfaStore:
             if result.scalar() is None:
                 return False
             await self._replace_codes(session, user_id, codes)
+            await tx.record(*events)
             return True
 
     async def _replace_codes(self, session: Any, user_id: int, codes: Sequence[str]) -> None:
@@ -104,9 +122,12 @@ class MfaStore:
         session.add_all(RecoveryCode(user_id=user_id, code_hash=code) for code in codes)
 
     @retry_conflicts()
-    async def replace_codes(self, user_id: int, codes: Sequence[str]) -> bool:
+    async def replace_codes(
+        self, user_id: int, codes: Sequence[str], events: Sequence[SecurityEvent] = ()
+    ) -> bool:
         """New recovery codes for a user whose TOTP is confirmed (the old ones void)."""
-        async with self.db.session() as session, session.begin():
+        async with recording(self.db) as tx:
+            session = tx.session
             # Starts with a write: the lock on the factor row orders this against disable.
             result = await session.execute(
                 update(TotpFactor)
@@ -117,12 +138,15 @@ class MfaStore:
             if result.scalar() is None:
                 return False
             await self._replace_codes(session, user_id, codes)
+            await tx.record(*events)
             return True
 
     @retry_conflicts()
-    async def use_code(self, user_id: int, code_hash: str, now: float) -> bool:
-        async with self.db.session() as session, session.begin():
-            result = await session.execute(
+    async def use_code(
+        self, user_id: int, code_hash: str, now: float, events: Sequence[SecurityEvent] = ()
+    ) -> bool:
+        async with recording(self.db) as tx:
+            result = await tx.session.execute(
                 update(RecoveryCode)
                 .where(
                     RecoveryCode.user_id == user_id,
@@ -132,7 +156,10 @@ class MfaStore:
                 .values(used_at=now)
                 .returning(RecoveryCode.id)
             )
-            return result.scalar() is not None
+            if result.scalar() is None:
+                return False
+            await tx.record(*events)
+            return True
 
     async def codes_left(self, user_id: int) -> int:
         async with self.db.session() as session:
@@ -144,16 +171,19 @@ class MfaStore:
             return int(count or 0)
 
     @retry_conflicts()
-    async def disable(self, user_id: int) -> bool:
+    async def disable(self, user_id: int, events: Sequence[SecurityEvent] = ()) -> bool:
         """Remove the TOTP factor and the recovery codes; False if there was none."""
-        async with self.db.session() as session, session.begin():
+        async with recording(self.db) as tx:
+            session = tx.session
             result = await session.execute(
                 delete(TotpFactor)
                 .where(TotpFactor.user_id == user_id)
                 .returning(TotpFactor.user_id)
             )
             await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
-            return result.scalar() is not None
+            removed = result.scalar() is not None
+            await tx.record(*events)
+            return removed
 
     @retry_conflicts()
     async def rekey(self, rotate: Any) -> int:
@@ -168,20 +198,28 @@ class MfaStore:
 
     @retry_conflicts()
     async def add_ticket(
-        self, key: str, kind: str, user_id: int | None, expires_at: float, now: float
+        self,
+        key: str,
+        kind: str,
+        user_id: int | None,
+        expires_at: float,
+        now: float,
+        epoch: int | None = None,
     ) -> None:
         async with self.db.session() as session, session.begin():
-            session.add(MfaTicket(key=key, kind=kind, user_id=user_id, expires_at=expires_at))
+            session.add(
+                MfaTicket(key=key, kind=kind, user_id=user_id, epoch=epoch, expires_at=expires_at)
+            )
             await session.flush()
             # Expired tickets decide nothing: each new one sweeps them (indexed, few).
             await session.execute(delete(MfaTicket).where(MfaTicket.expires_at < now))
 
-    async def peek_ticket(self, key: str, kind: str, now: float) -> tuple[bool, int | None]:
+    async def peek_ticket(self, key: str, kind: str, now: float) -> Ticket | None:
         async with self.db.session() as session:
             row = await session.get(MfaTicket, key)
             if row is None or row.kind != kind or row.expires_at <= now:
-                return False, None
-            return True, row.user_id
+                return None
+            return Ticket(row.user_id, row.epoch)
 
     @retry_conflicts()
     async def take_ticket(self, key: str, kind: str, now: float) -> tuple[bool, int | None]:

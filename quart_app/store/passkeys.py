@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..accounts.events import SecurityEvent
 from .db import Database, bounded_store
 from .errors import retry_conflicts
+from .events import recording
 from .models import Passkey
 
 
@@ -70,6 +73,7 @@ class PasskeyStore:
         backup_eligible: bool,
         backed_up: bool,
         name: str,
+        events: Sequence[SecurityEvent] = (),
     ) -> PasskeyRecord:
         row = Passkey(
             user_id=user_id,
@@ -81,8 +85,10 @@ class PasskeyStore:
             name=name,
         )
         try:
-            async with self.db.session() as session, session.begin():
-                session.add(row)
+            async with recording(self.db) as tx:
+                tx.session.add(row)
+                await tx.session.flush()
+                await tx.record(*events)
         except IntegrityError:
             raise CredentialTaken() from None
         return _record(row)
@@ -109,14 +115,19 @@ class PasskeyStore:
             return int(value or 0)
 
     @retry_conflicts()
-    async def remove(self, user_id: int, passkey_id: int) -> bool:
-        async with self.db.session() as session, session.begin():
-            result = await session.execute(
+    async def remove(
+        self, user_id: int, passkey_id: int, events: Sequence[SecurityEvent] = ()
+    ) -> bool:
+        async with recording(self.db) as tx:
+            result = await tx.session.execute(
                 delete(Passkey)
                 .where(Passkey.id == passkey_id, Passkey.user_id == user_id)
                 .returning(Passkey.id)
             )
-            return result.scalar() is not None
+            if result.scalar() is None:
+                return False
+            await tx.record(*events)
+            return True
 
     @retry_conflicts()
     async def remove_all(self, user_id: int) -> int:

@@ -283,3 +283,45 @@ def test_bad_second_factor_settings_stop_start_up(
 ) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
         app_factory(**{setting: value})
+
+
+async def test_second_factor_events_are_recorded(client: Client, mfa_user: dict[str, Any]) -> None:
+    token = await mfa_token(client)
+    wrong = await client.post("/login/mfa", json={"mfa_token": token, "code": "not-a-code"})
+    assert wrong.status_code == 401
+    used = await client.post(
+        "/login/mfa", json={"mfa_token": token, "recovery_code": mfa_user["codes"][0]}
+    )
+    assert used.status_code == 200
+    access = (await used.get_json())["access_token"]
+    regenerated = await client.post("/me/mfa/recovery-codes", headers=bearer(access))
+    assert regenerated.status_code == 200
+    listed = await (await client.get("/me/events", headers=bearer(access))).get_json()
+    names = [event["event"] for event in listed]
+    for name in (
+        "mfa_enrolment_started",
+        "mfa_enabled",
+        "mfa_required",
+        "mfa_code_rejected",
+        "mfa_recovery_code_used",
+        "mfa_recovery_codes_regenerated",
+    ):
+        assert name in names, names
+    assert names.index("mfa_recovery_codes_regenerated") < names.index("mfa_recovery_code_used")
+
+
+async def test_a_password_change_meanwhile_voids_the_mfa_login(
+    client: Client, mfa_user: dict[str, Any]
+) -> None:
+    token = await mfa_token(client)
+    changed = await client.put(
+        "/me/password",
+        json={"old_password": "correct-horse", "new_password": "another-horse-9"},
+        headers=bearer(mfa_user["tokens"]["access_token"]),
+    )
+    assert changed.status_code == 200
+    response = await client.post(
+        "/login/mfa", json={"mfa_token": token, "code": code_at(mfa_user["secret"], 1)}
+    )
+    assert response.status_code == 401
+    assert await response.get_json() == {"msg": "Bad username or password"}

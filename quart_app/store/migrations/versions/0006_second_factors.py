@@ -2,7 +2,7 @@
 ``mfa_token`` of a login and WebAuthn challenges).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-07
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("epoch", sa.Integer(), nullable=True),
         sa.Column("expires_at", sa.Float(), nullable=False),
         _user_fk("mfa_tickets"),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_mfa_tickets")),
