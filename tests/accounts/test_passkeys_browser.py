@@ -329,10 +329,8 @@ def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
     page.click("#totp-enable")
     page.wait_for_selector("#totp-enrol:not([hidden])")
     secret = page.text_content("#totp-secret") or ""
-    assert page.get_attribute("#totp-qr", "src", timeout=30_000) or ""
-    page.wait_for_function(
-        "document.getElementById('totp-qr').src.startsWith('data:image/svg+xml')"
-    )
+    # The page's CSP forbids eval: wait with selectors only.
+    page.wait_for_selector("#totp-qr[src^='data:image/svg+xml;base64,']")
     totp = pyotp.TOTP(secret)
     page.fill("#totp-confirm-code", totp.at(time.time() - 30))
     page.click("#totp-confirm")
@@ -356,16 +354,35 @@ def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
     page.click("#code-button")
     page.wait_for_selector("#account:not([hidden])")
 
-    # A passkey alone is a full login: no code asked.
+    # A passkey alone is a full login: no code asked. Another client logged in meanwhile.
     page.click("#logout")
     page.wait_for_selector("#login:not([hidden])")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        token = http.post("/login", json=ALICE).json()["mfa_token"]
+        other = http.post(
+            "/login/mfa", json={"mfa_token": token, "code": totp.at(time.time() + 30)}
+        )
+        assert other.status_code == 200
     page.click("#passkey-login")
     page.wait_for_selector("#account:not([hidden])")
     assert page.text_content("#whoami") == "alice"
     page.wait_for_selector("li.passkey")
     assert "last used" in (page.text_content("#passkeys") or "")
     assert page.is_hidden("#code-form")
+    rows = page.query_selector_all("#sessions tbody tr")
+    assert len(rows) == 2 and len(page.query_selector_all("#sessions tr.current")) == 1
+    events = page.text_content("#events") or ""
+    for event in ("mfa_enabled", "passkey_added", "login"):
+        assert event in events
     shot = os.environ.get("ACCOUNT_SCREENSHOT")
     page.screenshot(
         path=shot or str(Path(server.log_path).with_name("account.png")), full_page=True
     )
+
+    # Ending the other session from the page: its refresh token is dead.
+    page.click("button.end-session")
+    page.locator("#sessions tbody tr").nth(1).wait_for(state="detached")
+    assert len(page.query_selector_all("#sessions tbody tr")) == 1
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        refreshed = http.post("/token/refresh", headers=bearer(other.json()["refresh_token"]))
+        assert refreshed.status_code == 401
