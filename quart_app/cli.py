@@ -147,6 +147,8 @@ def create_user(username: str) -> None:
     """Create a user; the password is prompted for, or read from the first line of stdin."""
     from pydantic import ValidationError
 
+    from .accounts.events import REGISTER, SecurityEvent
+    from .accounts.passwords import PasswordRejected, check_new_password
     from .errors import describe_validation_error
     from .schemas import Credentials, username_key
     from .store import UsernameTaken
@@ -155,12 +157,23 @@ def create_user(username: str) -> None:
         creds = Credentials.model_validate({"username": username, "password": _read_password()})
     except ValidationError as error:
         raise click.ClickException(describe_validation_error(error)) from None
+    try:
+        check_new_password(
+            creds.password,
+            username=creds.username,
+            min_length=int(_app().config["PASSWORD_MIN_LENGTH"]),
+        )
+    except PasswordRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
 
     async def work(svc: Services) -> tuple[int, str]:
         password_hash = await svc.passwords.hash(creds.password)
         try:
             user = await svc.users.create(
-                creds.username, username_key(creds.username), password_hash
+                creds.username,
+                username_key(creds.username),
+                password_hash,
+                event=SecurityEvent(REGISTER, detail={"by": "command line"}),
             )
         except UsernameTaken:
             raise click.ClickException(f"username {creds.username!r} already exists") from None
@@ -218,6 +231,138 @@ def _end_sessions(
     return _run(work, app=app)
 
 
+@main.group("admin")
+def admin() -> None:
+    """Grant or revoke the admin role (read from the database at each admin request)."""
+
+
+@admin.command("grant")
+@click.argument("username")
+def admin_grant(username: str) -> None:
+    """Make USERNAME an admin."""
+    click.echo(f"{_set_role(username, 'admin')} is an admin")
+
+
+@admin.command("revoke")
+@click.argument("username")
+def admin_revoke(username: str) -> None:
+    """Take the admin role from USERNAME (effective at its next request)."""
+    click.echo(f"{_set_role(username, 'user')} is no longer an admin")
+
+
+def _set_role(username: str, role: str) -> str:
+    from .accounts.events import ADMIN_GRANTED, ADMIN_REVOKED, SecurityEvent
+    from .schemas import username_key
+
+    async def work(svc: Services) -> str:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        name = ADMIN_GRANTED if role == "admin" else ADMIN_REVOKED
+        event = SecurityEvent(name, detail={"by": "command line"})
+        await svc.users.set_role(user.id, role, event=event)
+        return user.username
+
+    return _run(work)
+
+
+@main.command("sessions")
+@click.argument("username")
+def list_sessions(username: str) -> None:
+    """List the live sessions of USERNAME (id, created, last used, client, user agent)."""
+    from .schemas import username_key
+
+    async def work(svc: Services) -> list[str]:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        return [
+            f"{s.id}  created {_iso(s.created_at)}  last used {_iso(s.last_used_at)}"
+            f"  {s.client or '-'}  {s.user_agent or '-'}"
+            for s in await svc.sessions.live(user.id)
+        ]
+
+    lines = _run(work)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"{len(lines)} live sessions")
+
+
+@main.command("end-sessions")
+@click.argument("username")
+def end_sessions(username: str) -> None:
+    """End every session of USERNAME, on every worker and host."""
+    user_id, name, ended = _end_sessions(username, reason="ended_by_admin")
+    click.echo(f"ended {ended} sessions of {name} (id {user_id})")
+
+
+@main.command("disable")
+@click.argument("username")
+def disable(username: str) -> None:
+    """Disable USERNAME: every session ends and logins get 403 until ``enable``."""
+    user_id, name, ended = _end_sessions(username, reason="disabled", disabled=True)
+    click.echo(f"disabled {name} (id {user_id}); ended {ended} sessions")
+
+
+@main.command("enable")
+@click.argument("username")
+def enable(username: str) -> None:
+    """Let a disabled USERNAME log in again."""
+    from .accounts.events import ACCOUNT_ENABLED, SecurityEvent
+    from .schemas import username_key
+
+    async def work(svc: Services) -> str:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        event = SecurityEvent(ACCOUNT_ENABLED, detail={"by": "command line"})
+        await svc.users.enable(user.id, event=event)
+        return user.username
+
+    click.echo(f"enabled {_run(work)}")
+
+
+@main.command("events")
+@click.option("--user", "username", default=None, help="Only this user's events.")
+@click.option("--event", default=None, help="Only events of this name (e.g. login_failed).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def events(username: str | None, event: str | None, limit: int) -> None:
+    """Print security events, newest first, one JSON object a line."""
+    import json
+
+    from .schemas import username_key
+
+    async def work(svc: Services) -> list[str]:
+        user_id = None
+        if username is not None:
+            user = await svc.users.by_key(username_key(username))
+            if user is None:
+                raise click.ClickException(f"no user {username!r}")
+            user_id = user.id
+        records = await svc.events.page(limit=limit, user_id=user_id, event=event)
+        return [
+            json.dumps(
+                {
+                    "time": _iso(r.time),
+                    "event": r.event,
+                    "user_id": r.user_id,
+                    "session_id": r.session_id,
+                    "client": r.client,
+                    "user_agent": r.user_agent,
+                    "detail": r.detail,
+                }
+            )
+            for r in records
+        ]
+
+    for line in _run(work):
+        click.echo(line)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
 @main.command("rotate-keys")
 def rotate_keys() -> None:
     """Add a new signing key pair (RS*/PS*/ES*/EdDSA keys generated in INSTANCE_PATH).
@@ -248,17 +393,30 @@ def rotate_keys() -> None:
 
 @main.command("prune")
 def prune() -> None:
-    """Delete revocations whose tokens have all expired anyway, and login counters that
-    decide nothing any more."""
+    """Delete revocations whose tokens have all expired anyway, login counters that
+    decide nothing any more, and security events and ended sessions older than
+    AUDIT_RETENTION_DAYS."""
 
-    async def work(svc: Services) -> tuple[int, int]:
+    async def work(svc: Services) -> tuple[int, int, int, int]:
         store: Any = svc.revocations.store
-        return int(await store.prune()), await svc.logins.store.prune(time.time())
+        now = time.time()
+        kept_since = now - float(svc.config["AUDIT_RETENTION_DAYS"]) * 86400
+        return (
+            int(await store.prune()),
+            await svc.logins.store.prune(now),
+            await svc.events.prune(kept_since),
+            await svc.sessions.prune(kept_since),
+        )
 
-    revocations, counters = _run(work)
+    revocations, counters, events, sessions = _run(work)
     click.echo(f"pruned {revocations} expired revocations")
     if counters:
         click.echo(f"pruned {counters} expired login counters")
+    if events or sessions:
+        click.echo(
+            f"pruned {events} security events and {sessions} ended sessions older than"
+            " AUDIT_RETENTION_DAYS"
+        )
 
 
 @main.command("import-users")

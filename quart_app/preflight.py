@@ -107,8 +107,8 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
             " <token>'), or METRICS_PUBLIC=true if the port is reachable by scrapers only"
         )
     min_length = settings.get("PASSWORD_MIN_LENGTH")
-    if isinstance(min_length, int) and not 1 <= min_length <= 1024:
-        problems.append(f"PASSWORD_MIN_LENGTH must be from 1 to 1024, not {min_length}")
+    if isinstance(min_length, int) and not 8 <= min_length <= 1024:
+        problems.append(f"PASSWORD_MIN_LENGTH must be from 8 to 1024, not {min_length}")
     grace = settings.get("REFRESH_REUSE_GRACE_SECONDS")
     if isinstance(grace, int | float) and grace > 300:
         problems.append(f"REFRESH_REUSE_GRACE_SECONDS must be at most 300, not {grace}")

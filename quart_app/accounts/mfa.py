@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -20,7 +21,9 @@ import pyotp
 
 from ..store.mfa import MfaStore, Ticket
 from .events import NO_CLIENT, Client, SecurityEvent
-from .mfa_crypto import SecretCipher
+from .mfa_crypto import InvalidToken, SecretCipher
+
+log = logging.getLogger(__name__)
 
 #: RFC 6238's defaults, what every authenticator app reads from the otpauth URI.
 PERIOD = 30
@@ -146,12 +149,20 @@ class SecondFactors:
         )
         return Enrolment(secret, uri)
 
+    def _secret(self, user_id: int, stored: str) -> str | None:
+        try:
+            return self.cipher.decrypt(stored)
+        except InvalidToken:
+            log.warning("user %s: no MFA_ENCRYPTION_KEY decrypts the TOTP secret", user_id)
+            return None
+
     async def confirm(self, user_id: int, code: str, actor: Actor) -> list[str] | None:
         """Confirm the pending secret with a code of it: the recovery codes, or None."""
         record = await self.store.totp(user_id)
         if record is None or record.confirmed:
             return None
-        step = matching_step(self.cipher.decrypt(record.secret), code, time.time())
+        secret = self._secret(user_id, record.secret)
+        step = matching_step(secret, code, time.time()) if secret else None
         if step is None:
             return None
         codes = new_recovery_codes()
@@ -166,7 +177,8 @@ class SecondFactors:
         record = await self.store.totp(user_id)
         if record is None or not record.confirmed:
             return False
-        step = matching_step(self.cipher.decrypt(record.secret), code, time.time())
+        secret = self._secret(user_id, record.secret)
+        step = matching_step(secret, code, time.time()) if secret else None
         return step is not None and await self.store.use_step(user_id, step)
 
     async def use_recovery_code(self, user_id: int, code: str, actor: Actor) -> bool:

@@ -14,6 +14,7 @@ from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_request, document_response, validate_request
 
 from ..accounts.events import LOGIN_BLOCKED, LOGIN_FAILED, LOGOUT, REGISTER, SecurityEvent
+from ..accounts.passwords import PasswordRejected, check_new_password
 from ..accounts.sessions import (
     IssuedPair,
     SessionRefused,
@@ -51,8 +52,10 @@ SESSION_EXPIRED = "Session has expired"
 @validate_request(Credentials)
 @document_response(UserOut, 201)
 async def register(data: Credentials) -> tuple[dict[str, Any], int]:
-    """Create an account. Usernames are unique without regard to case."""
+    """Create an account. Usernames are unique without regard to case; the password must
+    not be a common one nor contain the username (400)."""
     svc = services()
+    new_password_allowed(data.password, username=data.username)
     password_hash = await svc.passwords.hash(data.password)
     try:
         user = await svc.users.create(
@@ -65,6 +68,20 @@ async def register(data: Credentials) -> tuple[dict[str, Any], int]:
         raise AppError(409, "Username already exists") from None
     note_user(user.id)
     return {"id": user.id, "username": user.username}, 201
+
+
+def new_password_allowed(password: str, *, username: str, field: str = "password") -> None:
+    """400 with the rule's message when ``password`` may not be set (register, change,
+    reset); existing passwords are never re-checked."""
+    try:
+        check_new_password(
+            password,
+            username=username,
+            min_length=int(services().config["PASSWORD_MIN_LENGTH"]),
+            field=field,
+        )
+    except PasswordRejected as rejected:
+        raise AppError(400, str(rejected)) from None
 
 
 async def _credentials() -> Credentials:
@@ -164,6 +181,11 @@ async def login() -> Response:
     assert user is not None  # verify() is never True without a stored hash
     if user.disabled:
         await attempt.succeeded()
+        await svc.events.record(
+            SecurityEvent(
+                LOGIN_FAILED, user_id=user.id, client=client, detail={"reason": "disabled"}
+            )
+        )
         raise AppError(403, ACCOUNT_DISABLED)
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))

@@ -27,6 +27,7 @@ from ..schemas import (
 from ..security.throttle import client_address, limit_key, request_client
 from ..services import services
 from ..store import UserRecord
+from .auth import new_password_allowed
 from .docs import TOKEN_ERRORS, UNAVAILABLE, errors
 
 bp = Blueprint("users", __name__)
@@ -100,6 +101,7 @@ async def change_password(data: PasswordChange) -> dict[str, str]:
     """
     svc = services()
     user = await _current_user()
+    new_password_allowed(data.new_password, username=user.username, field="new_password")
     network = limit_key(client_address())
     attempt = await svc.logins.admit(username_key(user.username), network, time.time())
     if not await svc.passwords.verify(user.password_hash, data.old_password):

@@ -26,6 +26,9 @@ PASSWORD = {"username": "alice", "password": "correct-horse"}
 
 
 def code_at(secret: str, offset_steps: int = 0) -> str:
+    """The code of the step ``offset_steps`` from now. Enrolment confirms with the current
+    step and logins use the next one: steps that stay within the tolerance even when a
+    step boundary passes during the test."""
     return pyotp.TOTP(secret).at(time.time() + 30 * offset_steps)
 
 
@@ -38,7 +41,7 @@ async def enrol(client: Client, access: str) -> tuple[str, list[str]]:
     assert body["otpauth_uri"].startswith("otpauth://totp/")
     assert pyotp.parse_uri(body["otpauth_uri"]).secret == secret
     response = await client.post(
-        "/me/mfa/totp/confirm", json={"code": code_at(secret, -1)}, headers=bearer(access)
+        "/me/mfa/totp/confirm", json={"code": code_at(secret, 0)}, headers=bearer(access)
     )
     assert response.status_code == 200, await response.get_data(as_text=True)
     codes = (await response.get_json())["recovery_codes"]

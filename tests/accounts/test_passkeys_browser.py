@@ -269,10 +269,10 @@ def test_totp_codes_are_single_use_across_workers(server: Server) -> None:
     secret = one.post("/me/mfa/totp", headers=bearer(access)).json()["secret"]
     totp = pyotp.TOTP(secret)
     confirmed = two.post(
-        "/me/mfa/totp/confirm", json={"code": totp.at(time.time() - 30)}, headers=bearer(access)
+        "/me/mfa/totp/confirm", json={"code": totp.at(time.time())}, headers=bearer(access)
     )
     assert confirmed.status_code == 200
-    code = totp.at(time.time())
+    code = totp.at(time.time() + 30)  # a later step than the one that confirmed
     first = one.post("/login", json=ALICE)
     assert first.status_code == 401 and first.json()["msg"] == "MFA required"
     ok = one.post("/login/mfa", json={"mfa_token": first.json()["mfa_token"], "code": code})
@@ -297,7 +297,7 @@ async def test_concurrent_wrong_codes_are_counted_once_each(server: Server) -> N
         access = (await http.post("/login", json=ALICE)).json()["access_token"]
         secret = (await http.post("/me/mfa/totp", headers=bearer(access))).json()["secret"]
         totp = pyotp.TOTP(secret)
-        code = totp.at(time.time() - 30)
+        code = totp.at(time.time())
         confirmed = await http.post(
             "/me/mfa/totp/confirm", json={"code": code}, headers=bearer(access)
         )
@@ -332,10 +332,11 @@ def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
     # The page's CSP forbids eval: wait with selectors only.
     page.wait_for_selector("#totp-qr[src^='data:image/svg+xml;base64,']")
     totp = pyotp.TOTP(secret)
-    page.fill("#totp-confirm-code", totp.at(time.time() - 30))
+    page.fill("#totp-confirm-code", totp.at(time.time()))
     page.click("#totp-confirm")
     page.wait_for_selector("#recovery:not([hidden])")
-    assert len(page.query_selector_all("#recovery-codes li")) == 10
+    recovery = [li.text_content() or "" for li in page.query_selector_all("#recovery-codes li")]
+    assert len(recovery) == 10
     page.wait_for_selector("#totp-state[data-enabled=true]")
 
     page.fill("#passkey-name", "This laptop")
@@ -350,7 +351,7 @@ def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
     page.fill("#password", ALICE["password"])
     page.click("#login-button")
     page.wait_for_selector("#code-form:not([hidden])")
-    page.fill("#login-code", totp.at(time.time()))
+    page.fill("#login-code", totp.at(time.time() + 30))  # later than the confirming step
     page.click("#code-button")
     page.wait_for_selector("#account:not([hidden])")
 
@@ -359,9 +360,7 @@ def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
     page.wait_for_selector("#login:not([hidden])")
     with httpx.Client(base_url=server.url, timeout=60) as http:
         token = http.post("/login", json=ALICE).json()["mfa_token"]
-        other = http.post(
-            "/login/mfa", json={"mfa_token": token, "code": totp.at(time.time() + 30)}
-        )
+        other = http.post("/login/mfa", json={"mfa_token": token, "recovery_code": recovery[0]})
         assert other.status_code == 200
     page.click("#passkey-login")
     page.wait_for_selector("#account:not([hidden])")

@@ -84,3 +84,32 @@ async def test_a_bad_encryption_key_names_the_setting(tmp_path: Path) -> None:
     result = await cli(["mfa", "rekey"], cli_env(tmp_path, MFA_ENCRYPTION_KEY="not-a-key"))
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: MFA_ENCRYPTION_KEY: ")
+
+
+async def test_a_lost_key_refuses_codes_and_recovery_codes_still_work(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path, MFA_ENCRYPTION_KEY=Fernet.generate_key().decode()))
+    async with app.test_app():
+        client = app.test_client()
+        await register(client)
+        access = (await login(client))["access_token"]
+        secret = (await (await client.post("/me/mfa/totp", headers=bearer(access))).get_json())[
+            "secret"
+        ]
+        code = pyotp.TOTP(secret).at(time.time())
+        confirmed = await client.post(
+            "/me/mfa/totp/confirm", json={"code": code}, headers=bearer(access)
+        )
+        codes = (await confirmed.get_json())["recovery_codes"]
+    app = create_app(make_config(tmp_path, MFA_ENCRYPTION_KEY=Fernet.generate_key().decode()))
+    async with app.test_app():
+        client = app.test_client()
+        token = (await (await client.post("/login", json=PASSWORD)).get_json())["mfa_token"]
+        later = pyotp.TOTP(secret).at(time.time() + 30)
+        refused = await client.post("/login/mfa", json={"mfa_token": token, "code": later})
+        assert refused.status_code == 401
+        assert await refused.get_json() == {"msg": "Invalid code"}
+        ok = await client.post("/login/mfa", json={"mfa_token": token, "recovery_code": codes[0]})
+        assert ok.status_code == 200
+        fresh = (await ok.get_json())["access_token"]
+        off = await client.delete("/me/mfa/totp", json={"code": codes[1]}, headers=bearer(fresh))
+        assert off.status_code == 200
