@@ -28,6 +28,7 @@ THROTTLED_ENDPOINTS = (
     "auth.refresh",
     "users.change_password",
     "mfa.login_mfa",
+    "webauthn.login_begin",
     "webauthn.login_finish",
 )
 

@@ -328,3 +328,19 @@ async def test_a_password_change_meanwhile_voids_the_mfa_login(
     )
     assert response.status_code == 401
     assert await response.get_json() == {"msg": "Bad username or password"}
+
+
+@pytest.mark.parametrize("path", ["/login/mfa", "/webauthn/login/begin", "/webauthn/login/finish"])
+async def test_second_factor_logins_are_throttled_per_address(app_factory: Any, path: str) -> None:
+    app: Quart = app_factory(RATELIMIT_AUTH_LIMIT=3, RATELIMIT_AUTH_PERIOD=60)
+    async with app.test_app():
+        client = app.test_client()
+        statuses = [
+            (
+                await client.post(path, json={"x": 1}, scope_base={"client": ("10.0.0.9", 4000)})
+            ).status_code
+            for _ in range(4)
+        ]
+        assert 429 not in statuses[:3] and statuses[3] == 429
+        other = await client.post(path, json={"x": 1}, scope_base={"client": ("10.0.0.10", 4000)})
+        assert other.status_code != 429
