@@ -3,8 +3,8 @@ source trees side by side in one run (e.g. the release before sessions, and this
 
 Each tree is served by Hypercorn (one worker, SQLite in a temporary directory, cheap
 argon2 parameters so that a login's database writes are not hidden behind its hash).
-The rounds alternate between the trees (ABAB...) so that a change in the machine's load
-falls on both alike.
+The rounds alternate between the trees in ABBA order, so that a drift in the machine's
+load falls on both alike; every round's /protected figure is printed.
 
     git archive BASE | tar -x -C /tmp/before
     .venv/bin/python -m benchmarks.sessions_cost --before /tmp/before --after .
@@ -121,24 +121,26 @@ def main() -> None:
         t.name: {"rps": [], "login": [], "refresh": []} for t in trees
     }
     try:
-        for _ in range(args.rounds):
-            for tree in trees:
+        # ABBA order, round after round: a drift in the machine's load falls on both.
+        for n in range(args.rounds):
+            for tree in trees if n % 2 == 0 else trees[::-1]:
                 results[tree.name]["rps"].append(tree.protected_rps(args.seconds))
+        for n in range(args.rounds):
+            for tree in trees if n % 2 == 0 else trees[::-1]:
                 results[tree.name]["login"].append(tree.timed_logins(30))
                 results[tree.name]["refresh"].append(tree.timed_refreshes(30))
     finally:
         for tree in trees:
             tree.stop()
     print(f"load average after the run: {os.getloadavg()} (medians of {args.rounds} rounds)")
-    print(
-        "| tree | /protected req/s (median of rounds) | login ms (median) | refresh ms (median) |"
-    )
-    print("|---|---|---|---|")
+    print("| tree | /protected req/s | login ms | refresh ms | every round's req/s |")
+    print("|---|---|---|---|---|")
     for name, figures in results.items():
+        rounds = ", ".join(f"{rps:.0f}" for rps in figures["rps"])
         print(
             f"| {name} | {statistics.median(figures['rps']):.0f} "
             f"| {statistics.median(figures['login']):.1f} "
-            f"| {statistics.median(figures['refresh']):.1f} |"
+            f"| {statistics.median(figures['refresh']):.1f} | {rounds} |"
         )
 
 

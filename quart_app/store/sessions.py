@@ -377,7 +377,9 @@ class SessionStore:
                 grace > 0
                 and found.previous_jti == presented_jti
                 and found.rotated_at is not None
-                and 0 <= now - found.rotated_at <= grace
+                # Either side: a refresh that waited for the row may have read its clock
+                # before the one it waited for rotated (or on a host whose clock is behind).
+                and abs(now - found.rotated_at) <= grace
             ):
                 found.last_used_at = max(found.last_used_at, now)
                 await tx.record(

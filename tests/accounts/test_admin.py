@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from quart import Quart
 from support import FAST_HASHING, SECRET, Client, bearer, login, make_config, register
 
 from quart_app import create_app
+from quart_app.accounts.events import SecurityEvent
 from quart_app.cli import main
+from quart_app.services import services
 
 PASSWORD = "correct-horse"
 
@@ -152,3 +155,16 @@ async def test_command_line(app: Quart, tmp_path: Path) -> None:
     assert lines[2]["detail"] == {"reason": "disabled"}
     unknown = await cli(["disable", "nobody"], env)
     assert (unknown.exit_code, unknown.stderr.splitlines()[-1]) == (1, "Error: no user 'nobody'")
+
+
+async def test_prune_keeps_audit_retention_days(app: Quart, tmp_path: Path) -> None:
+    client: Client = app.test_client()
+    await register(client)
+    svc = services(app)
+    old = time.time() - 91 * 86400
+    await svc.events.record(SecurityEvent("login", user_id=1, time=old))
+    pruned = await cli(["prune"], cli_env(tmp_path))
+    assert pruned.exit_code == 0, pruned.output
+    assert "pruned 1 security events" in pruned.stdout
+    kept = await svc.events.page(limit=10, user_id=1)
+    assert [e.event for e in kept] == ["register"]

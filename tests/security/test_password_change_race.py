@@ -59,6 +59,11 @@ async def hosts(
         "JWT_SECRET_KEY": SECRET,
         "RATELIMIT_AUTH_LIMIT": "100000",
         "LOGIN_LOCKOUT_THRESHOLD": "100000",
+        # Logins in flight on two hosts of a busy 2-core machine queue for seconds on one
+        # SQLite file: who wins the race, not the time bound of each operation, is tested.
+        "DATABASE_OPERATION_TIMEOUT": "60",
+        "DATABASE_POOL_TIMEOUT": "60",
+        "SQLITE_BUSY_TIMEOUT": "60",
         "LOGIN_SOURCE_BLOCK_THRESHOLD": "0",
         **server_env(config),
     }
