@@ -23,6 +23,8 @@ from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.docs import OpenAPIDocument
 from .routes.oauth import init_dpop_service, init_oauth
+from .routes.mfa_step import init_mfa
+from .routes.oauth import init_oauth
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
 from .security.limits import init_request_limits
@@ -147,6 +149,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
 
     register_blueprints(app)
     replay_store = init_dpop_service(app, db, redis_breaker)
+    init_mfa(app)
     init_oauth(app, passwords)
     init_rate_limits(app, THROTTLED_ENDPOINTS)
     register_error_handlers(app)

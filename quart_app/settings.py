@@ -216,6 +216,16 @@ DEFAULTS: dict[str, Any] = {
     # Hypercorn's HTTP/1.1 parser: httptools (llhttp, in C; quart_app/serving/http1.py) or
     # h11 (Hypercorn's own, pure Python).
     "HTTP1_PARSER": "httptools",
+    # Second factors (docs/mfa.md). Fernet keys, comma-separated, that encrypt TOTP secrets
+    # at rest: the first encrypts, all decrypt (rotation). Unset: one is generated into
+    # INSTANCE_PATH (0600); several hosts must share one.
+    "MFA_ENCRYPTION_KEY": None,
+    # WebAuthn relying party: the domain passkeys are bound to, the name authenticators
+    # show, and the origins (scheme://host[:port], comma-separated) allowed to use them
+    # (empty: the request's own origin when its host is WEBAUTHN_RP_ID or under it).
+    "WEBAUTHN_RP_ID": "localhost",
+    "WEBAUTHN_RP_NAME": "quart_app",
+    "WEBAUTHN_ORIGINS": (),
 }
 
 

@@ -1,20 +1,24 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), sessions (a user's
 sessions and events), admin (administration), meta (health, keys), gateway (forward
 auth), oauth (introspection, revocation, metadata), ws (the authenticated WebSocket),
-apidocs (the /docs page, from local files)."""
+apidocs (the /docs page, from local files), mfa and webauthn (second factors), account
+(the /account page)."""
 
 from __future__ import annotations
 
 from quart import Quart
 
+from .account import bp as account_bp
 from .admin import bp as admin_bp
 from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
+from .mfa import bp as mfa_bp
 from .oauth import bp as oauth_bp
 from .sessions import bp as sessions_bp
 from .users import bp as users_bp
+from .webauthn import bp as webauthn_bp
 from .ws import bp as ws_bp
 
 #: Endpoints throttled per client address.
@@ -24,6 +28,9 @@ THROTTLED_ENDPOINTS = (
     "auth.refresh",
     "users.change_password",
     "oauth.token",
+    "mfa.login_mfa",
+    "webauthn.login_begin",
+    "webauthn.login_finish",
 )
 
 
@@ -38,5 +45,8 @@ def register_blueprints(app: Quart) -> None:
         oauth_bp,
         ws_bp,
         apidocs_bp,
+        mfa_bp,
+        webauthn_bp,
+        account_bp,
     ):
         app.register_blueprint(blueprint)
