@@ -22,9 +22,8 @@ from .observability import init_observability
 from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.docs import OpenAPIDocument
-from .routes.oauth import init_dpop_service, init_oauth
 from .routes.mfa_step import init_mfa
-from .routes.oauth import init_oauth
+from .routes.oauth import init_dpop_service, init_oauth
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
 from .security.limits import init_request_limits

@@ -187,6 +187,8 @@ class DPoPProof(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
 class TotpFactor(Base):
     """A user's TOTP secret (encrypted, quart_app/accounts/crypto.py), pending until a code
     confirms it. ``last_step`` is the newest time step accepted: a code is accepted only
