@@ -143,6 +143,10 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_PENDING_SOCKETS": 256,
     "WS_RECEIVE_QUEUE": 8,
     "WS_SEND_TIMEOUT": 10.0,
+    # permessage-deflate (RFC 7692) on sockets whose client offers it. Off: each socket
+    # with it keeps about 22 KiB of zlib state for its whole life, twice its size without
+    # it; on, inflation stays bounded by the message size limit.
+    "WEBSOCKET_COMPRESSION": False,
     # Browser origins allowed to call the API cross-origin: comma-separated
     # "https://app.example.com" entries, or "*". Empty: CORS off, no Access-Control-* headers.
     "CORS_ALLOWED_ORIGINS": "",

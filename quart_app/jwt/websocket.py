@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -315,16 +316,25 @@ def _reason(msg: str) -> str:
     return raw[: MAX_REASON - 3].decode(errors="ignore") + "..."
 
 
-async def close_socket(code: int, msg: str, message: dict[str, Any] | None = None) -> None:
-    """Send ``message`` (if any) and close with ``code`` and ``msg``; a client that is
-    gone or does not read is let go after ``FAREWELL_TIMEOUT``."""
+@functools.lru_cache(maxsize=16)
+def _farewell(kind: str, msg: str) -> str:
+    """``{"type": kind, "msg": msg}`` as sent, encoded once for all the sockets one
+    revocation or expiry ends (a logout can end thousands at once)."""
+    return json.dumps({"type": kind, "msg": msg}, separators=(",", ":"))
+
+
+async def close_socket(code: int, msg: str, message: dict[str, Any] | str | None = None) -> None:
+    """Send ``message`` (if any; a ``str`` is sent as it is) and close with ``code`` and
+    ``msg``; a client that is gone or does not read is let go after ``FAREWELL_TIMEOUT``."""
     ws = cast(Websocket, websocket._get_current_object())  # type: ignore[attr-defined]
     g._jwt_extended_socket_closed = True
+    if isinstance(message, dict):
+        message = json.dumps(message, separators=(",", ":"))
     with contextlib.suppress(Exception):
         async with asyncio.timeout(FAREWELL_TIMEOUT):
             await ws.accept()
             if message is not None:
-                await ws.send(json.dumps(message, separators=(",", ":")))
+                await ws.send(message)
             await ws.close(code, _reason(msg))
 
 
@@ -352,7 +362,7 @@ async def run_websocket_view(
             raise
         task.uncancel()
         kind, msg = session.ended
-        await close_socket(CLOSE_UNAUTHORIZED, msg, {"type": kind, "msg": msg})
+        await close_socket(CLOSE_UNAUTHORIZED, msg, _farewell(kind, msg))
         return None
     except WebSocketAuthError as error:
         await close_socket(error.code, error.msg)
@@ -378,4 +388,4 @@ def init_websockets(app: Quart) -> None:
         if session is None or session.ended is None or g.get("_jwt_extended_socket_closed"):
             return
         kind, msg = session.ended
-        await close_socket(CLOSE_UNAUTHORIZED, msg, {"type": kind, "msg": msg})
+        await close_socket(CLOSE_UNAUTHORIZED, msg, _farewell(kind, msg))

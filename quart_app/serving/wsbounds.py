@@ -9,7 +9,14 @@ before any authentication. :class:`BoundedPerMessageDeflate` takes the place of 
 frame header (before its payload is read) and its inflated size is bounded by giving zlib
 at most the room left under the limit (``decompress(data, max_length)``), so no message
 ever inflates past ``websocket_max_message_size`` + 1 bytes; past it the socket is closed
-with 1009 "message too big". :func:`install` puts it in place once per process, after
+with 1009 "message too big".
+
+**Compression is a setting**, ``WEBSOCKET_COMPRESSION`` (off by default): a socket with
+permessage-deflate keeps zlib's inflate and deflate state (about 22 KiB) for its whole
+life, twice what the socket costs without it. Off, the handshake answer carries no
+``Sec-WebSocket-Extensions`` whatever the client offers; on, the bounds above hold.
+:class:`BoundedConnection` tells Hypercorn's handshake which through the accept message
+(:data:`COMPRESSION_KEY`). :func:`install` puts it in place once per process, after
 checking that Hypercorn still builds its extension the way this seam expects (or it
 refuses to start, naming the versions: a silent no-op would bring the bomb back).
 
@@ -75,6 +82,8 @@ DEFAULT_MAX_MESSAGE = 16 * 2**20
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 SOCKETS_KEY = "quart_app.websockets"
+#: Key of the ``websocket.accept`` message that asks for permessage-deflate (when offered).
+COMPRESSION_KEY = "quart_app.permessage_deflate"
 
 _limit: contextvars.ContextVar[int] = contextvars.ContextVar(
     "quart_app_ws_max_message", default=DEFAULT_MAX_MESSAGE
@@ -187,6 +196,8 @@ async def _handle(self: Any, event: Any) -> None:
 async def _accept(self: Any, message: Any) -> None:
     # Hypercorn builds the extension inside Handshake.accept, called synchronously first
     # thing here: the limit reaches it through a context variable.
+    if not message.get(COMPRESSION_KEY, False):
+        self.handshake.extensions = None  # the client's offer is not taken up
     token = _limit.set(int(self.config.websocket_max_message_size))
     try:
         await _original_accept(self, message)
@@ -202,6 +213,7 @@ def _check_versions() -> None:
         _original_extension is wsproto.extensions.PerMessageDeflate
         and _original_connection is wsproto.connection.Connection
         and {"PerMessageDeflate", "Connection"} <= set(ws_stream.Handshake.accept.__code__.co_names)
+        and "extensions" in ws_stream.Handshake.__init__.__code__.co_names
         and callable(getattr(wsproto.extensions.PerMessageDeflate, "frame_inbound_complete", None))
     )
     if (
@@ -291,6 +303,7 @@ class BoundedConnection(ASGIWebsocketConnection):
         config = app.config
         self.queue = asyncio.Queue(int(config["WS_RECEIVE_QUEUE"]))
         self.send_timeout = float(config["WS_SEND_TIMEOUT"])
+        self.compression = bool(config["WEBSOCKET_COMPRESSION"])
         self._started = time.monotonic()
         self._status: int | None = None
         self._close: tuple[str, int] | None = None
@@ -331,6 +344,7 @@ class BoundedConnection(ASGIWebsocketConnection):
             kind = message["type"]
             if kind == "websocket.accept":
                 self._status = 101
+                message = {**message, COMPRESSION_KEY: self.compression}
             elif kind == "websocket.http.response.start":
                 self._status = int(message["status"])
             elif kind == "websocket.close":

@@ -37,7 +37,12 @@ SEND_TIMEOUT = 2.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"WS_SEND_TIMEOUT": str(SEND_TIMEOUT), "WS_MAX_SOCKETS_PER_ADDRESS": "64"}
+    # Compression on: the bombs need permessage-deflate taken up to reach the inflater.
+    env = {
+        "WS_SEND_TIMEOUT": str(SEND_TIMEOUT),
+        "WS_MAX_SOCKETS_PER_ADDRESS": "64",
+        "WEBSOCKET_COMPRESSION": "true",
+    }
     instance = tmp_path_factory.mktemp("wsmem") / "instance"
     with Server(instance, workers=2, env=env) as running:
         yield running
