@@ -22,7 +22,7 @@ async def test_the_document_has_a_server_and_no_rest_markup(client: Client) -> N
     ]
     text = json.dumps(doc)
     assert "``" not in text
-    assert "`auth_time`" in doc["paths"]["/token/refresh"]["post"]["description"]
+    assert "`REFRESH_REUSE_GRACE_SECONDS`" in doc["paths"]["/token/refresh"]["post"]["description"]
 
 
 async def test_refresh_says_it_needs_a_refresh_token(client: Client) -> None:

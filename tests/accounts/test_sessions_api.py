@@ -13,6 +13,9 @@ from support import Client, bearer, login, register
 
 from quart_app.services import services
 
+# Introspection client secrets must be at least 32 characters (a shorter one stops start-up).
+GATEWAY_SECRET = "gateway-secret-0123456789abcdefghij"
+
 PASSWORD = "correct-horse"
 
 
@@ -231,8 +234,8 @@ async def test_introspection_asks_the_session_for_refresh_tokens(
 ) -> None:
     import base64
 
-    app = app_factory(INTROSPECTION_CLIENTS="gateway:s3cret")
-    auth = "Basic " + base64.b64encode(b"gateway:s3cret").decode()
+    app = app_factory(INTROSPECTION_CLIENTS="gateway:" + GATEWAY_SECRET)
+    auth = "Basic " + base64.b64encode(b"gateway:" + GATEWAY_SECRET.encode()).decode()
 
     async def active(client: Client, token: str) -> bool:
         response = await client.post(
