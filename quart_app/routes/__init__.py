@@ -1,6 +1,7 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
 gateway (forward auth), oauth (introspection, revocation, metadata), ws (the authenticated
-WebSocket), apidocs (the /docs page, from local files)."""
+WebSocket), apidocs (the /docs page, from local files), recovery (password reset by mail),
+email (the user's address and its verification)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,29 @@ from quart import Quart
 
 from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
+from .email import bp as email_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
 from .oauth import bp as oauth_bp
+from .recovery import bp as recovery_bp
 from .users import bp as users_bp
 from .ws import bp as ws_bp
 
 #: Endpoints throttled per client address.
-THROTTLED_ENDPOINTS = ("auth.register", "auth.login", "auth.refresh", "users.change_password")
+THROTTLED_ENDPOINTS = (
+    "auth.register",
+    "auth.login",
+    "auth.refresh",
+    "users.change_password",
+    "recovery.forgot",
+    "recovery.reset",
+    "email.change_email",
+    "email.verify_email",
+)
 
 
 def register_blueprints(app: Quart) -> None:
     for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, oauth_bp, ws_bp, apidocs_bp):
+        app.register_blueprint(blueprint)
+    for blueprint in (recovery_bp, email_bp):
         app.register_blueprint(blueprint)

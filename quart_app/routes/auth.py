@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import document_request, document_response, validate_request
 
+from ..accounts.recovery import recovery_store
 from ..errors import AppError, describe_validation_error
 from ..jwt import (
     RevokedTokenError,
@@ -22,7 +23,7 @@ from ..jwt import (
 )
 from ..jwt.revocation import FAMILY_CLAIM, SESSION_CLAIM, Revocation, session_start
 from ..observability import note_user
-from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
+from ..schemas import Credentials, Message, Registration, TokenPair, UserOut, username_key
 from ..security.throttle import client_address, limit_key
 from ..services import services
 from ..store import UsernameTaken
@@ -36,16 +37,25 @@ BAD_CREDENTIALS = "Bad username or password"
 @bp.post("/register")
 @public
 @errors(400, 409, 413, 429, UNAVAILABLE)
-@validate_request(Credentials)
+@validate_request(Registration)
 @document_response(UserOut, 201)
-async def register(data: Credentials) -> tuple[dict[str, Any], int]:
-    """Create an account. Usernames are unique without regard to case."""
+async def register(data: Registration) -> tuple[dict[str, Any], int]:
+    """Create an account. Usernames are unique without regard to case.
+
+    An ``email`` is optional: it is mailed a verification link (in the same transaction
+    as the account), and used only once that link is followed.
+    """
     svc = services()
     password_hash = await svc.passwords.hash(data.password)
+    then = recovery_store().on_registration(data.email) if data.email else None
     try:
-        user = await svc.users.create(data.username, username_key(data.username), password_hash)
+        user = await svc.users.create(
+            data.username, username_key(data.username), password_hash, then=then
+        )
     except UsernameTaken:
         raise AppError(409, "Username already exists") from None
+    if then is not None:
+        recovery_store().mail_queued()
     note_user(user.id)
     return {"id": user.id, "username": user.username}, 201
 

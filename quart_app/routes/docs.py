@@ -63,6 +63,8 @@ TAGS = {
     "observability": ("meta", ""),
     "gateway": ("gateway", "Forward authentication for nginx, Traefik and Envoy."),
     "oauth": ("oauth", "Introspection, revocation and metadata for other services."),
+    "recovery": ("recovery", "Password reset by mail, and the account's email address."),
+    "email": ("recovery", ""),
 }
 #: What a ``{"msg"}`` answer of each status means, whatever the route.
 STATUS = {
@@ -72,7 +74,7 @@ STATUS = {
     " or revoked; `msg` says which (Flask-JWT-Extended's texts).",
     403: "Not allowed for these credentials.",
     404: "Not found.",
-    409: "Conflict: the username is taken (without regard to case).",
+    409: "Conflict: the username (or email address) is taken, without regard to case.",
     413: "Request body larger than the configured limit (MAX_CONTENT_LENGTH).",
     415: "Unsupported media type.",
     422: "Malformed token, bad signature, or a token of the wrong type; `msg` says which.",

@@ -8,11 +8,13 @@ a transaction that starts by writing just waits for the lock (busy timeout).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import Database, bounded_store
 from .errors import retry_conflicts
@@ -49,7 +51,15 @@ class UserStore:
         self.db = db
 
     @retry_conflicts()
-    async def create(self, username: str, username_key: str, password_hash: str) -> UserRecord:
+    async def create(
+        self,
+        username: str,
+        username_key: str,
+        password_hash: str,
+        *,
+        then: Callable[[AsyncSession, User], Awaitable[object]] | None = None,
+    ) -> UserRecord:
+        """Add a user; ``then`` runs in the same transaction once the row has its id."""
         user = User(
             username=username,
             username_key=username_key,
@@ -58,6 +68,9 @@ class UserStore:
         try:
             async with self.db.session() as session, session.begin():
                 session.add(user)
+                if then is not None:
+                    await session.flush()
+                    await then(session, user)
         except IntegrityError:
             raise UsernameTaken(username) from None
         return _record(user)
