@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .mail.commands import outbox_command
 from .serving.devcert import dev_cert
 from .store.commands import db as db_commands
 
@@ -96,6 +97,7 @@ def _run(
 
 main.add_command(db_commands)
 main.add_command(dev_cert)
+main.add_command(outbox_command)
 
 
 @main.command("init-db")

@@ -1,0 +1,65 @@
+"""``quart-app outbox`` lists pending, failing and failed mail."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from smtp_server import SmtpSink
+from support import FAST_HASHING, SECRET, make_config
+
+from quart_app import create_app
+from quart_app.cli import main
+from quart_app.mail import queue_mail
+from quart_app.mail.outbox import OutboxStore
+from quart_app.mail.sender import mail_sender
+from quart_app.services import services
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+        "JWT_SECRET_KEY": SECRET,
+        **{key: str(value) for key, value in FAST_HASHING.items()},
+        **extra,
+    }
+
+
+async def cli(args: list[str], env: dict[str, str]) -> Result:
+    return await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
+
+
+async def test_outbox_lists_pending_and_failing_mail(tmp_path: Path) -> None:
+    down = SmtpSink()  # never started: every attempt is refused at connect
+    env = cli_env(tmp_path, SMTP_URL=down.url, MAIL_POLL_INTERVAL="0.2")
+    empty = await cli(["outbox"], env)
+    assert (empty.exit_code, empty.stdout) == (
+        0,
+        "outbox: 0 pending (0 failing), 0 failed, 0 sent\n",
+    )
+
+    app = create_app(make_config(tmp_path, SMTP_URL=down.url, MAIL_POLL_INTERVAL=0.2))
+    async with app.test_app():
+        db = services(app).db
+        async with db.session() as session, session.begin():
+            for recipient in ("one@example.com", "two@example.com"):
+                context = {"kind": "x", "what": "w", "username": "u", "when": "now", "details": {}}
+                await queue_mail(session, recipient=recipient, template="notice", context=context)
+        mail_sender(app).wake()
+        outbox = OutboxStore(db)
+        deadline = time.monotonic() + 20
+        while (await outbox.counts())["failing"] < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+
+    result = await cli(["outbox"], env)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "outbox: 2 pending (2 failing), 0 failed, 0 sent"
+    assert lines[1].split()[:3] == ["id", "state", "attempts"]
+    assert [line.split()[1] for line in lines[2:]] == ["failing", "failing"]
+    assert "one@example.com" in lines[2] and "two@example.com" in lines[3]
+    assert "Connect" in lines[2]  # the last error, e.g. SMTPConnectError
