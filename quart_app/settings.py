@@ -158,6 +158,9 @@ DEFAULTS: dict[str, Any] = {
     # Mail (quart_app/mail): smtp://user:pass@host:587 (STARTTLS) or smtps://host:465
     # (TLS). Unset: every mail is written as an .eml file into INSTANCE_PATH/outbox.
     "SMTP_URL": None,
+    # PEM file of the CA(s) that sign the SMTP server's certificate (an internal CA);
+    # unset: the system's trusted CAs.
+    "SMTP_CA_FILE": None,
     "MAIL_FROM": "quart_app <no-reply@localhost>",
     # A directory of templates that replace the built-in ones of the same name.
     "MAIL_TEMPLATES_DIR": None,

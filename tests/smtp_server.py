@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email
 import re
+import ssl
 import threading
 import time
 from email.message import EmailMessage
@@ -38,9 +39,18 @@ class _Handler:
 class SmtpSink:
     """An SMTP server that accepts every mail (optionally only with AUTH)."""
 
-    def __init__(self, *, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        auth: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+    ) -> None:
         self.port = free_port()
         self.auth = auth
+        #: STARTTLS required (or, with ``implicit_tls``, TLS from the first byte).
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str | None, list[str]]] = []
         self.lock = threading.Lock()
@@ -49,7 +59,8 @@ class SmtpSink:
     @property
     def url(self) -> str:
         user = f"{self.auth[0]}:{self.auth[1]}@" if self.auth else ""
-        return f"smtp://{user}127.0.0.1:{self.port}"
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        return f"{scheme}://{user}127.0.0.1:{self.port}"
 
     def _authenticate(
         self, server: Any, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -67,9 +78,14 @@ class SmtpSink:
             options = {
                 "authenticator": self._authenticate,
                 "auth_required": True,
-                # Loopback only: plain-text AUTH is what this test server can offer.
-                "auth_require_tls": False,
+                # Without TLS, plain-text AUTH is what this test server can offer; with
+                # implicit TLS aiosmtpd does not know the session is encrypted (it is).
+                "auth_require_tls": self.tls is not None and not self.implicit_tls,
             }
+        if self.tls is not None and self.implicit_tls:
+            options["ssl_context"] = self.tls
+        elif self.tls is not None:
+            options.update(tls_context=self.tls, require_starttls=True)
         self.controller = Controller(
             _Handler(self), hostname="127.0.0.1", port=self.port, **options
         )

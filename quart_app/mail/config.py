@@ -70,6 +70,9 @@ def mail_problems(settings: Mapping[str, Any]) -> list[str]:
                 f"{name} must be an http(s) URL with {{token}} in it, e.g."
                 f" https://example.com/reset?token={{token}}, not {link!r}"
             )
+    ca_file = settings.get("SMTP_CA_FILE")
+    if ca_file and not Path(str(ca_file)).is_file():
+        problems.append(f"SMTP_CA_FILE {ca_file} is not a file (PEM certificates of the CA)")
     folder = settings.get("MAIL_TEMPLATES_DIR")
     if folder and not Path(str(folder)).is_dir():
         problems.append(f"MAIL_TEMPLATES_DIR {folder} is not a directory")

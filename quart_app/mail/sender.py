@@ -41,7 +41,9 @@ FIRST_RETRY = 5.0
 def transport_from_settings(config: Mapping[str, Any]) -> Transport:
     if config.get("SMTP_URL"):
         return SmtpTransport(
-            parse_smtp_url(str(config["SMTP_URL"])), timeout=float(config["MAIL_SEND_TIMEOUT"])
+            parse_smtp_url(str(config["SMTP_URL"])),
+            timeout=float(config["MAIL_SEND_TIMEOUT"]),
+            ca_file=str(config["SMTP_CA_FILE"]) if config.get("SMTP_CA_FILE") else None,
         )
     return FileTransport(Path(str(config["INSTANCE_PATH"])) / "outbox")
 
@@ -71,6 +73,7 @@ class MailSender:
         self.name = name or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         """Look at the outbox now (this worker just committed mail)."""
@@ -81,17 +84,26 @@ class MailSender:
             self._task = asyncio.create_task(self._run(), name="mail-sender")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Finish the mail in hand (within the send timeout), then stop: a mail sent but
+        not yet marked would otherwise be sent again once its claim ran out."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.lease)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
+        self._stopping = False
 
     async def _run(self) -> None:
         log.info("mail sender %s delivering to %r", self.name, self.transport)
-        while True:
+        while not self._stopping:
             try:
-                while await self.send_one():
+                while not self._stopping and await self.send_one():
                     pass
             except Exception as error:
                 if unavailable_reason(error) is None:

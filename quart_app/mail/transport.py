@@ -29,9 +29,10 @@ class SmtpTransport:
     """One SMTP session per mail: STARTTLS (``smtp://``, when the server offers it) or
     TLS (``smtps://``), and authentication when the URL has a user."""
 
-    def __init__(self, server: SmtpServer, *, timeout: float) -> None:
+    def __init__(self, server: SmtpServer, *, timeout: float, ca_file: str | None = None) -> None:
         self.server = server
         self.timeout = timeout
+        self.ca_file = ca_file
 
     async def send(self, message: EmailMessage) -> None:
         server = self.server
@@ -47,6 +48,7 @@ class SmtpTransport:
                 # authenticate over a connection that stayed plain unless told).
                 start_tls=None if not server.use_tls else False,
                 timeout=self.timeout,
+                cert_bundle=self.ca_file,
             )
         except aiosmtplib.SMTPRecipientsRefused as error:
             if all(500 <= refused.code < 600 for refused in error.recipients):

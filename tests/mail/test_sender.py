@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import ssl
 import time
 from collections.abc import Callable
 from email.policy import default
@@ -19,6 +20,7 @@ from quart_app.mail import queue_mail
 from quart_app.mail.outbox import OutboxStore
 from quart_app.mail.sender import MailSender, mail_sender
 from quart_app.services import services
+from quart_app.serving.devcert import write_dev_cert
 from quart_app.settings import SettingsError
 from quart_app.store import Database
 
@@ -54,8 +56,12 @@ async def test_a_queued_mail_is_sent_once_with_its_message_id(
     assert mail["To"] == "bob@example.com"
     assert "Mail number 0." in text_of(mail)
     assert smtp.envelopes == [("accounts@app.example", ["bob@example.com"])]
-    counts = await OutboxStore(services(mail_app).db).counts()
-    assert (counts["sent"], counts["pending"]) == (1, 0)
+    outbox = OutboxStore(services(mail_app).db)
+    deadline = time.monotonic() + 10  # the sender marks it just after the server took it
+    while (counts := await outbox.counts())["sent"] < 1:
+        assert time.monotonic() < deadline, counts
+        await asyncio.sleep(0.05)
+    assert counts["pending"] == 0
 
 
 async def test_a_rolled_back_transaction_sends_nothing(mail_app: Quart, smtp: SmtpSink) -> None:
@@ -227,3 +233,41 @@ def test_bad_mail_settings_stop_start_up_with_one_line(
         app_factory(**{name: value})
     assert refused.value.problems == [next(p for p in refused.value.problems if words in p)]
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "smtps"])
+async def test_tls_and_authentication(
+    app_factory: Callable[..., Quart],
+    mail_settings: dict[str, Any],
+    tmp_path: Path,
+    implicit: bool,
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_dev_cert(cert, key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    sink = SmtpSink(auth=("mailer", "pw"), tls=context, implicit_tls=implicit)
+    sink.start()
+    try:
+        settings = {**mail_settings, "SMTP_URL": sink.url, "SMTP_CA_FILE": str(cert)}
+        assert sink.url.startswith("smtps://" if implicit else "smtp://")
+        app = app_factory(**settings)
+        async with app.test_app():
+            await queue(app, 1)
+            [mail] = await sink.wait_for(1)
+        assert mail["To"] == "bob@example.com"
+        # Without trusting the server's CA the mail waits (certificate refused), unsent.
+        app = app_factory(**{**settings, "SMTP_CA_FILE": None})
+        async with app.test_app():
+            await queue(app, 1)
+            outbox = OutboxStore(services(app).db)
+            deadline = time.monotonic() + 20
+            while (await outbox.counts())["failing"] < 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            [status] = await outbox.unsent()
+            assert "certificate" in (status.last_error or "").lower(), status.last_error
+        assert sink.count() == 1
+    finally:
+        sink.stop()
