@@ -33,13 +33,29 @@ from .serving.lifecycle import init_lifecycle
 from .serving.middleware import DrainRequestBody, ServingHeaders
 from .settings import NOTES_KEY, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
+from .store.events import EventStore
 from .store.login_limits import LoginLimitStore
 from .store.redis_breaker import EXTENSION_KEY as BREAKER_EXTENSION_KEY
 from .store.redis_breaker import breaker_from_settings
 from .store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
+from .store.sessions import Lifetimes, SessionStore
 
 __version__ = "0.1.0"
 log = logging.getLogger(__name__)
+
+
+def session_lifetimes(settings: Mapping[str, Any]) -> Lifetimes:
+    return Lifetimes(
+        idle=float(settings["SESSION_IDLE_TIMEOUT"]),
+        max_age=float(settings["SESSION_MAX_AGE"]),
+        limit=int(settings["SESSION_LIMIT"]),
+        grace=float(settings["REFRESH_REUSE_GRACE_SECONDS"]),
+        # A family revocation must outlive every token of the session.
+        horizon=max(
+            float(settings["JWT_REFRESH_TOKEN_EXPIRES"]),
+            float(settings["JWT_ACCESS_TOKEN_EXPIRES"]),
+        ),
+    )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
@@ -114,6 +130,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         passwords=passwords,
         revocations=revocations,
         logins=LoginGuard(LoginLimitStore(db), LoginPolicy.from_config(app.config)),
+        sessions=SessionStore(db, session_lifetimes(settings)),
+        events=EventStore(db),
         config=app.config,
     )
 

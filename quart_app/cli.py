@@ -149,6 +149,8 @@ def create_user(username: str) -> None:
     """Create a user; the password is prompted for, or read from the first line of stdin."""
     from pydantic import ValidationError
 
+    from .accounts.events import REGISTER, SecurityEvent
+    from .accounts.passwords import PasswordRejected, check_new_password
     from .errors import describe_validation_error
     from .schemas import Credentials, username_key
     from .store import UsernameTaken
@@ -157,12 +159,23 @@ def create_user(username: str) -> None:
         creds = Credentials.model_validate({"username": username, "password": _read_password()})
     except ValidationError as error:
         raise click.ClickException(describe_validation_error(error)) from None
+    try:
+        check_new_password(
+            creds.password,
+            username=creds.username,
+            min_length=int(_app().config["PASSWORD_MIN_LENGTH"]),
+        )
+    except PasswordRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
 
     async def work(svc: Services) -> tuple[int, str]:
         password_hash = await svc.passwords.hash(creds.password)
         try:
             user = await svc.users.create(
-                creds.username, username_key(creds.username), password_hash
+                creds.username,
+                username_key(creds.username),
+                password_hash,
+                event=SecurityEvent(REGISTER, detail={"by": "command line"}),
             )
         except UsernameTaken:
             raise click.ClickException(f"username {creds.username!r} already exists") from None
@@ -175,38 +188,181 @@ def create_user(username: str) -> None:
 @main.command("revoke-user")
 @click.argument("username")
 def revoke_user(username: str) -> None:
-    """Revoke every token of USERNAME issued until now, on every worker and host.
+    """End every session of USERNAME (every token issued until now), on every worker and
+    host.
 
-    Workers enforce it within REVOCATION_SYNC_INTERVAL. The account itself stays usable:
-    a new login gets new tokens (change the password to lock someone out).
+    Workers enforce it within REVOCATION_SYNC_INTERVAL; a login still checking the
+    password when it commits gets no session. The account itself stays usable: a new
+    login gets new tokens (change the password, or ``disable``, to lock someone out).
     """
-    from .jwt.revocation import Revocation
+    user_id, name, ended = _end_sessions(username, reason="revoked")
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    click.echo(
+        f"revoked every token of {name} (id {user_id}) issued before {when}"
+        f" ({ended} sessions ended)"
+    )
+
+
+def _end_sessions(
+    username: str, *, reason: str, disabled: bool | None = None
+) -> tuple[int, str, int]:
+    """End every session of ``username`` (optionally disabling it): (id, name, ended)."""
+    from .accounts.events import ACCOUNT_DISABLED, SESSION_ENDED, SecurityEvent
     from .schemas import username_key
     from .store.redis_bus import BUS_EXTENSION_KEY
 
     app = _app()
     bus = app.extensions.get(BUS_EXTENSION_KEY)
 
-    async def work(svc: Services) -> tuple[int, str, float]:
+    async def work(svc: Services) -> tuple[int, str, int]:
         user = await svc.users.by_key(username_key(username))
         if user is None:
             raise click.ClickException(f"no user {username!r}")
-        now = time.time()
-        config = svc.config
-        horizon = max(config["JWT_REFRESH_TOKEN_EXPIRES"], config["JWT_ACCESS_TOKEN_EXPIRES"])
-        entry = Revocation("user", str(user.id), expires_at=now + horizon, not_before=now)
+        name = ACCOUNT_DISABLED if disabled else SESSION_ENDED
+        event = SecurityEvent(name, user_id=user.id, detail={"by": "command line"})
+        ended = await svc.sessions.end_all(user.id, reason=reason, event=event, disabled=disabled)
         if bus is not None:  # with Redis, workers hear of it at once, not at their next poll
             await bus.start(svc.revocations)
         try:
-            await svc.revocations.store.add([entry])
+            await svc.revocations.store.add(ended.revoked)
         finally:
             if bus is not None:
                 await bus.stop()
-        return user.id, user.username, now
+        return user.id, user.username, len(ended.ids)
 
-    user_id, name, now = _run(work, app=app)
-    when = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
-    click.echo(f"revoked every token of {name} (id {user_id}) issued before {when}")
+    return _run(work, app=app)
+
+
+@main.group("admin")
+def admin() -> None:
+    """Grant or revoke the admin role (read from the database at each admin request)."""
+
+
+@admin.command("grant")
+@click.argument("username")
+def admin_grant(username: str) -> None:
+    """Make USERNAME an admin."""
+    click.echo(f"{_set_role(username, 'admin')} is an admin")
+
+
+@admin.command("revoke")
+@click.argument("username")
+def admin_revoke(username: str) -> None:
+    """Take the admin role from USERNAME (effective at its next request)."""
+    click.echo(f"{_set_role(username, 'user')} is no longer an admin")
+
+
+def _set_role(username: str, role: str) -> str:
+    from .accounts.events import ADMIN_GRANTED, ADMIN_REVOKED, SecurityEvent
+    from .schemas import username_key
+
+    async def work(svc: Services) -> str:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        name = ADMIN_GRANTED if role == "admin" else ADMIN_REVOKED
+        event = SecurityEvent(name, detail={"by": "command line"})
+        await svc.users.set_role(user.id, role, event=event)
+        return user.username
+
+    return _run(work)
+
+
+@main.command("sessions")
+@click.argument("username")
+def list_sessions(username: str) -> None:
+    """List the live sessions of USERNAME (id, created, last used, client, user agent)."""
+    from .schemas import username_key
+
+    async def work(svc: Services) -> list[str]:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        return [
+            f"{s.id}  created {_iso(s.created_at)}  last used {_iso(s.last_used_at)}"
+            f"  {s.client or '-'}  {s.user_agent or '-'}"
+            for s in await svc.sessions.live(user.id)
+        ]
+
+    lines = _run(work)
+    for line in lines:
+        click.echo(line)
+    click.echo(f"{len(lines)} live sessions")
+
+
+@main.command("end-sessions")
+@click.argument("username")
+def end_sessions(username: str) -> None:
+    """End every session of USERNAME, on every worker and host."""
+    user_id, name, ended = _end_sessions(username, reason="ended_by_admin")
+    click.echo(f"ended {ended} sessions of {name} (id {user_id})")
+
+
+@main.command("disable")
+@click.argument("username")
+def disable(username: str) -> None:
+    """Disable USERNAME: every session ends and logins get 403 until ``enable``."""
+    user_id, name, ended = _end_sessions(username, reason="disabled", disabled=True)
+    click.echo(f"disabled {name} (id {user_id}); ended {ended} sessions")
+
+
+@main.command("enable")
+@click.argument("username")
+def enable(username: str) -> None:
+    """Let a disabled USERNAME log in again."""
+    from .accounts.events import ACCOUNT_ENABLED, SecurityEvent
+    from .schemas import username_key
+
+    async def work(svc: Services) -> str:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        event = SecurityEvent(ACCOUNT_ENABLED, detail={"by": "command line"})
+        await svc.users.enable(user.id, event=event)
+        return user.username
+
+    click.echo(f"enabled {_run(work)}")
+
+
+@main.command("events")
+@click.option("--user", "username", default=None, help="Only this user's events.")
+@click.option("--event", default=None, help="Only events of this name (e.g. login_failed).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def events(username: str | None, event: str | None, limit: int) -> None:
+    """Print security events, newest first, one JSON object a line."""
+    import json
+
+    from .schemas import username_key
+
+    async def work(svc: Services) -> list[str]:
+        user_id = None
+        if username is not None:
+            user = await svc.users.by_key(username_key(username))
+            if user is None:
+                raise click.ClickException(f"no user {username!r}")
+            user_id = user.id
+        records = await svc.events.page(limit=limit, user_id=user_id, event=event)
+        return [
+            json.dumps(
+                {
+                    "time": _iso(r.time),
+                    "event": r.event,
+                    "user_id": r.user_id,
+                    "session_id": r.session_id,
+                    "client": r.client,
+                    "user_agent": r.user_agent,
+                    "detail": r.detail,
+                }
+            )
+            for r in records
+        ]
+
+    for line in _run(work):
+        click.echo(line)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
 @main.command("rotate-keys")
@@ -239,17 +395,30 @@ def rotate_keys() -> None:
 
 @main.command("prune")
 def prune() -> None:
-    """Delete revocations whose tokens have all expired anyway, and login counters that
-    decide nothing any more."""
+    """Delete revocations whose tokens have all expired anyway, login counters that
+    decide nothing any more, and security events and ended sessions older than
+    AUDIT_RETENTION_DAYS."""
 
-    async def work(svc: Services) -> tuple[int, int]:
+    async def work(svc: Services) -> tuple[int, int, int, int]:
         store: Any = svc.revocations.store
-        return int(await store.prune()), await svc.logins.store.prune(time.time())
+        now = time.time()
+        kept_since = now - float(svc.config["AUDIT_RETENTION_DAYS"]) * 86400
+        return (
+            int(await store.prune()),
+            await svc.logins.store.prune(now),
+            await svc.events.prune(kept_since),
+            await svc.sessions.prune(kept_since),
+        )
 
-    revocations, counters = _run(work)
+    revocations, counters, events, sessions = _run(work)
     click.echo(f"pruned {revocations} expired revocations")
     if counters:
         click.echo(f"pruned {counters} expired login counters")
+    if events or sessions:
+        click.echo(
+            f"pruned {events} security events and {sessions} ended sessions older than"
+            " AUDIT_RETENTION_DAYS"
+        )
 
 
 @main.command("import-users")

@@ -44,6 +44,9 @@ POSITIVE = (
     "EMAIL_VERIFY_TTL",
     "MAIL_SEND_TIMEOUT",
     "MAIL_RETRY_MAX_SECONDS",
+    "SESSION_IDLE_TIMEOUT",
+    "SESSION_MAX_AGE",
+    "AUDIT_RETENTION_DAYS",
 )
 NOT_NEGATIVE = (
     "DATABASE_MAX_OVERFLOW",
@@ -54,6 +57,8 @@ NOT_NEGATIVE = (
     "TRUSTED_PROXY_HOPS",
     "READINESS_TIMEOUT",
     "MAIL_POLL_INTERVAL",
+    "SESSION_LIMIT",
+    "REFRESH_REUSE_GRACE_SECONDS",
 )
 
 
@@ -108,6 +113,12 @@ def _check_values(settings: Mapping[str, Any]) -> list[str]:
             " /metrics to anyone: set METRICS_TOKEN (scrapers send 'Authorization: Bearer"
             " <token>'), or METRICS_PUBLIC=true if the port is reachable by scrapers only"
         )
+    min_length = settings.get("PASSWORD_MIN_LENGTH")
+    if isinstance(min_length, int) and not 8 <= min_length <= 1024:
+        problems.append(f"PASSWORD_MIN_LENGTH must be from 8 to 1024, not {min_length}")
+    grace = settings.get("REFRESH_REUSE_GRACE_SECONDS")
+    if isinstance(grace, int | float) and grace > 300:
+        problems.append(f"REFRESH_REUSE_GRACE_SECONDS must be at most 300, not {grace}")
     for names, least in ((POSITIVE, 1), (NOT_NEGATIVE, 0)):
         for name in names:
             value = settings.get(name)

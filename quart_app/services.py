@@ -11,6 +11,8 @@ from .jwt import RevocationSync
 from .security.lockout import LoginGuard
 from .security.passwords import Passwords
 from .store import Database, UserStore
+from .store.events import EventStore
+from .store.sessions import SessionStore
 
 EXTENSION_KEY = "quart_app"
 
@@ -22,6 +24,8 @@ class Services:
     passwords: Passwords
     revocations: RevocationSync
     logins: LoginGuard
+    sessions: SessionStore
+    events: EventStore
     config: dict[str, Any]
 
 

@@ -83,6 +83,19 @@ DEFAULTS: dict[str, Any] = {
     "JWT_PUBLIC_KEY": None,
     "JWT_PRIVATE_KEY_FILE": None,
     "JWT_PUBLIC_KEY_FILE": None,
+    # Sessions (one per login): ended after this many seconds without a refresh, and this
+    # many seconds after the login whatever the activity (no refresh token outlives it).
+    "SESSION_IDLE_TIMEOUT": 7 * 24 * 3600,
+    "SESSION_MAX_AGE": 30 * 24 * 3600,
+    # Live sessions per user: a login beyond it ends the least recently used one. 0: none.
+    "SESSION_LIMIT": 50,
+    # Seconds the refresh token rotated out last may be presented again (two tabs
+    # refreshing at once) and get a pair of the same session. 0: off (any reuse ends it).
+    "REFRESH_REUSE_GRACE_SECONDS": 0.0,
+    # Days security events are kept (quart-app prune deletes older ones).
+    "AUDIT_RETENTION_DAYS": 90,
+    # Passwords (register, change) must have at least this many characters.
+    "PASSWORD_MIN_LENGTH": 8,
     # How often each worker pulls new revocations from the shared store (seconds).
     "REVOCATION_SYNC_INTERVAL": 1.0,
     # Request bodies larger than this get 413.

@@ -1,1 +1,5 @@
-"""The domain: what a user and an admin can do with accounts, without HTTP."""
+"""The accounts domain: sessions, security events, password rules, administration.
+
+What a user and an admin can do, without HTTP: the routes turn requests into calls of
+these functions and their results (or exceptions) into answers.
+"""

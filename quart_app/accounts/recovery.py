@@ -27,6 +27,7 @@ from ..mail import queue_mail, queue_notification
 from ..mail.sender import MailSender
 from ..store.db import Database, bounded_store
 from ..store.errors import retry_conflicts
+from ..store.events import Recording
 from ..store.models import RecoveryToken, User, UserEmail
 
 EXTENSION_KEY = "quart_app.recovery"
@@ -38,6 +39,10 @@ RESET_MAIL_WINDOW = 3600.0
 
 class EmailTaken(Exception):
     """Another account verified this address first."""
+
+
+class TokenInvalid(Exception):
+    """The token is unknown, used, expired, or no longer good for its account."""
 
 
 def email_key(email: str) -> str:
@@ -291,12 +296,14 @@ class RecoveryStore:
             return None
         return ResetTarget(row.id, row.username, row.password_hash)
 
-    @retry_conflicts()
-    async def reset_password(self, token: str, new_hash: str) -> ResetTarget | None:
-        """Use the token and set the password, in one transaction; None when the token
-        is no longer good (used meanwhile, expired, or the password changed)."""
-        now = time.time()
-        async with self.db.session() as session, session.begin():
+    def spend_reset_token(self, token: str, user_id: int) -> Callable[[Recording], Awaitable[None]]:
+        """What a reset runs inside the transaction that sets the new password and ends
+        every session: use the token up, check it is still good for ``user_id`` (not
+        expired, issued under the password still set), void the user's other tokens and
+        queue the notice. Raises :class:`TokenInvalid`, rolling the reset back."""
+
+        async def spend(tx: Recording) -> None:
+            session = tx.session
             row = (
                 await session.execute(
                     delete(RecoveryToken)
@@ -311,24 +318,18 @@ class RecoveryStore:
                     )
                 )
             ).first()
-            if row is None or row.expires_at <= now:
-                return None
-            user = await session.get(User, row.user_id)
-            if user is None or password_stamp(user.password_hash) != row.password_stamp:
-                return None
-            # Conditional on the hash read: a password change committed meanwhile wins.
-            changed = await session.execute(
-                update(User)
-                .where(User.id == user.id, User.password_hash == user.password_hash)
-                .values(password_hash=new_hash)
-                .returning(User.id)
-                .execution_options(synchronize_session=False)
-            )
-            if changed.scalar() is None:
-                return None
-            await session.execute(delete(RecoveryToken).where(RecoveryToken.user_id == user.id))
-            await queue_notification(session, user.id, "password_reset")
-            return ResetTarget(user.id, user.username, new_hash)
+            if row is None or row.user_id != user_id or row.expires_at <= time.time():
+                raise TokenInvalid
+            current = select(User.password_hash).where(User.id == user_id)
+            if not self.db.is_sqlite:  # SQLite's writer holds the whole file already
+                current = current.with_for_update()
+            password_hash = await session.scalar(current)
+            if password_hash is None or password_stamp(password_hash) != row.password_stamp:
+                raise TokenInvalid
+            await session.execute(delete(RecoveryToken).where(RecoveryToken.user_id == user_id))
+            await queue_notification(session, user_id, "password_reset")
+
+        return spend
 
 
 def init_recovery(app: Quart, db: Database, sender: MailSender) -> RecoveryStore:

@@ -8,7 +8,7 @@ address) or :func:`queue_mail` (any address), inside their own transaction.
 
 from __future__ import annotations
 
-from .notify import NOTICES, queue_notification
+from .notify import NOTICES, notify, queue_notification
 from .outbox import OutboxStore, queue_mail
 
-__all__ = ["NOTICES", "OutboxStore", "queue_mail", "queue_notification"]
+__all__ = ["NOTICES", "OutboxStore", "notify", "queue_mail", "queue_notification"]

@@ -8,14 +8,17 @@ records its security event in the same transaction (the notice is the mail only)
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.models import User, UserEmail
 from .outbox import queue_mail
+
+if TYPE_CHECKING:
+    from ..store.events import Recording
 
 #: Notice kind -> what the mail says happened (also the template's ``what``).
 NOTICES = {
@@ -67,3 +70,16 @@ async def queue_notification(
     return await queue_mail(
         session, recipient=address, template="notice", context=context, user_id=user_id
     )
+
+
+def notify(
+    user_id: int, kind: str, details: Mapping[str, Any] | None = None
+) -> Callable[[Recording], Awaitable[None]]:
+    """The notice as a step of a recorded transaction (``end_all_sessions(within=...)``)."""
+    if kind not in NOTICES:
+        raise ValueError(f"unknown notice {kind!r}")
+
+    async def step(tx: Recording) -> None:
+        await queue_notification(tx.session, user_id, kind, details)
+
+    return step

@@ -1,12 +1,14 @@
-"""Blueprints: auth (register, login, tokens), users (listing, me), meta (health, keys),
-gateway (forward auth), oauth (introspection, revocation, metadata), ws (the authenticated
-WebSocket), apidocs (the /docs page, from local files), recovery (password reset by mail),
-email (the user's address and its verification)."""
+"""Blueprints: auth (register, login, tokens), users (listing, me), sessions (a user's
+sessions and events), admin (administration), meta (health, keys), gateway (forward
+auth), oauth (introspection, revocation, metadata), ws (the authenticated WebSocket),
+apidocs (the /docs page, from local files), recovery (password reset by mail), email
+(the user's address and its verification)."""
 
 from __future__ import annotations
 
 from quart import Quart
 
+from .admin import bp as admin_bp
 from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
 from .email import bp as email_bp
@@ -14,6 +16,7 @@ from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
 from .oauth import bp as oauth_bp
 from .recovery import bp as recovery_bp
+from .sessions import bp as sessions_bp
 from .users import bp as users_bp
 from .ws import bp as ws_bp
 
@@ -31,7 +34,17 @@ THROTTLED_ENDPOINTS = (
 
 
 def register_blueprints(app: Quart) -> None:
-    for blueprint in (auth_bp, users_bp, meta_bp, gateway_bp, oauth_bp, ws_bp, apidocs_bp):
+    for blueprint in (
+        auth_bp,
+        users_bp,
+        sessions_bp,
+        admin_bp,
+        meta_bp,
+        gateway_bp,
+        oauth_bp,
+        ws_bp,
+        apidocs_bp,
+    ):
         app.register_blueprint(blueprint)
     for blueprint in (recovery_bp, email_bp):
         app.register_blueprint(blueprint)

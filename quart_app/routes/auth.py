@@ -1,37 +1,49 @@
-"""Registration, login (JSON or HTTP Basic), refresh with rotation, logout."""
+"""Registration, login (JSON or HTTP Basic), refresh with rotation, logout.
+
+Every login ends in :func:`issue_login` (the session row, the ``login`` event and the
+token pair, in one place), which a second factor or a passkey login calls the same way.
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Response, jsonify, request
 from quart_schema import document_request, document_response, validate_request
 
+from ..accounts.events import LOGIN_BLOCKED, LOGIN_FAILED, LOGOUT, REGISTER, SecurityEvent
+from ..accounts.passwords import PasswordRejected, check_new_password
 from ..accounts.recovery import recovery_store
-from ..errors import AppError, describe_validation_error
+from ..accounts.sessions import (
+    IssuedPair,
+    SessionRefused,
+    end_session,
+    refresh_session,
+    start_session,
+    user_id_of,
+)
+from ..errors import AppError, Throttled, describe_validation_error
 from ..jwt import (
     RevokedTokenError,
-    create_access_token,
-    create_refresh_token,
     get_jwt,
     get_jwt_header,
-    get_manager,
     jwt_required,
 )
-from ..jwt.revocation import FAMILY_CLAIM, SESSION_CLAIM, Revocation, session_start
+from ..jwt.revocation import FAMILY_CLAIM, Revocation
 from ..observability import note_user
 from ..schemas import Credentials, Message, Registration, TokenPair, UserOut, username_key
-from ..security.throttle import client_address, limit_key
+from ..security.throttle import limit_key, request_client
 from ..services import services
-from ..store import UsernameTaken
+from ..store import UsernameTaken, UserRecord
 from .docs import TOKEN_ERRORS, UNAVAILABLE, basic_or_body, errors, public
 
 bp = Blueprint("auth", __name__)
 
 BAD_CREDENTIALS = "Bad username or password"
+ACCOUNT_DISABLED = "Account disabled"
+SESSION_EXPIRED = "Session has expired"
 
 
 @bp.post("/register")
@@ -40,17 +52,23 @@ BAD_CREDENTIALS = "Bad username or password"
 @validate_request(Registration)
 @document_response(UserOut, 201)
 async def register(data: Registration) -> tuple[dict[str, Any], int]:
-    """Create an account. Usernames are unique without regard to case.
+    """Create an account. Usernames are unique without regard to case; the password must
+    not be a common one nor contain the username (400).
 
     An ``email`` is optional: it is mailed a verification link (in the same transaction
     as the account), and used only once that link is followed.
     """
     svc = services()
+    new_password_allowed(data.password, username=data.username)
     password_hash = await svc.passwords.hash(data.password)
     then = recovery_store().on_registration(data.email) if data.email else None
     try:
         user = await svc.users.create(
-            data.username, username_key(data.username), password_hash, then=then
+            data.username,
+            username_key(data.username),
+            password_hash,
+            event=SecurityEvent(REGISTER, client=request_client()),
+            then=then,
         )
     except UsernameTaken:
         raise AppError(409, "Username already exists") from None
@@ -58,6 +76,20 @@ async def register(data: Registration) -> tuple[dict[str, Any], int]:
         recovery_store().mail_queued()
     note_user(user.id)
     return {"id": user.id, "username": user.username}, 201
+
+
+def new_password_allowed(password: str, *, username: str, field: str = "password") -> None:
+    """400 with the rule's message when ``password`` may not be set (register, change,
+    reset); existing passwords are never re-checked."""
+    try:
+        check_new_password(
+            password,
+            username=username,
+            min_length=int(services().config["PASSWORD_MIN_LENGTH"]),
+            field=field,
+        )
+    except PasswordRejected as rejected:
+        raise AppError(400, str(rejected)) from None
 
 
 async def _credentials() -> Credentials:
@@ -76,30 +108,46 @@ async def _credentials() -> Credentials:
         raise AppError(400, describe_validation_error(error)) from None
 
 
-async def _issue(
-    user_id: str, username: str, *, fresh: bool, family: str, started: float
-) -> Response:
-    svc = services()
-    note_user(user_id)  # the request log names who logged in
-    claims = {"username": username, FAMILY_CLAIM: family, SESSION_CLAIM: started}
-    access = await create_access_token(user_id, fresh=fresh, additional_claims=claims)
-    refresh = await create_refresh_token(user_id, additional_claims=claims)
-    response = jsonify(
-        {
-            "access_token": access,
-            "refresh_token": refresh,
-            "token_type": "Bearer",
-            "expires_in": int(svc.config["JWT_ACCESS_TOKEN_EXPIRES"]),
-        }
-    )
+def pair_response(pair: IssuedPair) -> Response:
+    """The JSON answer carrying a token pair (never cached)."""
+    response = jsonify(pair.body())
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
 
 
+async def issue_login(
+    user: UserRecord,
+    *,
+    epoch: int,
+    method: str = "password",
+    additional_claims: dict[str, Any] | None = None,
+) -> Response:
+    """Start the session of a login whose checks all passed and answer its pair.
+
+    ``epoch`` is ``user.credential_epoch`` as read before the first check of this login
+    began: if the password changed or the account was disabled since, no session is
+    created (401 bad credentials, or 403 "Account disabled").
+    """
+    note_user(user.id)  # the request log names who logged in
+    try:
+        pair = await start_session(
+            user,
+            request_client(),
+            epoch=epoch,
+            method=method,
+            additional_claims=additional_claims,
+        )
+    except SessionRefused as refused:
+        if refused.reason == "disabled":
+            raise AppError(403, ACCOUNT_DISABLED) from None
+        raise AppError(401, BAD_CREDENTIALS) from None
+    return pair_response(pair)
+
+
 @bp.post("/login")
 @basic_or_body
-@errors(400, 401, 413, 429, UNAVAILABLE)
+@errors(400, 401, 403, 413, 429, UNAVAILABLE)
 @document_request(Credentials)
 @document_response(TokenPair)
 async def login() -> Response:
@@ -108,24 +156,47 @@ async def login() -> Response:
     The check is reserved in the shared store before the password is looked at, so a
     locked account answers 429 whatever the password (the lock cannot be used to test
     passwords), and guesses in flight at once cannot outrun the lock. Unknown usernames
-    take the same path. Which limits apply to whom: the README's Security section.
+    take the same path. A disabled account answers 403 to the right password (401 to a
+    wrong one). Each login is a session (GET /sessions). Which limits apply to whom: the
+    README's Security section.
     """
     svc = services()
     creds = await _credentials()
     key = username_key(creds.username)
-    now = time.time()
-    attempt = await svc.logins.admit(key, limit_key(client_address()), now)
+    client = request_client()
+    try:
+        attempt = await svc.logins.admit(key, limit_key(client.address), time.time())
+    except Throttled:
+        await svc.events.record(
+            SecurityEvent(LOGIN_BLOCKED, client=client, detail={"username": creds.username})
+        )
+        raise
+    # Read before the password check: the session is created only if no password
+    # change or disabling committed in between (see start_session).
     user = await svc.users.by_key(key)
     if not await svc.passwords.verify(user.password_hash if user else None, creds.password):
         await attempt.failed()
+        await svc.events.record(
+            SecurityEvent(
+                LOGIN_FAILED,
+                user_id=user.id if user else None,
+                client=client,
+                detail=None if user else {"username": creds.username},
+            )
+        )
         raise AppError(401, BAD_CREDENTIALS)
     assert user is not None  # verify() is never True without a stored hash
     await attempt.succeeded()
+    if user.disabled:
+        await svc.events.record(
+            SecurityEvent(
+                LOGIN_FAILED, user_id=user.id, client=client, detail={"reason": "disabled"}
+            )
+        )
+        raise AppError(403, ACCOUNT_DISABLED)
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
-    return await _issue(
-        str(user.id), user.username, fresh=True, family=uuid.uuid4().hex, started=time.time()
-    )
+    return await issue_login(user, epoch=user.credential_epoch)
 
 
 @bp.post("/token/refresh")
@@ -135,48 +206,20 @@ async def login() -> Response:
 async def refresh() -> Response:
     """Swap a refresh token for a new pair (rotation).
 
-    The refresh token is used up first, whatever the answer: presenting it again means
-    it was stolen or replayed, so its whole family (every token from that login) is
-    revoked. Using it up is one atomic insert in the shared store, so two workers racing
-    with the same token cannot both succeed. Then the shared store, not this worker's
-    mirror, decides whether the session still lives: a logout (its family) or a password
-    change / ``revoke-user`` after the login (its user) recorded on any worker ends it
-    here at once. A pair handed out while such a revocation is being recorded carries
-    the login's ``auth_time``, so that revocation kills it too.
+    The session's row in the shared store decides, in one transaction: only its current
+    refresh token rotates (two workers racing with it cannot both succeed); presenting
+    an older one means it was stolen or replayed, so the whole session ends (with
+    ``REFRESH_REUSE_GRACE_SECONDS``, the one rotated out last is accepted again for
+    that long). A session that ended (logout, password change, ended by its user or an
+    admin) refuses; one that idled or aged out answers 401 "Session has expired".
     """
-    svc = services()
     header, claims = get_jwt_header(), get_jwt()
-    jti = str(claims["jti"])
-    claimed_family = claims.get(FAMILY_CLAIM)
-    family = claimed_family if isinstance(claimed_family, str) and claimed_family else None
-    try:
-        await get_manager(current_app).check_revoked(header, claims)
-    except RevokedTokenError:
-        if family and svc.revocations.mirror.has_jti(jti):  # used before: replay
-            await svc.revocations.revoke([_family_revocation(family)])
-        raise
-    expires_at = float(claims.get("exp") or time.time() + svc.config["JWT_REFRESH_TOKEN_EXPIRES"])
-    if not await svc.revocations.claim(Revocation("jti", jti, expires_at)):
-        if family:
-            await svc.revocations.revoke([_family_revocation(family)])
+    rotation, pair = await refresh_session(claims, request_client())
+    if pair is None:
+        if rotation.outcome == "expired":
+            raise AppError(401, SESSION_EXPIRED)
         raise RevokedTokenError(header, claims)
-    sub, started = str(claims["sub"]), session_start(claims)
-    if await svc.revocations.store.ends_session(sub, family, started):
-        raise RevokedTokenError(header, claims)
-    username = str(claims.get("username", ""))
-    return await _issue(
-        sub,
-        username,
-        fresh=False,
-        family=family or uuid.uuid4().hex,
-        started=time.time() if started is None else started,
-    )
-
-
-def _family_revocation(family: str) -> Revocation:
-    svc = services()
-    horizon = max(svc.config["JWT_REFRESH_TOKEN_EXPIRES"], svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
-    return Revocation("family", family, time.time() + horizon)
+    return pair_response(pair)
 
 
 @bp.post("/logout")
@@ -184,13 +227,26 @@ def _family_revocation(family: str) -> Revocation:
 @jwt_required()
 @document_response(Message)
 async def logout() -> dict[str, str]:
-    """Revoke this access token and every token of its login (its refresh family)."""
+    """End this session: revoke this access token and every token of its login."""
     svc = services()
     claims = get_jwt()
-    expires_at = float(claims.get("exp") or time.time() + svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
+    now = time.time()
+    expires_at = float(claims.get("exp") or now + svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
     entries = [Revocation("jti", str(claims["jti"]), expires_at)]
     family = claims.get(FAMILY_CLAIM)
-    if isinstance(family, str) and family:
-        entries.append(_family_revocation(family))
-    await svc.revocations.revoke(entries)
+    user_id = user_id_of(claims.get("sub"))
+    if isinstance(family, str) and family and user_id is not None:
+        horizon = svc.sessions.lifetimes.horizon
+        entries.append(Revocation("family", family, now + horizon))
+        await end_session(
+            user_id,
+            family,
+            reason="logout",
+            event=SecurityEvent(
+                LOGOUT, user_id=user_id, session_id=family, client=request_client()
+            ),
+            extra=entries,
+        )
+    else:
+        await svc.revocations.revoke(entries)
     return {"msg": "Successfully logged out"}

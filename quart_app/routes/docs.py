@@ -59,6 +59,8 @@ def basic_or_body(func: F) -> F:
 TAGS = {
     "auth": ("auth", "Accounts and tokens: register, log in, refresh, log out."),
     "users": ("users", "Routes for a logged-in user."),
+    "sessions": ("sessions", "Your sessions (one per login) and your security events."),
+    "admin": ("admin", "Administration: users' sessions, disabling accounts, every event."),
     "meta": ("meta", "Health checks for load balancers, and the keys that verify tokens."),
     "observability": ("meta", ""),
     "gateway": ("gateway", "Forward authentication for nginx, Traefik and Envoy."),

@@ -11,6 +11,7 @@ OAuth requires; anything else is a 400 with a JSON ``msg``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote_plus
@@ -20,13 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Quart, Response, current_app, request
 from quart_schema import DataSource, document_request, document_response
 
+from ..accounts.events import SESSION_ENDED, SecurityEvent
+from ..accounts.sessions import end_session, user_id_of
 from ..errors import AppError
 from ..jwt import JWTExtendedException, get_manager
 from ..jwt.revocation import FAMILY_CLAIM, Revocation
 from ..security.clients import IntrospectionClients, parse_clients
 from ..security.passwords import Passwords
+from ..security.throttle import request_client
 from ..services import services
-from .auth import _family_revocation
 from .docs import UNAVAILABLE, EmptyBody, errors, public
 
 bp = Blueprint("oauth", __name__)
@@ -153,10 +156,17 @@ async def introspect() -> tuple[dict[str, Any], int, dict[str, str]]:
 async def _revoked_in_store(claims: Mapping[str, Any]) -> bool:
     """Ask the shared store too: a revocation made on another worker a moment ago may not
     have reached this worker's mirror yet, and introspection is asked to be sure."""
-    store = services().revocations.store
+    svc = services()
+    store = svc.revocations.store
     if await store.contains("jti", str(claims.get("jti"))):
         return True
     family = claims.get(FAMILY_CLAIM)
+    if claims.get("type") == "refresh":
+        # A refresh token lives while it is its live session's token to spend.
+        user_id, jti = user_id_of(claims.get("sub")), claims.get("jti")
+        if not isinstance(family, str) or user_id is None or not isinstance(jti, str):
+            return True
+        return not await svc.sessions.spendable(family, user_id, jti)
     return isinstance(family, str) and bool(family) and await store.contains("family", family)
 
 
@@ -195,11 +205,25 @@ async def revoke() -> Response:
     verified = await _verified(form["token"])
     if verified is not None:
         claims = verified[1]
+        svc = services()
         entries = [Revocation("jti", str(claims["jti"]), float(claims["exp"]))]
         family = claims.get(FAMILY_CLAIM)
-        if claims["type"] == "refresh" and isinstance(family, str) and family:
-            entries.append(_family_revocation(family))
-        await services().revocations.revoke(entries)
+        user_id = user_id_of(claims.get("sub"))
+        if claims["type"] == "refresh" and isinstance(family, str) and family and user_id:
+            entries.append(
+                Revocation("family", family, time.time() + svc.sessions.lifetimes.horizon)
+            )
+            await end_session(
+                user_id,
+                family,
+                reason="revoked",
+                event=SecurityEvent(
+                    SESSION_ENDED, user_id=user_id, session_id=family, client=request_client()
+                ),
+                extra=entries,
+            )
+        else:
+            await svc.revocations.revoke(entries)
     return _empty()
 
 

@@ -9,12 +9,16 @@ from pydantic import Field, model_validator
 from quart import Blueprint, current_app
 from quart_schema import document_response, validate_request
 
-from ..accounts.recovery import RecoveryStore, recovery_store
-from ..accounts.recovery_hooks import check_second_factor, end_all_sessions
+from ..accounts.events import SecurityEvent
+from ..accounts.recovery import RecoveryStore, TokenInvalid, recovery_store
+from ..accounts.recovery_hooks import check_second_factor
+from ..accounts.sessions import UserNotFound, end_all_sessions
 from ..errors import AppError
 from ..schemas import EmailAddress, Message, Password, Strict, normalise_username, username_key
+from ..security.throttle import request_client
 from ..services import services
 from ..store.errors import unavailable_reason
+from .auth import new_password_allowed
 from .docs import UNAVAILABLE, errors, public
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,8 @@ bp = Blueprint("recovery", __name__)
 
 FORGOT_ANSWER = "If the account exists, a reset link has been sent"
 INVALID_TOKEN = "Invalid or expired token"
+#: The security event (and the reason its sessions ended) of a reset.
+PASSWORD_RESET = "password_reset"
 
 Token = Field(min_length=16, max_length=128, description="The token from the mailed link")
 
@@ -96,11 +102,18 @@ async def reset(data: ResetRequest) -> dict[str, Any]:
     target = await store.reset_target(data.token)
     if target is None:
         raise AppError(400, INVALID_TOKEN)
+    new_password_allowed(data.new_password, username=target.username, field="new_password")
     await check_second_factor(target.user_id, target.username, data.code)
     new_hash = await svc.passwords.hash(data.new_password)
-    done = await store.reset_password(data.token, new_hash)
-    if done is None:
-        raise AppError(400, INVALID_TOKEN)
-    await end_all_sessions(done.user_id)
+    try:
+        await end_all_sessions(
+            target.user_id,
+            reason=PASSWORD_RESET,
+            event=SecurityEvent(PASSWORD_RESET, user_id=target.user_id, client=request_client()),
+            password_hash=new_hash,
+            within=store.spend_reset_token(data.token, target.user_id),
+        )
+    except (TokenInvalid, UserNotFound):
+        raise AppError(400, INVALID_TOKEN) from None
     store.mail_queued()
     return {"msg": "Password has been reset"}

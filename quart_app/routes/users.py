@@ -9,10 +9,14 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import document_response, validate_querystring, validate_request
 
+from ..accounts.events import PASSWORD_CHANGED, SecurityEvent
+from ..accounts.recovery import recovery_store
+from ..accounts.sessions import end_all_sessions
 from ..errors import AppError
 from ..jwt import UserLookupError, get_jwt, get_jwt_header, jwt_required
 from ..jwt.fastpath import claims_route
-from ..jwt.revocation import Revocation
+from ..jwt.revocation import FAMILY_CLAIM
+from ..mail import notify
 from ..schemas import (
     LoggedInAs,
     MeOut,
@@ -22,9 +26,10 @@ from ..schemas import (
     UsersQuery,
     username_key,
 )
-from ..security.throttle import client_address, limit_key
+from ..security.throttle import client_address, limit_key, request_client
 from ..services import services
 from ..store import UserRecord
+from .auth import new_password_allowed
 from .docs import TOKEN_ERRORS, UNAVAILABLE, errors
 
 bp = Blueprint("users", __name__)
@@ -90,22 +95,35 @@ async def me() -> dict[str, Any]:
 async def change_password(data: PasswordChange) -> dict[str, str]:
     """Change the password (needs a fresh token, i.e. one straight from /login).
 
-    Every token of the user issued before the change is revoked, on every worker. A
+    Every session of the user ends (this one too), on every worker, and so does any
+    login still checking the old password when the change commits (no clock is
+    compared: see ``SessionStore.end_all``). A
     wrong ``old_password`` is a failed login of the account: the same limits, reserved
     before the check, and the same 429 while the account is locked.
     """
     svc = services()
     user = await _current_user()
+    new_password_allowed(data.new_password, username=user.username, field="new_password")
     network = limit_key(client_address())
     attempt = await svc.logins.admit(username_key(user.username), network, time.time())
     if not await svc.passwords.verify(user.password_hash, data.old_password):
         await attempt.failed()
         raise AppError(401, "Old password is incorrect")
     await attempt.succeeded()
-    await svc.users.set_password_hash(user.id, await svc.passwords.hash(data.new_password))
-    now = time.time()
-    horizon = max(svc.config["JWT_REFRESH_TOKEN_EXPIRES"], svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
-    await svc.revocations.revoke(
-        [Revocation("user", str(user.id), expires_at=now + horizon, not_before=now)]
+    password_hash = await svc.passwords.hash(data.new_password)
+    claims = get_jwt()
+    family = claims.get(FAMILY_CLAIM)
+    await end_all_sessions(
+        user.id,
+        reason="password_changed",
+        event=SecurityEvent(
+            PASSWORD_CHANGED,
+            user_id=user.id,
+            session_id=family if isinstance(family, str) else None,
+            client=request_client(),
+        ),
+        password_hash=password_hash,
+        within=notify(user.id, "password_changed"),
     )
+    recovery_store().mail_queued()
     return {"msg": "Password changed"}

@@ -11,9 +11,16 @@ from typing import Any
 from quart import Quart, current_app, request
 from quart_rate_limiter import rate_limit
 
+from ..accounts.events import Client
 from .ratelimit import AtomicRateLimiter, BoundedMemoryStore
 
-__all__ = ["BoundedMemoryStore", "client_address", "init_rate_limits", "limit_key"]
+__all__ = [
+    "BoundedMemoryStore",
+    "client_address",
+    "init_rate_limits",
+    "limit_key",
+    "request_client",
+]
 
 
 def client_address() -> str:
@@ -23,6 +30,11 @@ def client_address() -> str:
         request.headers.getlist("X-Forwarded-For"),
         int(current_app.config["TRUSTED_PROXY_HOPS"]),
     )
+
+
+def request_client() -> Client:
+    """The request's client, as security events and sessions record it."""
+    return Client(client_address(), request.headers.get("User-Agent", "")).clipped()
 
 
 def forwarded_address(peer: str | None, forwarded_for: Iterable[str], hops: int) -> str:

@@ -1,10 +1,12 @@
-"""The schema: users and the shared revocation log."""
+"""The schema: users, their sessions and security events, and the shared revocation log."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Float,
@@ -14,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,6 +48,67 @@ class User(Base):
     username_key: Mapped[str] = mapped_column(String(256), unique=True)
     password_hash: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: "admin" or "user": read from here at every admin request (never from a token).
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    #: A disabled account cannot log in, refresh or keep a session.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Bumped by every change that ends all sessions (password change, disabling): a
+    #: login creates its session only if the epoch it read before its password check is
+    #: still the current one, in the transaction that creates it (no clock is compared).
+    credential_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class SessionRow(Base):
+    """One login: its refresh-token family (``id`` is the tokens' ``fam`` claim).
+
+    Times are epoch seconds. ``current_jti`` is the one refresh token of the session that
+    may be spent; ``previous_jti`` the one it replaced at ``rotated_at`` (the refresh
+    grace). A session lives while ``ended_at`` is NULL, it has been refreshed within the
+    idle timeout, and ``expires_at`` (its absolute end) is ahead.
+    """
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_used_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    client: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    current_jti: Mapped[str] = mapped_column(String(64))
+    previous_jti: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rotated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    __table_args__ = (
+        # A user's live sessions, least recently used first (SESSION_LIMIT, listing).
+        Index("ix_sessions_user_id_last_used_at", "user_id", "last_used_at"),
+        # Pruning ended and expired sessions.
+        Index("ix_sessions_expires_at", "expires_at"),
+    )
+
+
+class SecurityEventRow(Base):
+    """One security event (login, refresh, session ended, ...), written in the same
+    transaction as what it records. ``time`` is epoch seconds."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[float] = mapped_column(Float)
+    event: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    __table_args__ = (
+        Index("ix_security_events_user_id_time", "user_id", "time"),
+        Index("ix_security_events_time", "time"),
+    )
 
 
 class RevocationRow(Base):

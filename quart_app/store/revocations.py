@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..jwt.revocation import Kind, Revocation
 from .db import Database, bounded_store
@@ -44,35 +45,51 @@ def _row(entry: Revocation) -> dict[str, Any]:
     }
 
 
+def database_clock(dialect: str) -> Any:
+    """Now, by the database's clock where several hosts write (their clocks may differ):
+    ``created_at`` is only ever compared with this same clock (the re-read window).
+    """
+    if dialect == "postgresql":
+        return func.extract("epoch", func.clock_timestamp())
+    return time.time()  # SQLite: one host, one clock
+
+
+def insert_ignoring_duplicates(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(RevocationRow).on_conflict_do_nothing(index_elements=["key"])
+    if dialect == "sqlite":
+        return sqlite.insert(RevocationRow).on_conflict_do_nothing(index_elements=["key"])
+    raise RuntimeError(f"unsupported database dialect {dialect!r}")
+
+
+async def add_revocations(session: AsyncSession, entries: Iterable[Revocation]) -> None:
+    """Record ``entries`` inside the caller's transaction (e.g. with the sessions it
+    ends), so the revocation commits with the change or not at all. Workers learn of it
+    at their next poll; announce it with ``RevocationSync.revoke`` after the commit to
+    enforce it at once (here) and publish it (Redis).
+    """
+    rows = [_row(entry) for entry in entries]
+    if rows:
+        dialect = session.get_bind().dialect.name
+        insert = insert_ignoring_duplicates(dialect).values(created_at=database_clock(dialect))
+        await session.execute(insert, rows)
+
+
 @bounded_store
 class SqlRevocationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def _clock(self) -> Any:
-        """Now, by the database's clock where several hosts write (their clocks may differ):
-        ``created_at`` is only ever compared with this same clock (the re-read window).
-        """
-        if self.db.engine.dialect.name == "postgresql":
-            return func.extract("epoch", func.clock_timestamp())
-        return time.time()  # SQLite: one host, one clock
-
-    def _insert_ignore(self) -> Any:
-        dialect = self.db.engine.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(RevocationRow).on_conflict_do_nothing(index_elements=["key"])
-        if dialect == "sqlite":
-            return sqlite.insert(RevocationRow).on_conflict_do_nothing(index_elements=["key"])
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+        return database_clock(self.db.engine.dialect.name)
 
     @retry_conflicts()
     async def add(self, entries: Iterable[Revocation]) -> None:
-        rows = [_row(entry) for entry in entries]
-        if not rows:
+        batch = list(entries)
+        if not batch:
             return
-        insert = self._insert_ignore().values(created_at=self._clock())
         async with self.db.session() as session, session.begin():
-            await session.execute(insert, rows)
+            await add_revocations(session, batch)
 
     @retry_conflicts()
     async def claim(self, entry: Revocation) -> bool:

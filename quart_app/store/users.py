@@ -9,16 +9,21 @@ a transaction that starts by writing just waits for the lock (busy timeout).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..accounts.events import SecurityEvent
 from .db import Database, bounded_store
 from .errors import retry_conflicts
+from .events import recording
 from .models import User
+
+#: The ``role`` of an administrator (anyone else is "user").
+ADMIN = "admin"
 
 
 class UsernameTaken(Exception):
@@ -31,6 +36,15 @@ class UserRecord:
     username: str
     password_hash: str
     created_at: datetime
+    #: See ``User.credential_epoch``: read it before a password check, hand it to
+    #: ``start_session``.
+    credential_epoch: int = 0
+    disabled: bool = False
+    role: str = "user"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
 
 
 def _record(user: User) -> UserRecord:
@@ -42,6 +56,9 @@ def _record(user: User) -> UserRecord:
         created_at=user.created_at
         if user.created_at.tzinfo is not None
         else user.created_at.replace(tzinfo=UTC),
+        credential_epoch=user.credential_epoch or 0,
+        disabled=bool(user.disabled),
+        role=user.role or "user",
     )
 
 
@@ -57,20 +74,27 @@ class UserStore:
         username_key: str,
         password_hash: str,
         *,
+        event: SecurityEvent | None = None,
         then: Callable[[AsyncSession, User], Awaitable[object]] | None = None,
     ) -> UserRecord:
-        """Add a user; ``then`` runs in the same transaction once the row has its id."""
+        """Insert a user; ``event`` (``register``) is recorded with it, naming its id;
+        ``then`` runs in the same transaction once the row has its id."""
         user = User(
             username=username,
             username_key=username_key,
             password_hash=password_hash,
+            role="user",
+            disabled=False,
+            credential_epoch=0,
         )
         try:
-            async with self.db.session() as session, session.begin():
-                session.add(user)
+            async with recording(self.db) as tx:
+                tx.session.add(user)
+                await tx.session.flush()
+                if event is not None:
+                    await tx.record(replace(event, user_id=user.id))
                 if then is not None:
-                    await session.flush()
-                    await then(session, user)
+                    await then(tx.session, user)
         except IntegrityError:
             raise UsernameTaken(username) from None
         return _record(user)
@@ -107,3 +131,30 @@ class UserStore:
                 .returning(User.id)
             )
             return result.scalar() is not None
+
+    @retry_conflicts()
+    async def set_role(self, user_id: int, role: str, *, event: SecurityEvent) -> bool:
+        """Grant or revoke a role; False when there is no such user."""
+        async with recording(self.db) as tx:
+            result = await tx.session.execute(
+                update(User).where(User.id == user_id).values(role=role).returning(User.id)
+            )
+            if result.scalar() is None:
+                return False
+            await tx.record(replace(event, user_id=user_id))
+            return True
+
+    @retry_conflicts()
+    async def enable(self, user_id: int, *, event: SecurityEvent) -> bool:
+        """Let a disabled account log in again; False when there is no such user.
+
+        (Disabling ends every session, so it goes through ``SessionStore.end_all``.)
+        """
+        async with recording(self.db) as tx:
+            result = await tx.session.execute(
+                update(User).where(User.id == user_id).values(disabled=False).returning(User.id)
+            )
+            if result.scalar() is None:
+                return False
+            await tx.record(replace(event, user_id=user_id))
+            return True

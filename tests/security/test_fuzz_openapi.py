@@ -56,7 +56,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseS
     app = create_app(make_config(Path(tmp_path_factory.mktemp("fuzz")), RATELIMIT_AUTH_LIMIT=150))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     with asgi.get_client(app) as client:  # user 1, whom the minted tokens name
-        created = client.post("/register", json={"username": "fuzz", "password": "fuzz-pass"})
+        created = client.post("/register", json={"username": "fuzz", "password": "correct-horse-9"})
         assert created.status_code == 201, created.text
     try:
         yield schema
