@@ -130,3 +130,60 @@ async def test_two_workers_send_each_mail_once(server: Server, smtp: SmtpSink) -
     assert smtp.count() == count
     assert len({m["Message-ID"] for m in mails}) == count
     assert sorted(m["To"] for m in mails) == sorted(f"u{n}@example.com" for n in range(count))
+
+
+async def test_a_reset_racing_logins_with_the_old_password(server: Server, smtp: SmtpSink) -> None:
+    """Logins with the old password in flight on both workers while the reset commits:
+    whatever pair one of them got, none outlives the reset."""
+    with httpx.Client(timeout=30) as client:
+        body = {"username": "alice", "password": PASSWORD, "email": "alice@example.com"}
+        assert post(client, server, "/register", body).status_code == 201
+        [verify] = await smtp.wait_for(1)
+        assert post(client, server, "/email/verify", {"token": token_in(verify)}).is_success
+        assert post(client, server, "/password/forgot", {"username": "alice"}).status_code == 202
+    token = token_in((await smtp.wait_for(2))[-1])
+
+    old = {"username": "alice", "password": PASSWORD}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=CLOSE) as http:
+        first_in = asyncio.Event()
+
+        async def logins(count: int) -> list[httpx.Response]:
+            answers = []
+            for _ in range(count):
+                answers.append(await http.post("/login", json=old))
+                if answers[-1].status_code == 200:
+                    first_in.set()
+            return answers
+
+        async def reset() -> httpx.Response:
+            await first_in.wait()  # one login got in; the others are in flight
+            body = {"token": token, "new_password": NEW_PASSWORD}
+            return await http.post("/password/reset", json=body)
+
+        *streams, answer = await asyncio.gather(*(logins(6) for _ in range(6)), reset())
+        assert answer.json() == {"msg": "Password has been reset"}
+        pairs = [r.json() for stream in streams for r in stream if r.status_code == 200]
+        statuses = {r.status_code for stream in streams for r in stream}
+        # After the reset the old password fails (401), then the account lock answers (429).
+        assert statuses <= {200, 401, 429}, statuses
+        assert pairs, "no login got in before the reset: the race was not run"
+        # Every refresh token from before is refused (decided by the shared store) ...
+        for pair in pairs:
+            refreshed = await http.post(
+                "/token/refresh", headers={"Authorization": f"Bearer {pair['refresh_token']}"}
+            )
+            assert refreshed.status_code == 401, refreshed.text
+        # ... and every access token, on both workers, once revocations have spread.
+        await asyncio.sleep(2.5)
+        for pair in pairs:
+            for _ in range(2):
+                me = await http.get(
+                    "/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+                )
+                assert me.status_code == 401, me.text
+        new = await http.post("/login", json={"username": "alice", "password": NEW_PASSWORD})
+        assert new.status_code == 200
+        sessions = await http.get(
+            "/sessions", headers={"Authorization": f"Bearer {new.json()['access_token']}"}
+        )
+        assert len(sessions.json()) == 1, sessions.json()
