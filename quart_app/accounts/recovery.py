@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quart import Quart, current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,11 +27,14 @@ from ..mail import queue_mail, queue_notification
 from ..mail.sender import MailSender
 from ..store.db import Database, bounded_store
 from ..store.errors import retry_conflicts
-from ..store.events import Recording
-from ..store.models import RecoveryToken, User, UserEmail
+from ..store.events import Recording, recording
+from ..store.models import RecoveryToken, SecurityEventRow, User, UserEmail
+from .events import LOGIN, Client, SecurityEvent
 
 EXTENSION_KEY = "quart_app.recovery"
 RESET, VERIFY = "reset", "verify"
+#: The security event of a sign-in from a new client (with NOTIFY_NEW_SIGNIN).
+NEW_SIGNIN = "new_signin"
 #: At most this many reset mails per account within ``RESET_MAIL_WINDOW`` seconds.
 RESET_MAILS_PER_WINDOW = 3
 RESET_MAIL_WINDOW = 3600.0
@@ -114,6 +117,12 @@ class RecoveryStore:
         self.db = db
         self.config = config
         self.sender = sender
+        self.signins = SigninNotices(db) if config.get("NOTIFY_NEW_SIGNIN") else None
+
+    async def signed_in(self, user_id: int, client: Client, session_id: str) -> None:
+        """After a login (in the background): the new-client notice, when enabled."""
+        if self.signins is not None and await self.signins.note(user_id, client, session_id):
+            self.mail_queued()
 
     def mail_queued(self) -> None:
         """Mail was committed: have this worker's sender look now, not at its next poll."""
@@ -330,6 +339,52 @@ class RecoveryStore:
             await queue_notification(session, user_id, "password_reset")
 
         return spend
+
+
+@bounded_store
+class SigninNotices:
+    """``NOTIFY_NEW_SIGNIN``: a notice when an account with a verified address signs in
+    from a client (its User-Agent) none of its earlier logins came from."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @retry_conflicts()
+    async def note(self, user_id: int, client: Client, session_id: str) -> bool:
+        """Check the login of ``session_id`` (already recorded); True when noticed."""
+        async with recording(self.db) as tx:
+            session = tx.session
+            # A write first (see store/users.py); no verified address: nothing to do.
+            address = await session.scalar(
+                update(UserEmail)
+                .where(UserEmail.user_id == user_id, UserEmail.verified_key.is_not(None))
+                .values(email=UserEmail.email)
+                .returning(UserEmail.email)
+            )
+            if address is None:
+                return False
+            earlier = and_(
+                SecurityEventRow.user_id == user_id,
+                SecurityEventRow.event == LOGIN,
+                or_(
+                    SecurityEventRow.session_id.is_(None),
+                    SecurityEventRow.session_id != session_id,
+                ),
+            )
+            logins = await session.scalar(select(func.count()).where(earlier))
+            same = await session.scalar(
+                select(func.count()).where(
+                    earlier, SecurityEventRow.user_agent == client.user_agent
+                )
+            )
+            if not logins or same:
+                return False  # the first login ever, or a client seen before
+            details = {"client": client.user_agent or "(none)", "address": client.address}
+            await queue_notification(session, user_id, "new_signin", details)
+            await tx.record(
+                SecurityEvent(NEW_SIGNIN, user_id=user_id, session_id=session_id, client=client)
+            )
+            return True
 
 
 def init_recovery(app: Quart, db: Database, sender: MailSender) -> RecoveryStore:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import document_request, document_response, validate_request
 
 from ..accounts.events import LOGIN_BLOCKED, LOGIN_FAILED, LOGOUT, REGISTER, SecurityEvent
@@ -142,6 +142,10 @@ async def issue_login(
         if refused.reason == "disabled":
             raise AppError(403, ACCOUNT_DISABLED) from None
         raise AppError(401, BAD_CREDENTIALS) from None
+    if services().config["NOTIFY_NEW_SIGNIN"]:  # after the answer: it never delays a login
+        current_app.add_background_task(
+            recovery_store().signed_in, user.id, request_client(), pair.session_id
+        )
     return pair_response(pair)
 
 

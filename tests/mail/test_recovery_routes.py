@@ -306,3 +306,55 @@ async def test_clients_that_never_send_an_email_see_the_flask_contract(mail_app:
     headers = bearer((await login(client, "frank"))["access_token"])
     response = await client.get("/me/email", headers=headers)
     assert await response.get_json() == {"email": None, "verified": False}
+
+
+async def test_a_password_change_is_noticed(mail_app: Quart, smtp: SmtpSink) -> None:
+    await register_with_email(mail_app, smtp)
+    client = mail_app.test_client()
+    tokens = await login(client)
+    response = await client.put(
+        "/me/password",
+        json={"old_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 200
+    notice = (await smtp.wait_for(2))[-1]
+    assert "Your password was changed." in text_of(notice)
+
+
+async def test_a_sign_in_from_a_new_client_is_noticed_when_enabled(
+    app_factory: Callable[..., Quart], mail_settings: dict[str, Any], smtp: SmtpSink
+) -> None:
+    app = app_factory(**mail_settings, NOTIFY_NEW_SIGNIN=True)
+    async with app.test_app():
+        await register_with_email(app, smtp)
+        client = app.test_client()
+        body = {"username": "alice", "password": PASSWORD}
+        firefox = {"User-Agent": "Firefox/140 (Linux)"}
+        for agent in (firefox, firefox, {"User-Agent": "curl/8.0"}, firefox):
+            response = await client.post("/login", json=body, headers=agent)
+            assert response.status_code == 200
+            await asyncio.sleep(0.3)  # the check runs after the answer
+        notices = (await smtp.wait_for(2))[1:]
+        await asyncio.sleep(1.0)
+        # The first login ever is no news; the first from curl is; Firefox again is not.
+        assert smtp.count() == 2
+        assert "curl/8.0" in text_of(notices[0])
+        assert "client not seen before" in text_of(notices[0])
+        tokens = await login(client)
+        response = await client.get("/me/events", headers=bearer(tokens["access_token"]))
+        assert [e["event"] for e in await response.get_json()].count("new_signin") == 1
+
+
+async def test_sign_ins_are_not_noticed_by_default(mail_app: Quart, smtp: SmtpSink) -> None:
+    await register_with_email(mail_app, smtp)
+    client = mail_app.test_client()
+    for agent in ("a/1", "b/2"):
+        response = await client.post(
+            "/login",
+            json={"username": "alice", "password": PASSWORD},
+            headers={"User-Agent": agent},
+        )
+        assert response.status_code == 200
+    await asyncio.sleep(1.0)
+    assert smtp.count() == 1
