@@ -29,12 +29,15 @@ from ..store.db import Database, bounded_store
 from ..store.errors import retry_conflicts
 from ..store.events import Recording, recording
 from ..store.models import RecoveryToken, SecurityEventRow, User, UserEmail
-from .events import LOGIN, Client, SecurityEvent
+from .events import LOGIN, NO_CLIENT, Client, SecurityEvent
 
 EXTENSION_KEY = "quart_app.recovery"
 RESET, VERIFY = "reset", "verify"
-#: The security event of a sign-in from a new client (with NOTIFY_NEW_SIGNIN).
-NEW_SIGNIN = "new_signin"
+#: Security events of this module (a reset itself records "password_reset").
+NEW_SIGNIN = "new_signin"  # a sign-in from a new client (NOTIFY_NEW_SIGNIN)
+EMAIL_CHANGED = "email_changed"
+EMAIL_VERIFIED = "email_verified"
+RESET_REQUESTED = "password_reset_requested"  # a reset mail was queued
 #: At most this many reset mails per account within ``RESET_MAIL_WINDOW`` seconds.
 RESET_MAILS_PER_WINDOW = 3
 RESET_MAIL_WINDOW = 3600.0
@@ -182,9 +185,12 @@ class RecoveryStore:
             return EmailState(row.email, row.verified_key is not None)
 
     @retry_conflicts()
-    async def change_email(self, user_id: int, username: str, email: str) -> None:
+    async def change_email(
+        self, user_id: int, username: str, email: str, client: Client = NO_CLIENT
+    ) -> None:
         """A new, unverified address; the verified one it replaces gets a notice."""
-        async with self.db.session() as session, session.begin():
+        async with recording(self.db) as tx:
+            session = tx.session
             # A write first (see store/users.py): lock the row, read the old address.
             old = (
                 await session.execute(
@@ -199,15 +205,17 @@ class RecoveryStore:
                 await queue_notification(
                     session, user_id, "email_changed", {"new address": email}, recipient=old.email
                 )
+            await tx.record(SecurityEvent(EMAIL_CHANGED, user_id=user_id, client=client))
 
     @retry_conflicts()
-    async def verify_email(self, token: str) -> bool:
+    async def verify_email(self, token: str, client: Client = NO_CLIENT) -> bool:
         """Use a verification token; False when it is unknown, used, expired or for an
         address the user has replaced since. :class:`EmailTaken` when another account
         verified the address first (the token is then left unused)."""
         now = time.time()
         try:
-            async with self.db.session() as session, session.begin():
+            async with recording(self.db) as tx:
+                session = tx.session
                 row = (
                     await session.execute(
                         delete(RecoveryToken)
@@ -228,12 +236,17 @@ class RecoveryStore:
                     .values(verified_key=email_key(row.email))
                     .returning(UserEmail.user_id)
                 )
-                return done.scalar() is not None
+                if done.scalar() is None:
+                    return False
+                await tx.record(SecurityEvent(EMAIL_VERIFIED, user_id=row.user_id, client=client))
+                return True
         except IntegrityError:
             raise EmailTaken from None
 
     @retry_conflicts()
-    async def request_reset(self, *, username_key: str | None, address: str | None) -> bool:
+    async def request_reset(
+        self, *, username_key: str | None, address: str | None, client: Client = NO_CLIENT
+    ) -> bool:
         """Queue a reset mail to the account's verified address, unless it has had three
         within the hour; False when nothing is sent (no such account, no verified
         address, or the limit). The limit and the mail are one transaction."""
@@ -245,7 +258,8 @@ class RecoveryStore:
             owner = UserEmail.verified_key == email_key(address)
         else:
             return False
-        async with self.db.session() as session, session.begin():
+        async with recording(self.db) as tx:
+            session = tx.session
             # The per-account limit, decided atomically by the write that records the mail.
             row = (
                 await session.execute(
@@ -285,6 +299,7 @@ class RecoveryStore:
                 },
                 user_id=user.id,
             )
+            await tx.record(SecurityEvent(RESET_REQUESTED, user_id=user.id, client=client))
             return True
 
     async def reset_target(self, token: str) -> ResetTarget | None:

@@ -13,7 +13,7 @@ from ..accounts.recovery import EmailTaken, recovery_store
 from ..errors import AppError
 from ..jwt import jwt_required
 from ..schemas import EmailAddress, Message, Strict, username_key
-from ..security.throttle import client_address, limit_key
+from ..security.throttle import client_address, limit_key, request_client
 from ..services import services
 from .docs import TOKEN_ERRORS, UNAVAILABLE, errors, public
 from .recovery import INVALID_TOKEN, Token
@@ -70,7 +70,7 @@ async def change_email(data: EmailChange) -> dict[str, str]:
         raise AppError(401, "Password is incorrect")
     await attempt.succeeded()
     store = recovery_store()
-    await store.change_email(user.id, user.username, data.email)
+    await store.change_email(user.id, user.username, data.email, request_client())
     store.mail_queued()
     return {"msg": "Verification email sent"}
 
@@ -83,7 +83,7 @@ async def change_email(data: EmailChange) -> dict[str, str]:
 async def verify_email(data: VerifyRequest) -> dict[str, str]:
     """Verify an address with the token of its mailed link (once, within EMAIL_VERIFY_TTL)."""
     try:
-        verified = await recovery_store().verify_email(data.token)
+        verified = await recovery_store().verify_email(data.token, request_client())
     except EmailTaken:
         raise AppError(409, "Email address already in use") from None
     if not verified:

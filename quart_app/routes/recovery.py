@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from quart import Blueprint, current_app
 from quart_schema import document_response, validate_request
 
-from ..accounts.events import SecurityEvent
+from ..accounts.events import Client, SecurityEvent
 from ..accounts.recovery import RecoveryStore, TokenInvalid, recovery_store
 from ..accounts.recovery_hooks import check_second_factor
 from ..accounts.sessions import UserNotFound, end_all_sessions
@@ -70,13 +70,17 @@ async def forgot(data: ForgotRequest) -> tuple[dict[str, str], int]:
     background.
     """
     key = username_key(data.username) if data.username is not None else None
-    current_app.add_background_task(_request_reset, recovery_store(), key, data.email)
+    current_app.add_background_task(
+        _request_reset, recovery_store(), key, data.email, request_client()
+    )
     return {"msg": FORGOT_ANSWER}, 202
 
 
-async def _request_reset(store: RecoveryStore, key: str | None, email: str | None) -> None:
+async def _request_reset(
+    store: RecoveryStore, key: str | None, email: str | None, client: Client
+) -> None:
     try:
-        if await store.request_reset(username_key=key, address=email):
+        if await store.request_reset(username_key=key, address=email, client=client):
             store.mail_queued()
     except Exception as error:
         if unavailable_reason(error) is None:

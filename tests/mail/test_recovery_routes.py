@@ -90,7 +90,11 @@ async def test_reset_by_the_mailed_link_ends_every_session(mail_app: Quart, smtp
     assert response.status_code == 401
     response = await client.post("/token/refresh", headers=bearer(old["refresh_token"]))
     assert response.status_code == 401
-    await login(client, password=NEW_PASSWORD)
+    fresh = await login(client, password=NEW_PASSWORD)
+    response = await client.get("/me/events", headers=bearer(fresh["access_token"]))
+    events = [e["event"] for e in await response.get_json()]
+    for event in ("password_reset", "password_reset_requested", "email_verified"):
+        assert events.count(event) == 1, events
     # The token was used up; and the user is told of the reset.
     response = await client.post(
         "/password/reset", json={"token": token, "new_password": "another-one-3"}
