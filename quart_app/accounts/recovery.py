@@ -177,6 +177,15 @@ class RecoveryStore:
         )
         return token
 
+    @retry_conflicts()
+    async def prune_tokens(self, now: float) -> int:
+        """Delete expired tokens (they are refused anyway); returns how many."""
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                delete(RecoveryToken).where(RecoveryToken.expires_at <= now)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
     async def email_of(self, user_id: int) -> EmailState | None:
         async with self.db.session() as session:
             row = await session.get(UserEmail, user_id)

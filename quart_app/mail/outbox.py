@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..store.db import Database, bounded_store
@@ -179,6 +179,15 @@ class OutboxStore:
             context="{}",
             last_error=error[:500],
         )
+
+    @retry_conflicts()
+    async def prune(self, before: float) -> int:
+        """Delete the record of mail sent before ``before``; returns how many."""
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                delete(OutboxMail).where(OutboxMail.state == SENT, OutboxMail.sent_at < before)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     async def unsent(self, limit: int = 100) -> list[MailStatus]:
         """Pending mail (oldest first) and mail refused for good."""

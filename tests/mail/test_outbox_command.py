@@ -8,6 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from smtp_server import SmtpSink
+from sqlalchemy import update
 from support import FAST_HASHING, SECRET, make_config
 
 from quart_app import create_app
@@ -16,6 +17,7 @@ from quart_app.mail import queue_mail
 from quart_app.mail.outbox import OutboxStore
 from quart_app.mail.sender import mail_sender
 from quart_app.services import services
+from quart_app.store.models import OutboxMail
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -63,3 +65,27 @@ async def test_outbox_lists_pending_and_failing_mail(tmp_path: Path) -> None:
     assert [line.split()[1] for line in lines[2:]] == ["failing", "failing"]
     assert "one@example.com" in lines[2] and "two@example.com" in lines[3]
     assert "Connect" in lines[2]  # the last error, e.g. SMTPConnectError
+
+
+async def test_prune_deletes_expired_tokens_and_old_sent_mail(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    app = create_app(make_config(tmp_path, MAIL_POLL_INTERVAL=0.2, EMAIL_VERIFY_TTL=1))
+    async with app.test_app():
+        response = await app.test_client().post(
+            "/register",
+            json={"username": "alice", "password": "correct-horse", "email": "a@example.com"},
+        )
+        assert response.status_code == 201
+        outbox = OutboxStore(services(app).db)
+        deadline = time.monotonic() + 20
+        while (await outbox.counts())["sent"] < 1:  # written as an .eml file
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        async with services(app).db.session() as session, session.begin():
+            await session.execute(update(OutboxMail).values(sent_at=time.time() - 91 * 86400))
+    await asyncio.sleep(1.1)  # the verification token expires
+    result = await cli(["prune"], env)
+    assert result.exit_code == 0, result.output
+    assert "pruned 1 expired recovery tokens and 1 sent mails older than" in result.stdout
+    again = await cli(["prune"], env)
+    assert "recovery tokens" not in again.stdout
