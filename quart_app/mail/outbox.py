@@ -100,6 +100,11 @@ class OutboxStore:
             .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
             .limit(1)
         )
+        async with self.db.session() as session:
+            # A read first: most polls find nothing, and a read takes no write lock
+            # (SQLite would otherwise serialise every worker's poll with the requests).
+            if await session.scalar(due) is None:
+                return None
         if not self.db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
         statement = (

@@ -74,6 +74,7 @@ class MailSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._unavailable = False
 
     def wake(self) -> None:
         """Look at the outbox now (this worker just committed mail)."""
@@ -106,16 +107,24 @@ class MailSender:
                 while not self._stopping and await self.send_one():
                     pass
             except Exception as error:
-                if unavailable_reason(error) is None:
-                    log.exception("mail sender: outbox check failed")
-                else:
-                    log.warning("mail sender: database unavailable (%s)", error)
+                # Said once per outage, not at every poll.
+                if not self._unavailable and unavailable_reason(error) is None:
+                    log.exception("mail sender: outbox check failed; mail waits")
+                elif not self._unavailable:
+                    log.warning("mail sender: database unavailable (%s); mail waits", error)
+                self._unavailable = True
+            else:
+                if self._unavailable:
+                    log.warning("mail sender: the outbox answers again")
+                self._unavailable = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             self._wake.clear()
 
     async def send_one(self) -> bool:
         """Claim and deliver one due mail; False when none is due."""
+        if not self.outbox.db.ready:  # not reached yet, or its schema not checked
+            return False
         mail = await self.outbox.claim(self.name, self.lease)
         if mail is None:
             return False
