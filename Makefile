@@ -20,7 +20,7 @@ SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE) --keyfile $(KEYFILE))
 
 # Debian packages the live tests and benchmarks drive; `make test-deps` installs what is
 # missing (root and Debian's package index; `.ci/run` calls it). Tests never install.
-TEST_DEPS := nginx nghttp2-client chromium wrk curl
+TEST_DEPS := nginx nghttp2-client chromium wrk curl faketime
 
 .PHONY: run test test-deps lint bench clean
 

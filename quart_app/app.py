@@ -21,6 +21,7 @@ from .observability import init_observability
 from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.docs import OpenAPIDocument
+from .routes.mfa_step import init_mfa
 from .routes.oauth import init_oauth
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
@@ -138,6 +139,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     mail = init_mail(app, db)
     init_recovery(app, db, mail)
     register_blueprints(app)
+    init_mfa(app)
     init_oauth(app, passwords)
     init_rate_limits(app, THROTTLED_ENDPOINTS)
     register_error_handlers(app)

@@ -505,5 +505,62 @@ def import_users_command(
         )
 
 
+@main.group("mfa")
+def mfa() -> None:
+    """Second factors: an admin's reset, and re-encryption after a key rotation."""
+
+
+@mfa.command("reset")
+@click.argument("username")
+def mfa_reset(username: str) -> None:
+    """Remove every second factor of USERNAME (TOTP, recovery codes, passkeys).
+
+    An admin's recovery path for a user who lost them: the password alone logs in again
+    until the user enrols anew. Recorded as a security event of the account.
+    """
+    from .accounts.mfa import CONSOLE, MFA_RESET
+    from .routes.mfa_step import EXTENSION_KEY, SecondFactorServices
+    from .schemas import username_key
+
+    app = _app()
+    factors: SecondFactorServices = app.extensions[EXTENSION_KEY]
+
+    async def work(svc: Services) -> tuple[int, str, bool, int]:
+        user = await svc.users.by_key(username_key(username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        passkeys = await factors.passkeys.store.remove_all(user.id)
+        # The TOTP removal commits with the event, which names what went.
+        had_totp = await factors.totp.disable(
+            user.id, CONSOLE, event=MFA_RESET, detail={"by": "console", "passkeys": passkeys}
+        )
+        return user.id, user.username, had_totp, passkeys
+
+    user_id, name, had_totp, passkeys = _run(work, app=app)
+    click.echo(
+        f"reset the second factors of {name} (id {user_id}):"
+        f" TOTP {'removed' if had_totp else 'was off'}, {passkeys} passkey(s) removed"
+    )
+
+
+@mfa.command("rekey")
+def mfa_rekey() -> None:
+    """Re-encrypt every stored TOTP secret with the first MFA_ENCRYPTION_KEY.
+
+    Run it after putting a new key first in MFA_ENCRYPTION_KEY (the old ones after it);
+    once it has run, the old keys can be removed.
+    """
+    from .routes.mfa_step import EXTENSION_KEY, SecondFactorServices
+
+    app = _app()
+    factors: SecondFactorServices = app.extensions[EXTENSION_KEY]
+
+    async def work(svc: Services) -> int:
+        return await factors.totp.store.rekey(factors.totp.cipher.rotate)
+
+    count = _run(work, app=app)
+    click.echo(f"re-encrypted {count} TOTP secret(s) with the first key")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

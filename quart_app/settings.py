@@ -190,6 +190,16 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_POLL_INTERVAL": 2.0,
     "MAIL_RETRY_MAX_SECONDS": 3600.0,
     "MAIL_SEND_TIMEOUT": 30.0,
+    # Second factors (docs/mfa.md). Fernet keys, comma-separated, that encrypt TOTP secrets
+    # at rest: the first encrypts, all decrypt (rotation). Unset: one is generated into
+    # INSTANCE_PATH (0600); several hosts must share one.
+    "MFA_ENCRYPTION_KEY": None,
+    # WebAuthn relying party: the domain passkeys are bound to, the name authenticators
+    # show, and the origins (scheme://host[:port], comma-separated) allowed to use them
+    # (empty: the request's own origin when its host is WEBAUTHN_RP_ID or under it).
+    "WEBAUTHN_RP_ID": "localhost",
+    "WEBAUTHN_RP_NAME": "quart_app",
+    "WEBAUTHN_ORIGINS": (),
 }
 
 

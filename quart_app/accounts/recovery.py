@@ -359,8 +359,8 @@ class RecoveryStore:
             password_hash = await session.scalar(current)
             if password_hash is None or password_stamp(password_hash) != row.password_stamp:
                 raise TokenInvalid
+            # The reset's event ("password_reset") queues its notice.
             await session.execute(delete(RecoveryToken).where(RecoveryToken.user_id == user_id))
-            await queue_notification(session, user_id, "password_reset")
 
         return spend
 
@@ -403,8 +403,7 @@ class SigninNotices:
             )
             if not logins or same:
                 return False  # the first login ever, or a client seen before
-            details = {"client": client.user_agent or "(none)", "address": client.address}
-            await queue_notification(session, user_id, "new_signin", details)
+            # Its notice is queued with the event (quart_app.mail.notify.EVENT_NOTICES).
             await tx.record(
                 SecurityEvent(NEW_SIGNIN, user_id=user_id, session_id=session_id, client=client)
             )

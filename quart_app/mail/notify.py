@@ -1,14 +1,15 @@
 """Security notices: "your password was changed" and the like, to a verified address.
 
-:func:`queue_notification` is what every feature calls, inside the transaction that made
-the change it reports: the notice is sent if and only if the change commits. The caller
-records its security event in the same transaction (the notice is the mail only).
+Recording one of the events of :data:`EVENT_NOTICES` (``store.events.recording``) queues
+its notice in the same transaction, so features only record their events.
+:func:`queue_notification` queues one directly, inside the caller's transaction (e.g. to
+another address): the notice is sent if and only if the transaction commits.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from ..store.models import User, UserEmail
 from .outbox import queue_mail
 
 if TYPE_CHECKING:
-    from ..store.events import Recording
+    from ..accounts.events import SecurityEvent
 
 #: Notice kind -> what the mail says happened (also the template's ``what``).
 NOTICES = {
@@ -72,14 +73,29 @@ async def queue_notification(
     )
 
 
-def notify(
-    user_id: int, kind: str, details: Mapping[str, Any] | None = None
-) -> Callable[[Recording], Awaitable[None]]:
-    """The notice as a step of a recorded transaction (``end_all_sessions(within=...)``)."""
-    if kind not in NOTICES:
-        raise ValueError(f"unknown notice {kind!r}")
+#: Security event -> the notice it sends (to the user's verified address), queued in the
+#: transaction that records the event (quart_app/store/events.py): a notice exists if and
+#: only if its event does.
+EVENT_NOTICES = {
+    "password_changed": "password_changed",
+    "password_reset": "password_reset",
+    "mfa_enabled": "mfa_enabled",
+    "mfa_disabled": "mfa_disabled",
+    "mfa_reset": "mfa_disabled",
+    "passkey_added": "passkey_added",
+    "new_signin": "new_signin",
+}
 
-    async def step(tx: Recording) -> None:
-        await queue_notification(tx.session, user_id, kind, details)
 
-    return step
+async def notify_events(session: AsyncSession, events: Iterable[SecurityEvent]) -> None:
+    """Queue the notice of each event that has one, in ``session``'s transaction."""
+    for event in events:
+        kind = EVENT_NOTICES.get(event.event)
+        if kind is None or event.user_id is None:
+            continue
+        details = {}
+        if event.client.user_agent:
+            details["client"] = event.client.user_agent
+        if event.client.address:
+            details["address"] = event.client.address
+        await queue_notification(session, event.user_id, kind, details)

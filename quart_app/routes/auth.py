@@ -38,6 +38,7 @@ from ..security.throttle import limit_key, request_client
 from ..services import services
 from ..store import UsernameTaken, UserRecord
 from .docs import TOKEN_ERRORS, UNAVAILABLE, basic_or_body, errors, public
+from .mfa_step import MfaChallenge, second_factor_step
 
 bp = Blueprint("auth", __name__)
 
@@ -151,7 +152,8 @@ async def issue_login(
 
 @bp.post("/login")
 @basic_or_body
-@errors(400, 401, 403, 413, 429, UNAVAILABLE)
+@document_response(MfaChallenge, 401)
+@errors(400, 403, 413, 429, UNAVAILABLE)
 @document_request(Credentials)
 @document_response(TokenPair)
 async def login() -> Response:
@@ -190,8 +192,8 @@ async def login() -> Response:
         )
         raise AppError(401, BAD_CREDENTIALS)
     assert user is not None  # verify() is never True without a stored hash
-    await attempt.succeeded()
     if user.disabled:
+        await attempt.succeeded()
         await svc.events.record(
             SecurityEvent(
                 LOGIN_FAILED, user_id=user.id, client=client, detail={"reason": "disabled"}
@@ -200,6 +202,9 @@ async def login() -> Response:
         raise AppError(403, ACCOUNT_DISABLED)
     if svc.passwords.needs_rehash(user.password_hash):
         await svc.users.set_password_hash(user.id, await svc.passwords.hash(creds.password))
+    # TOTP on: 401 "MFA required", the check counted until the second factor succeeds.
+    await second_factor_step(user, attempt)
+    await attempt.succeeded()
     return await issue_login(user, epoch=user.credential_epoch)
 
 

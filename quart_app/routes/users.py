@@ -16,7 +16,6 @@ from ..errors import AppError
 from ..jwt import UserLookupError, get_jwt, get_jwt_header, jwt_required
 from ..jwt.fastpath import claims_route
 from ..jwt.revocation import FAMILY_CLAIM
-from ..mail import notify
 from ..schemas import (
     LoggedInAs,
     MeOut,
@@ -123,7 +122,6 @@ async def change_password(data: PasswordChange) -> dict[str, str]:
             client=request_client(),
         ),
         password_hash=password_hash,
-        within=notify(user.id, "password_changed"),
     )
     recovery_store().mail_queued()
     return {"msg": "Password changed"}

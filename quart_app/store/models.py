@@ -1,4 +1,5 @@
-"""The schema: users, their sessions and security events, and the shared revocation log."""
+"""The schema: users, their sessions and security events, the shared revocation log,
+login limits and second factors."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -223,3 +226,70 @@ class LoginLimit(Base):
     trusted_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: When the row decides nothing any more (``quart-app prune`` deletes it then).
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class TotpFactor(Base):
+    """A user's TOTP secret (encrypted, quart_app/accounts/crypto.py), pending until a code
+    confirms it. ``last_step`` is the newest time step accepted: a code is accepted only
+    by the compare-and-set that raises it, so each code works once, on any worker."""
+
+    __tablename__ = "mfa_totp"
+
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[str] = mapped_column(Text)
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class RecoveryCode(Base):
+    """One single-use recovery code, stored as a SHA-256 of the code (128 random bits)."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MfaTicket(Base):
+    """A single-use secret with an expiry: the ``mfa_token`` between the password and the
+    code, or a WebAuthn challenge. ``key`` is a SHA-256 of the secret; using it is one
+    ``DELETE ... RETURNING``, so it is used once on any worker or host."""
+
+    __tablename__ = "mfa_tickets"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: "login", "webauthn-register" or "webauthn-login".
+    kind: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    )
+    #: The login ticket: the user's credential epoch read before the password check (a
+    #: password change or a disable meanwhile voids the login).
+    epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Passkey(Base):
+    """A WebAuthn credential of a user (several per user)."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,171 @@
+"""A password change wins every race with logins of the old password in flight, on hosts
+whose clocks disagree.
+
+Two hosts (two Hypercorn masters with two workers each) share one store; host B's clock
+runs ``SKEW`` seconds ahead (libfaketime), so the tokens it mints carry ``iat`` and
+``auth_time`` in the future. An attacker who knows the old password logs in on host B
+without pause while the owner changes the password on host A. Once the change has
+answered and every login in flight has finished, no pair any of those logins got may
+still refresh, on either host, and their access tokens die within the revocation bound.
+Nothing here compares clocks: the credential epoch read before each password check is
+compared, under the user row's lock, when the session is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from backend_servers import PostgresRun, RedisRun
+from debian import ensure_tool
+from live import Server, server_env
+from support import SECRET, bearer
+
+pytestmark = pytest.mark.live
+
+ROUNDS = 5
+ATTACKERS = 6
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+@pytest.fixture(params=["sqlite", "postgres", "postgres+redis"])
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=[0, 20], ids=["same-clock", "skew-20s"])
+def skew(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.fixture
+async def hosts(
+    tmp_path: Path, store: str, skew: int, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    config: dict[str, Any] = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"}
+    if store != "sqlite":
+        postgres: PostgresRun = request.getfixturevalue("postgres_server")
+        await postgres.reset()
+        config = {"DATABASE_URL": postgres.url}
+        if store == "postgres+redis":
+            redis: RedisRun = request.getfixturevalue("redis_server")
+            config.update(REDIS_URL=redis.url, REDIS_PREFIX=redis.next_prefix())
+    env = {
+        "JWT_SECRET_KEY": SECRET,
+        "RATELIMIT_AUTH_LIMIT": "100000",
+        "LOGIN_LOCKOUT_THRESHOLD": "100000",
+        "LOGIN_SOURCE_BLOCK_THRESHOLD": "0",
+        **server_env(config),
+    }
+    faked = {}
+    if skew:
+        library = ensure_tool(
+            lambda: str(LIBFAKETIME) if LIBFAKETIME.exists() else None, "faketime"
+        )
+        faked = {
+            "LD_PRELOAD": library,
+            "FAKETIME": f"+{skew}s",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+    host_a = Server(tmp_path / "a", workers=2, env=env)
+    host_b = Server(tmp_path / "b", workers=2, env={**env, **faked})
+    host_a.start(timeout=90)
+    try:
+        host_b.start(timeout=90)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
+        async with (
+            httpx.AsyncClient(base_url=host_a.url, timeout=60, limits=limits) as a,
+            httpx.AsyncClient(base_url=host_b.url, timeout=60, limits=limits) as b,
+        ):
+            created = await a.post(
+                "/register", json={"username": "alice", "password": "pw-0-horse"}
+            )
+            assert created.status_code == 201, created.text
+            yield a, b
+    finally:
+        host_b.stop()
+        host_a.stop()
+
+
+async def _attack(
+    b: httpx.AsyncClient,
+    password: str,
+    stop: asyncio.Event,
+    won: list[dict[str, Any]],
+    sent: list[tuple[float, float, int]],
+) -> None:
+    """Log in with ``password`` on host B until told to stop; keep every pair, and when
+    each login was sent and answered, with its status."""
+    while not stop.is_set():
+        start = time.monotonic()
+        response = await b.post("/login", json={"username": "alice", "password": password})
+        sent.append((start, time.monotonic(), response.status_code))
+        if response.status_code == 200:
+            won.append(response.json())
+        else:
+            assert response.status_code == 401, response.text
+            return  # the change has committed: the old password no longer works
+
+
+async def test_no_login_in_flight_outlives_a_password_change(
+    hosts: tuple[httpx.AsyncClient, httpx.AsyncClient], skew: int
+) -> None:
+    a, b = hosts
+    survivors = pairs = in_flight = 0
+    for n in range(ROUNDS):
+        old, new = f"pw-{n}-horse", f"pw-{n + 1}-horse"
+        owner = (await a.post("/login", json={"username": "alice", "password": old})).json()
+        stop, won, sent = asyncio.Event(), list[dict[str, Any]](), list[tuple[float, float, int]]()
+        attackers = [
+            asyncio.create_task(_attack(b, old, stop, won, sent)) for _ in range(ATTACKERS)
+        ]
+        for _ in range(400):  # until logins stream on host B (hashing threads busy)
+            if len(won) >= ATTACKERS:
+                break
+            await asyncio.sleep(0.05)
+        started_at = time.monotonic()
+        changed = await a.put(
+            "/me/password",
+            json={"old_password": old, "new_password": new},
+            headers=bearer(owner["access_token"]),
+        )
+        assert changed.status_code == 200, changed.text
+        changed_at = time.monotonic()
+        stop.set()
+        await asyncio.gather(*attackers)  # every login in flight has answered
+        pairs += len(won)
+        # Logins in flight while the change ran: the race itself.
+        in_flight += sum(1 for begun, done, _ in sent if begun < changed_at and done > started_at)
+        for pair in won:
+            for host in (a, b):
+                response = await host.post("/token/refresh", headers=bearer(pair["refresh_token"]))
+                assert response.status_code == 401, response.text
+                survivors += response.status_code == 200
+        for pair in won[-3:]:  # the latest pairs: their access tokens die everywhere
+            await _eventually_refused(a, pair["access_token"])
+            await _eventually_refused(b, pair["access_token"])
+        # A login after the change, on the fast host, lives on the other host.
+        fresh = await b.post("/login", json={"username": "alice", "password": new})
+        assert fresh.status_code == 200, fresh.text
+        again = await a.post("/token/refresh", headers=bearer(fresh.json()["refresh_token"]))
+        assert again.status_code == 200, again.text
+    print(
+        f"\nskew {skew}s: {pairs} attacker pairs in {ROUNDS} rounds, {in_flight} logins in"
+        f" flight during the change; {survivors} sessions survived it"
+    )
+    assert in_flight > 0  # the attack did race the change
+    assert survivors == 0
+
+
+async def _eventually_refused(http: httpx.AsyncClient, token: str) -> None:
+    for _ in range(100):
+        response = await http.get("/protected", headers=bearer(token))
+        if response.status_code == 401:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("an access token of a session the password change ended still works after 5 s")

@@ -1,0 +1,201 @@
+"""Sessions under concurrency, on live Hypercorn with two workers, on both storage
+profiles: ending a session while its refresh is in flight, two tabs refreshing at once
+(within and outside the grace), SESSION_LIMIT under 20 concurrent logins, disabling an
+account while it logs in.
+
+No keep-alive: every request is a new connection, which the kernel spreads over both
+workers' sockets, so the racing requests run on different workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from live import Server, server_env
+from support import SECRET, bearer
+
+pytestmark = pytest.mark.live
+
+QUART_APP = Path(sys.executable).with_name("quart-app")
+LIMIT = 5
+GRACE = 2.0
+PASSWORD = "correct-horse-9"
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path, backend: str, backend_config: dict[str, Any]
+) -> AsyncIterator[tuple[Server, httpx.AsyncClient]]:
+    env = {
+        "JWT_SECRET_KEY": SECRET,
+        "RATELIMIT_AUTH_LIMIT": "100000",
+        "LOGIN_LOCKOUT_THRESHOLD": "100000",
+        "SESSION_LIMIT": str(LIMIT),
+        "REFRESH_REUSE_GRACE_SECONDS": str(GRACE),
+        **server_env(backend_config),
+    }
+    server = Server(tmp_path / "instance", workers=2, env=env)
+    server.start(timeout=90)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+            for name in ("alice", "root"):
+                body = {"username": name, "password": PASSWORD}
+                response = await http.post("/register", json=body)
+                assert response.status_code == 201, response.text
+            yield server, http
+    finally:
+        server.stop()
+
+
+async def _login(http: httpx.AsyncClient, name: str = "alice") -> dict[str, Any]:
+    response = await http.post("/login", json={"username": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def _refresh(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    response = await http.post("/token/refresh", headers=bearer(token))
+    assert response.status_code in (200, 401), response.text
+    return response
+
+
+async def _sessions(http: httpx.AsyncClient, access: str) -> list[dict[str, Any]]:
+    response = await http.get("/sessions", headers=bearer(access))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def _eventually_refused(http: httpx.AsyncClient, token: str) -> None:
+    for _ in range(100):
+        if (await http.get("/protected", headers=bearer(token))).status_code == 401:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("an access token of an ended session still works after 5 s")
+
+
+async def test_ending_a_session_while_its_refresh_is_in_flight(
+    live: tuple[Server, httpx.AsyncClient],
+) -> None:
+    _, http = live
+    won = survived = 0
+    for _ in range(12):
+        me = await _login(http)
+        target = await _login(http)
+        session_id = next(
+            s["id"] for s in await _sessions(http, me["access_token"]) if not s["current"]
+        )
+        during, ended = await asyncio.gather(
+            _refresh(http, target["refresh_token"]),
+            http.delete(f"/sessions/{session_id}", headers=bearer(me["access_token"])),
+        )
+        # Ended whether the refresh rotated first (200) or not (404 is impossible: it lived).
+        assert ended.status_code == 200, ended.text
+        token = target["refresh_token"]
+        if during.status_code == 200:
+            won += 1
+            token = during.json()["refresh_token"]
+            await _eventually_refused(http, during.json()["access_token"])
+        survived += (await _refresh(http, token)).status_code == 200
+        await _eventually_refused(http, target["access_token"])
+        await http.post("/logout", headers=bearer(me["access_token"]))
+    print(f"\nrefreshes that won the race: {won}; sessions that survived their end: {survived}")
+    assert survived == 0
+
+
+async def test_two_tabs_refreshing_at_once(live: tuple[Server, httpx.AsyncClient]) -> None:
+    _, http = live
+    for _ in range(6):
+        pair = await _login(http)
+        first, second = await asyncio.gather(
+            _refresh(http, pair["refresh_token"]), _refresh(http, pair["refresh_token"])
+        )
+        # Within the grace both tabs get a pair of the same session, and both work.
+        assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+        for answer in (first, second):
+            ok = await http.get("/protected", headers=bearer(answer.json()["access_token"]))
+            assert ok.status_code == 200
+        assert len(await _sessions(http, first.json()["access_token"])) == 1
+        # Either tab's next refresh rotates the session; the original token is now older
+        # than the previous one: reuse, the session ends.
+        third = await _refresh(http, second.json()["refresh_token"])
+        assert third.status_code == 200
+        assert (await _refresh(http, pair["refresh_token"])).status_code == 401
+        assert (await _refresh(http, third.json()["refresh_token"])).status_code == 401
+        await http.post("/logout", headers=bearer(third.json()["access_token"]))
+
+
+async def test_the_previous_token_after_the_grace_ends_the_session(
+    live: tuple[Server, httpx.AsyncClient],
+) -> None:
+    _, http = live
+    pair = await _login(http)
+    rotated = (await _refresh(http, pair["refresh_token"])).json()
+    await asyncio.sleep(GRACE + 0.5)
+    late = await asyncio.gather(
+        _refresh(http, pair["refresh_token"]), _refresh(http, pair["refresh_token"])
+    )
+    assert [r.status_code for r in late] == [401, 401]
+    assert (await _refresh(http, rotated["refresh_token"])).status_code == 401
+    await _eventually_refused(http, rotated["access_token"])
+
+
+async def test_session_limit_under_concurrent_logins(
+    live: tuple[Server, httpx.AsyncClient],
+) -> None:
+    _, http = live
+    pairs = await asyncio.gather(*(_login(http) for _ in range(20)))
+    alive = await _sessions(http, pairs[-1]["access_token"])
+    assert len(alive) == LIMIT, alive
+    refreshed = await asyncio.gather(*(_refresh(http, p["refresh_token"]) for p in pairs))
+    working = [r for r in refreshed if r.status_code == 200]
+    print(f"\n20 concurrent logins, SESSION_LIMIT {LIMIT}: {len(working)} sessions refresh")
+    assert len(working) == LIMIT
+
+
+async def test_disabling_an_account_while_it_logs_in(
+    live: tuple[Server, httpx.AsyncClient],
+) -> None:
+    server, http = live
+    granted = await asyncio.to_thread(
+        subprocess.run,
+        [str(QUART_APP), "admin", "grant", "root"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert granted.returncode == 0, granted.stderr
+    admin = bearer((await _login(http, "root"))["access_token"])
+    alice = 1
+
+    async def log_in(won: list[dict[str, Any]]) -> None:
+        body = {"username": "alice", "password": PASSWORD}
+        response = await http.post("/login", json=body)
+        assert response.status_code in (200, 403), response.text
+        if response.status_code == 200:
+            won.append(response.json())
+
+    for _ in range(4):
+        won: list[dict[str, Any]] = []
+
+        async def disable() -> None:
+            await asyncio.sleep(0.05)
+            response = await http.post(f"/admin/users/{alice}/disable", headers=admin)
+            assert response.status_code == 200, response.text
+
+        await asyncio.gather(*(log_in(won) for _ in range(10)), disable())
+        for pair in won:
+            assert (await _refresh(http, pair["refresh_token"])).status_code == 401
+            await _eventually_refused(http, pair["access_token"])
+        refused = await http.post("/login", json={"username": "alice", "password": PASSWORD})
+        assert (refused.status_code, refused.json()) == (403, {"msg": "Account disabled"})
+        enabled = await http.post(f"/admin/users/{alice}/enable", headers=admin)
+        assert enabled.status_code == 200
