@@ -11,6 +11,7 @@ from typing import Any
 from quart import Quart, Response
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
+from .accounts.recovery import init_recovery
 from .cli import register_commands
 from .errors import register_error_handlers
 from .fastpath import install_fast_path
@@ -18,6 +19,7 @@ from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.keydir import keys_from_settings
 from .jwt.revocation import Snapshot
+from .mail.sender import init_mail
 from .observability import init_observability
 from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
@@ -146,6 +148,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         config=app.config,
     )
 
+    mail = init_mail(app, db)
+    init_recovery(app, db, mail)
     register_blueprints(app)
     replay_store = init_dpop_service(app, db, redis_breaker)
     init_mfa(app)
@@ -176,9 +180,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         await revocations.start()
         if bus is not None:
             await bus.start(revocations)
+        await mail.start()
 
     @app.after_serving
     async def close_resources() -> None:
+        await mail.stop()
         if bus is not None:
             await bus.stop()
         if replay_store is not None:

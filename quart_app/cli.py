@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .security.client_commands import COMMANDS as CLIENT_COMMANDS
+from .mail.commands import outbox_command
 from .serving.devcert import dev_cert
 from .store.commands import db as db_commands
 
@@ -99,6 +100,7 @@ main.add_command(db_commands)
 main.add_command(dev_cert)
 for _command in CLIENT_COMMANDS:
     main.add_command(_command)
+main.add_command(outbox_command)
 
 
 @main.command("init-db")
@@ -413,12 +415,16 @@ def rotate_keys(at_once: bool) -> None:
 @main.command("prune")
 def prune() -> None:
     """Delete revocations whose tokens have all expired anyway, login counters that
-    decide nothing any more, and security events and ended sessions older than
-    AUDIT_RETENTION_DAYS."""
+    decide nothing any more, expired reset and verification tokens, and security events,
+    ended sessions and sent mail older than AUDIT_RETENTION_DAYS."""
+    from .accounts.recovery import recovery_store
+    from .mail import OutboxStore
 
-    async def work(svc: Services) -> tuple[int, int, int, int]:
-        from .store.oauth import SqlReplayStore
+    from .store.oauth import SqlReplayStore
 
+    app = _app()
+
+    async def work(svc: Services) -> tuple[int, int, int, int, int, int]:
         store: Any = svc.revocations.store
         now = time.time()
         kept_since = now - float(svc.config["AUDIT_RETENTION_DAYS"]) * 86400
@@ -428,15 +434,22 @@ def prune() -> None:
             await svc.logins.store.prune(now),
             await svc.events.prune(kept_since),
             await svc.sessions.prune(kept_since),
+            await recovery_store(app).prune_tokens(now),
+            await OutboxStore(svc.db).prune(kept_since),
         )
 
-    revocations, counters, events, sessions = _run(work)
+    revocations, counters, events, sessions, tokens, mails = _run(work, app=app)
     click.echo(f"pruned {revocations} expired revocations")
     if counters:
         click.echo(f"pruned {counters} expired login counters")
     if events or sessions:
         click.echo(
             f"pruned {events} security events and {sessions} ended sessions older than"
+            " AUDIT_RETENTION_DAYS"
+        )
+    if tokens or mails:
+        click.echo(
+            f"pruned {tokens} expired recovery tokens and {mails} sent mails older than"
             " AUDIT_RETENTION_DAYS"
         )
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from .jwt.config import settings_problems
 from .jwt.keydir import key_directory
 from .jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
+from .mail.config import mail_problems
 from .security.clients import parse_clients
 from .security.throttle import parse_proxies
 from .settings import SECRET_FILE, SettingsError, load_settings, short_secret
@@ -41,6 +42,10 @@ POSITIVE = (
     "RATELIMIT_AUTH_LIMIT",
     "RATELIMIT_AUTH_PERIOD",
     "WORKER_TIMEOUT",
+    "PASSWORD_RESET_TTL",
+    "EMAIL_VERIFY_TTL",
+    "MAIL_SEND_TIMEOUT",
+    "MAIL_RETRY_MAX_SECONDS",
     "SESSION_IDLE_TIMEOUT",
     "SESSION_MAX_AGE",
     "AUDIT_RETENTION_DAYS",
@@ -55,6 +60,7 @@ NOT_NEGATIVE = (
     "SQLITE_BUSY_TIMEOUT",
     "TRUSTED_PROXY_HOPS",
     "READINESS_TIMEOUT",
+    "MAIL_POLL_INTERVAL",
     "SESSION_LIMIT",
     "REFRESH_REUSE_GRACE_SECONDS",
     "KEY_ACTIVATION_DELAY",
@@ -102,6 +108,7 @@ def problems_of(settings: Mapping[str, Any], environ: Mapping[str, str] | None =
     """One line per setting that cannot work (the values are already read)."""
     env = os.environ if environ is None else environ
     problems = [*_check_values(settings), *_check_secret(settings), *settings_problems(settings)]
+    problems += mail_problems(settings)
     return problems + _check_paths(settings, env)
 
 

@@ -48,6 +48,23 @@ class Credentials(Strict):
         return normalise_username(value)
 
 
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+EmailAddress = Annotated[
+    str,
+    StringConstraints(max_length=254, pattern=EMAIL_RE.pattern),
+    Field(examples=["alice@example.com"], description="An email address (user@domain.tld)"),
+]
+
+
+class Registration(Credentials):
+    #: Optional: mail goes there once the link mailed to it is followed.
+    email: EmailAddress | None = None
+
+
 class PasswordChange(Strict):
     old_password: str = Field(min_length=1, max_length=1024)
     new_password: Password

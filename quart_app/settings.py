@@ -220,6 +220,28 @@ DEFAULTS: dict[str, Any] = {
     # Hypercorn's HTTP/1.1 parser: httptools (llhttp, in C; quart_app/serving/http1.py) or
     # h11 (Hypercorn's own, pure Python).
     "HTTP1_PARSER": "httptools",
+    # Mail (quart_app/mail): smtp://user:pass@host:587 (STARTTLS) or smtps://host:465
+    # (TLS). Unset: every mail is written as an .eml file into INSTANCE_PATH/outbox.
+    "SMTP_URL": None,
+    # PEM file of the CA(s) that sign the SMTP server's certificate (an internal CA);
+    # unset: the system's trusted CAs.
+    "SMTP_CA_FILE": None,
+    "MAIL_FROM": "quart_app <no-reply@localhost>",
+    # A directory of templates that replace the built-in ones of the same name.
+    "MAIL_TEMPLATES_DIR": None,
+    # Links mailed to users; {token} is replaced. Unset: the mail shows the token itself.
+    "PASSWORD_RESET_URL": None,
+    "EMAIL_VERIFY_URL": None,
+    # Seconds a reset token lives, and a verification token.
+    "PASSWORD_RESET_TTL": 30 * 60,
+    "EMAIL_VERIFY_TTL": 24 * 3600,
+    # Mail the user when they sign in from a client (browser, device) not seen before.
+    "NOTIFY_NEW_SIGNIN": False,
+    # The sender: how often it looks for mail queued by other workers (seconds), the
+    # longest wait between two attempts of one mail, and how long one SMTP exchange may take.
+    "MAIL_POLL_INTERVAL": 2.0,
+    "MAIL_RETRY_MAX_SECONDS": 3600.0,
+    "MAIL_SEND_TIMEOUT": 30.0,
     # Second factors (docs/mfa.md). Fernet keys, comma-separated, that encrypt TOTP secrets
     # at rest: the first encrypts, all decrypt (rotation). Unset: one is generated into
     # INSTANCE_PATH (0600); several hosts must share one.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from ..jwt import create_access_token, create_refresh_token
 from ..jwt.revocation import FAMILY_CLAIM, SESSION_CLAIM, Revocation
 from ..services import Services, services
+from ..store.events import Recording
 from ..store.sessions import Ended, Rotation, SessionRecord, SessionRefused, UserNotFound
 from ..store.users import UserRecord
 from .events import Client, SecurityEvent
@@ -185,13 +186,15 @@ async def end_all_sessions(
     keep: str | None = None,
     password_hash: str | None = None,
     disabled: bool | None = None,
+    within: Callable[[Recording], Awaitable[object]] | None = None,
 ) -> int:
     """End every session of the user but ``keep``; returns how many ended.
 
     Race-free with logins in flight (see ``SessionStore.end_all``): a login whose
     password check began before this commits gets no session that outlives it. With
     ``password_hash`` (a password change) or ``disabled`` the user row changes in the
-    same transaction. Raises :class:`UserNotFound`.
+    same transaction, as does whatever ``within`` writes (it runs first; what it raises
+    rolls the whole back and is raised here). Raises :class:`UserNotFound`.
     """
     svc = services()
     ended = await svc.sessions.end_all(
@@ -201,6 +204,7 @@ async def end_all_sessions(
         keep=keep,
         password_hash=password_hash,
         disabled=disabled,
+        within=within,
     )
     await announce(svc, ended.revoked)
     return len(ended.ids)

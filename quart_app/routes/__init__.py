@@ -2,7 +2,8 @@
 sessions and events), admin (administration), meta (health, keys), gateway (forward
 auth), oauth (introspection, revocation, metadata), ws (the authenticated WebSocket),
 apidocs (the /docs page, from local files), mfa and webauthn (second factors), account
-(the /account page)."""
+(the /account page), recovery (password reset by mail), email (the user's address and
+its verification)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from .account import bp as account_bp
 from .admin import bp as admin_bp
 from .apidocs import bp as apidocs_bp
 from .auth import bp as auth_bp
+from .email import bp as email_bp
 from .gateway import bp as gateway_bp
 from .meta import bp as meta_bp
 from .mfa import bp as mfa_bp
 from .oauth import bp as oauth_bp
+from .recovery import bp as recovery_bp
 from .sessions import bp as sessions_bp
 from .users import bp as users_bp
 from .webauthn import bp as webauthn_bp
@@ -28,6 +31,10 @@ THROTTLED_ENDPOINTS = (
     "auth.refresh",
     "users.change_password",
     "oauth.token",
+    "recovery.forgot",
+    "recovery.reset",
+    "email.change_email",
+    "email.verify_email",
     "mfa.login_mfa",
     "webauthn.login_begin",
     "webauthn.login_finish",
@@ -49,4 +56,6 @@ def register_blueprints(app: Quart) -> None:
         webauthn_bp,
         account_bp,
     ):
+        app.register_blueprint(blueprint)
+    for blueprint in (recovery_bp, email_bp):
         app.register_blueprint(blueprint)

@@ -10,11 +10,12 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import document_request, document_response, validate_request
 
 from ..accounts.events import LOGIN_BLOCKED, LOGIN_FAILED, LOGOUT, REGISTER, SecurityEvent
 from ..accounts.passwords import PasswordRejected, check_new_password
+from ..accounts.recovery import recovery_store
 from ..accounts.sessions import (
     IssuedPair,
     SessionRefused,
@@ -32,7 +33,7 @@ from ..jwt import (
 )
 from ..jwt.revocation import FAMILY_CLAIM, Revocation
 from ..observability import note_user
-from ..schemas import Credentials, Message, TokenPair, UserOut, username_key
+from ..schemas import Credentials, Message, Registration, TokenPair, UserOut, username_key
 from ..security.binding import Binding, dpop_binding
 from ..security.throttle import limit_key, request_client
 from ..services import services
@@ -50,23 +51,31 @@ SESSION_EXPIRED = "Session has expired"
 @bp.post("/register")
 @public
 @errors(400, 409, 413, 429, UNAVAILABLE)
-@validate_request(Credentials)
+@validate_request(Registration)
 @document_response(UserOut, 201)
-async def register(data: Credentials) -> tuple[dict[str, Any], int]:
+async def register(data: Registration) -> tuple[dict[str, Any], int]:
     """Create an account. Usernames are unique without regard to case; the password must
-    not be a common one nor contain the username (400)."""
+    not be a common one nor contain the username (400).
+
+    An ``email`` is optional: it is mailed a verification link (in the same transaction
+    as the account), and used only once that link is followed.
+    """
     svc = services()
     new_password_allowed(data.password, username=data.username)
     password_hash = await svc.passwords.hash(data.password)
+    then = recovery_store().on_registration(data.email) if data.email else None
     try:
         user = await svc.users.create(
             data.username,
             username_key(data.username),
             password_hash,
             event=SecurityEvent(REGISTER, client=request_client()),
+            then=then,
         )
     except UsernameTaken:
         raise AppError(409, "Username already exists") from None
+    if then is not None:
+        recovery_store().mail_queued()
     note_user(user.id)
     return {"id": user.id, "username": user.username}, 201
 
@@ -144,6 +153,10 @@ async def issue_login(
         if refused.reason == "disabled":
             raise AppError(403, ACCOUNT_DISABLED) from None
         raise AppError(401, BAD_CREDENTIALS) from None
+    if services().config["NOTIFY_NEW_SIGNIN"]:  # after the answer: it never delays a login
+        current_app.add_background_task(
+            recovery_store().signed_in, user.id, request_client(), pair.session_id
+        )
     return pair_response(pair, binding)
 
 

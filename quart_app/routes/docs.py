@@ -65,6 +65,8 @@ TAGS = {
     "observability": ("meta", ""),
     "gateway": ("gateway", "Forward authentication for nginx, Traefik and Envoy."),
     "oauth": ("oauth", "Introspection, revocation and metadata for other services."),
+    "recovery": ("recovery", "Password reset by mail, and the account's email address."),
+    "email": ("recovery", ""),
     "mfa": ("mfa", "Second factors: TOTP, recovery codes, and the login's second step."),
     "webauthn": ("webauthn", "Passkeys (WebAuthn): registration, login, listing."),
     "account": ("account", "What the /account page needs beyond the API."),
@@ -77,8 +79,8 @@ STATUS = {
     " or revoked; `msg` says which (Flask-JWT-Extended's texts).",
     403: "Not allowed for these credentials.",
     404: "Not found.",
-    409: "Conflict: the username is taken (without regard to case), or the second factor"
-    " is in another state; `msg` says which.",
+    409: "Conflict: the username or email address is taken (without regard to case), or"
+    " the second factor is in another state; `msg` says which.",
     413: "Request body larger than the configured limit (MAX_CONTENT_LENGTH).",
     415: "Unsupported media type: a JSON body must be sent as `application/json`.",
     422: "Malformed token, bad signature, or a token of the wrong type; `msg` says which.",

@@ -10,6 +10,7 @@ from quart import Blueprint
 from quart_schema import document_response, validate_querystring, validate_request
 
 from ..accounts.events import PASSWORD_CHANGED, SecurityEvent
+from ..accounts.recovery import recovery_store
 from ..accounts.sessions import end_all_sessions
 from ..errors import AppError
 from ..jwt import UserLookupError, get_jwt, get_jwt_header, jwt_required
@@ -122,4 +123,5 @@ async def change_password(data: PasswordChange) -> dict[str, str]:
         ),
         password_hash=password_hash,
     )
+    recovery_store().mail_queued()
     return {"msg": "Password changed"}

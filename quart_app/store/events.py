@@ -17,6 +17,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..accounts.events import Client, SecurityEvent, log_events
+from ..mail.notify import notify_events
 from .db import Database, bounded_store
 from .errors import retry_conflicts
 from .models import SecurityEventRow
@@ -48,6 +49,7 @@ class Recording:
         if events:
             await self.session.execute(insert(SecurityEventRow), [_row(e) for e in events])
             self.events.extend(events)
+            await notify_events(self.session, events)  # their notices, in this transaction
 
 
 @contextlib.asynccontextmanager

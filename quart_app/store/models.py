@@ -136,6 +136,71 @@ class RevocationRow(Base):
     )
 
 
+class UserEmail(Base):
+    """A user's email address (optional), and the state of its reset mails."""
+
+    __tablename__ = "user_emails"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: As given by the user; mail goes there once it is verified.
+    email: Mapped[str] = mapped_column(String(320))
+    #: The case-folded address once verified, NULL before: a verified address belongs to
+    #: one account only (NULLs never collide in a unique index, on every engine).
+    verified_key: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
+    #: Epoch seconds of the last three reset mails, oldest first (0: none): a fourth is
+    #: queued only when the oldest is an hour old, decided by one conditional UPDATE.
+    reset_mail_1: Mapped[float] = mapped_column(Float, default=0.0)
+    reset_mail_2: Mapped[float] = mapped_column(Float, default=0.0)
+    reset_mail_3: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RecoveryToken(Base):
+    """A mailed password-reset or email-verification token, stored as its SHA-256 only."""
+
+    __tablename__ = "recovery_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: "reset" or "verify".
+    purpose: Mapped[str] = mapped_column(String(16))
+    #: verify: the address it verifies (the token dies if the user changes it meanwhile).
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    #: reset: SHA-256 of the password hash it was issued under (a password change voids it).
+    password_stamp: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class OutboxMail(Base):
+    """A mail to send: written in the transaction that decided it, sent by the sender."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: Set once when queued: every attempt sends the same Message-ID.
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    #: The template's name (quart_app/mail/templates) and its context as JSON; the
+    #: context (it may hold a token) is emptied once the mail is sent.
+    template: Mapped[str] = mapped_column(String(64))
+    context: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: "pending", "sent" or "failed" (refused for good by the mail server).
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    #: The sender that holds the mail until ``claimed_until`` (a lease: a sender that died
+    #: lets go of it by then).
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    __table_args__ = (Index("ix_mail_outbox_state_next", "state", "next_attempt_at"),)
+
+
 class LoginLimit(Base):
     """One counter of failed password checks: an account, an (account, client network)
     pair, or a client network across accounts (see quart_app/security/lockout.py).

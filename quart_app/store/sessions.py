@@ -19,7 +19,7 @@ revocations of the sessions it ends (see :mod:`.events` and :mod:`.revocations`)
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -451,6 +451,7 @@ class SessionStore:
         password_hash: str | None = None,
         disabled: bool | None = None,
         now: float | None = None,
+        within: Callable[[Recording], Awaitable[object]] | None = None,
     ) -> Ended:
         """End every session of the user (but ``keep``), race-free with logins in flight.
 
@@ -458,7 +459,8 @@ class SessionStore:
         new ``password_hash`` / ``disabled`` when given), which waits for logins holding
         the row and makes the ones still checking a password create nothing; then every
         session not yet ended is ended and its family revoked; ``event`` is recorded.
-        Raises :class:`UserNotFound`.
+        ``within`` runs first in that transaction (e.g. a password reset using up its
+        token): whatever it raises rolls everything back. Raises :class:`UserNotFound`.
         """
         now = time.time() if now is None else now
         values: dict[str, Any] = {"credential_epoch": User.credential_epoch + 1}
@@ -467,6 +469,8 @@ class SessionStore:
         if disabled is not None:
             values["disabled"] = disabled
         async with recording(self.db) as tx:
+            if within is not None:
+                await within(tx)
             found = await tx.session.execute(
                 update(User).where(User.id == user_id).values(**values).returning(User.id)
             )

@@ -8,11 +8,13 @@ a transaction that starts by writing just waits for the lock (busy timeout).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..accounts.events import SecurityEvent
 from .db import Database, bounded_store
@@ -73,8 +75,10 @@ class UserStore:
         password_hash: str,
         *,
         event: SecurityEvent | None = None,
+        then: Callable[[AsyncSession, User], Awaitable[object]] | None = None,
     ) -> UserRecord:
-        """Insert a user; ``event`` (``register``) is recorded with it, naming its id."""
+        """Insert a user; ``event`` (``register``) is recorded with it, naming its id;
+        ``then`` runs in the same transaction once the row has its id."""
         user = User(
             username=username,
             username_key=username_key,
@@ -89,6 +93,8 @@ class UserStore:
                 await tx.session.flush()
                 if event is not None:
                     await tx.record(replace(event, user_id=user.id))
+                if then is not None:
+                    await then(tx.session, user)
         except IntegrityError:
             raise UsernameTaken(username) from None
         return _record(user)

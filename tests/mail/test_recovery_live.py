@@ -1,0 +1,189 @@
+"""Recovery on live Hypercorn (two workers) with a real SMTP server, on both storage
+profiles: the links come from the received mail, an SMTP outage during a reset delays
+the mail (which then arrives exactly once), and two workers' senders send each mail once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from live import Server, server_env
+from smtp_server import SmtpSink, token_in
+from support import SECRET
+
+from quart_app.mail.outbox import OutboxStore
+from quart_app.store import Database
+
+pytestmark = pytest.mark.live
+
+PASSWORD = "correct-horse"
+NEW_PASSWORD = "battery-staple-2"
+CLOSE = {"Connection": "close"}  # new connection per request: either worker answers
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, backend: str, backend_config: dict[str, Any], smtp: SmtpSink
+) -> Iterator[Server]:
+    env = server_env(backend_config) | {
+        "JWT_SECRET_KEY": SECRET,
+        "SMTP_URL": smtp.url,
+        "MAIL_FROM": "Accounts <accounts@app.example>",
+        "PASSWORD_RESET_URL": "https://app.example/reset?token={token}",
+        "EMAIL_VERIFY_URL": "https://app.example/verify?token={token}",
+        "MAIL_POLL_INTERVAL": "0.5",
+        "RATELIMIT_AUTH_LIMIT": "10000",
+    }
+    with Server(tmp_path / "instance", workers=2, env=env) as live:
+        yield live
+
+
+def database_url(server: Server, backend_config: dict[str, Any]) -> str:
+    url = backend_config.get("DATABASE_URL")
+    return str(url) if url else f"sqlite+aiosqlite:///{server.env['INSTANCE_PATH']}/app.db"
+
+
+async def outbox_counts(url: str) -> dict[str, int]:
+    db = Database(url)
+    await db.open(create_tables=False)
+    try:
+        return await OutboxStore(db).counts()
+    finally:
+        await db.close()
+
+
+def post(client: httpx.Client, server: Server, path: str, body: dict[str, Any]) -> httpx.Response:
+    return client.post(f"{server.url}{path}", json=body, headers=CLOSE)
+
+
+async def test_reset_through_an_smtp_outage(
+    server: Server, smtp: SmtpSink, backend_config: dict[str, Any]
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        body = {"username": "alice", "password": PASSWORD, "email": "alice@example.com"}
+        assert post(client, server, "/register", body).status_code == 201
+        [verify] = await smtp.wait_for(1)
+        answer = post(client, server, "/email/verify", {"token": token_in(verify)})
+        assert answer.json() == {"msg": "Email verified"}
+        old = post(client, server, "/login", {"username": "alice", "password": PASSWORD}).json()
+
+        smtp.stop()  # the mail server goes down just as the reset is asked for
+        answer = post(client, server, "/password/forgot", {"username": "alice"})
+        assert answer.status_code == 202
+        url = database_url(server, backend_config)
+        deadline = time.monotonic() + 30
+        while (await outbox_counts(url))["failing"] < 1:
+            assert time.monotonic() < deadline, "the sender never tried"
+            await asyncio.sleep(0.2)
+        smtp.start()
+        reset = (await smtp.wait_for(2, timeout=60))[-1]
+        await asyncio.sleep(3)  # a second delivery (by either worker) would show by now
+        assert smtp.count() == 2
+        counts = await outbox_counts(url)
+        assert (counts["sent"], counts["pending"]) == (2, 0)
+
+        body = {"token": token_in(reset), "new_password": NEW_PASSWORD}
+        answer = post(client, server, "/password/reset", body)
+        assert answer.json() == {"msg": "Password has been reset"}
+        assert post(client, server, "/password/reset", body).status_code == 400
+        old_login = {"username": "alice", "password": PASSWORD}
+        assert post(client, server, "/login", old_login).status_code == 401
+        deadline = time.monotonic() + 10  # every worker refuses the old token soon
+        refused = 0
+        while refused < 4:
+            assert time.monotonic() < deadline
+            status = client.get(
+                f"{server.url}/me",
+                headers={"Authorization": f"Bearer {old['access_token']}", **CLOSE},
+            ).status_code
+            refused = refused + 1 if status == 401 else 0
+        new_login = {"username": "alice", "password": NEW_PASSWORD}
+        assert post(client, server, "/login", new_login).status_code == 200
+        notice = (await smtp.wait_for(3))[-1]
+        assert notice["Subject"] == "Security notice for your account"
+
+
+async def test_two_workers_send_each_mail_once(server: Server, smtp: SmtpSink) -> None:
+    count = 12
+    with httpx.Client(timeout=30) as client:
+        for n in range(count):
+            body = {"username": f"user{n}", "password": PASSWORD, "email": f"u{n}@example.com"}
+            assert post(client, server, "/register", body).status_code == 201
+    mails = await smtp.wait_for(count, timeout=60)
+    await asyncio.sleep(2)
+    assert smtp.count() == count
+    assert len({m["Message-ID"] for m in mails}) == count
+    assert sorted(m["To"] for m in mails) == sorted(f"u{n}@example.com" for n in range(count))
+
+
+async def test_a_reset_racing_logins_with_the_old_password(server: Server, smtp: SmtpSink) -> None:
+    """Logins with the old password in flight on both workers while the reset commits:
+    whatever pair one of them got, none outlives the reset."""
+    with httpx.Client(timeout=30) as client:
+        body = {"username": "alice", "password": PASSWORD, "email": "alice@example.com"}
+        assert post(client, server, "/register", body).status_code == 201
+        [verify] = await smtp.wait_for(1)
+        assert post(client, server, "/email/verify", {"token": token_in(verify)}).is_success
+        assert post(client, server, "/password/forgot", {"username": "alice"}).status_code == 202
+    token = token_in((await smtp.wait_for(2))[-1])
+
+    old = {"username": "alice", "password": PASSWORD}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=CLOSE) as http:
+        first_in = asyncio.Event()
+
+        async def logins(count: int) -> list[httpx.Response]:
+            answers = []
+            for _ in range(count):
+                answers.append(await http.post("/login", json=old))
+                if answers[-1].status_code == 200:
+                    first_in.set()
+            return answers
+
+        async def reset() -> httpx.Response:
+            await first_in.wait()  # one login got in; the others are in flight
+            body = {"token": token, "new_password": NEW_PASSWORD}
+            return await http.post("/password/reset", json=body)
+
+        *streams, answer = await asyncio.gather(*(logins(6) for _ in range(6)), reset())
+        assert answer.json() == {"msg": "Password has been reset"}
+        pairs = [r.json() for stream in streams for r in stream if r.status_code == 200]
+        statuses = {r.status_code for stream in streams for r in stream}
+        # After the reset the old password fails (401), then the account lock answers (429).
+        assert statuses <= {200, 401, 429}, statuses
+        assert pairs, "no login got in before the reset: the race was not run"
+        # Every refresh token from before is refused (decided by the shared store) ...
+        for pair in pairs:
+            refreshed = await http.post(
+                "/token/refresh", headers={"Authorization": f"Bearer {pair['refresh_token']}"}
+            )
+            assert refreshed.status_code == 401, refreshed.text
+        # ... and every access token, on both workers, once revocations have spread.
+        await asyncio.sleep(2.5)
+        for pair in pairs:
+            for _ in range(2):
+                me = await http.get(
+                    "/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
+                )
+                assert me.status_code == 401, me.text
+        new = await http.post("/login", json={"username": "alice", "password": NEW_PASSWORD})
+        assert new.status_code == 200
+        sessions = await http.get(
+            "/sessions", headers={"Authorization": f"Bearer {new.json()['access_token']}"}
+        )
+        assert len(sessions.json()) == 1, sessions.json()
