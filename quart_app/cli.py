@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .security.client_commands import COMMANDS as CLIENT_COMMANDS
 from .mail.commands import outbox_command
+from .security.client_commands import COMMANDS as CLIENT_COMMANDS
 from .serving.devcert import dev_cert
 from .store.commands import db as db_commands
 
@@ -419,7 +419,6 @@ def prune() -> None:
     ended sessions and sent mail older than AUDIT_RETENTION_DAYS."""
     from .accounts.recovery import recovery_store
     from .mail import OutboxStore
-
     from .store.oauth import SqlReplayStore
 
     app = _app()
