@@ -61,12 +61,18 @@ def flask_database(path: Path, users: Sequence[tuple[int, str, str]]) -> str:
     return url
 
 
+# A Fernet key for the tests' TOTP secrets (not a secret of any deployment).
+MFA_KEY = "BO0_y5gnXpMVG-rzzX_uq89P-x9VqB8P5_PAnFSYI2I="
+
+
 def cli_env(tmp_path: Path, **extra: Any) -> dict[str, str]:
     """The environment the CLI (or a server) reads: this test's database and instance."""
     env = {
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
         "JWT_SECRET_KEY": SECRET,
+        # Given, like the JWT secret: a generated one would be announced on stderr.
+        "MFA_ENCRYPTION_KEY": MFA_KEY,
         **{key: str(value) for key, value in FAST_HASHING.items()},
     }
     env.update({key: str(value) for key, value in extra.items()})
