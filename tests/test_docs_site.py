@@ -36,6 +36,15 @@ def test_the_readme_is_a_front_page() -> None:
         assert (ROOT / target).is_file(), target
 
 
+def test_every_setting_is_in_the_configuration_page() -> None:
+    """Each key of settings.DEFAULTS is named, in backticks, on docs/configuration.md."""
+    from quart_app.settings import DEFAULTS
+
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", page))
+    assert sorted(set(DEFAULTS) - named) == []
+
+
 def test_every_measured_figure_says_when_where_and_how() -> None:
     results = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
     assert results
