@@ -28,6 +28,10 @@ NOTICES = {
     "mfa_enabled": "Two-factor authentication was turned on for your account.",
     "mfa_disabled": "Two-factor authentication was turned off for your account.",
     "passkey_added": "A new passkey was added to your account.",
+    "recovery_code_used": (
+        "One of your recovery codes was used. If that was not you, change your password"
+        " and make new recovery codes."
+    ),
     "new_signin": "Your account was signed in to from a client not seen before.",
     "email_changed": "The email address of your account was changed.",
 }
@@ -83,6 +87,7 @@ EVENT_NOTICES = {
     "mfa_disabled": "mfa_disabled",
     "mfa_reset": "mfa_disabled",
     "passkey_added": "passkey_added",
+    "mfa_recovery_code_used": "recovery_code_used",
     "new_signin": "new_signin",
 }
 

@@ -1,5 +1,5 @@
 """A reset of an account with TOTP on asks for its second factor; turning TOTP on and
-off, and adding a passkey's event, mail their notices."""
+off, using a recovery code, and adding a passkey's event, mail their notices."""
 
 from __future__ import annotations
 
@@ -56,9 +56,12 @@ async def test_reset_asks_for_the_second_factor(mail_app: Quart, smtp: SmtpSink)
     )
     response = await client.post("/login", json={"username": "alice", "password": NEW_PASSWORD})
     assert (await response.get_json())["msg"] == "MFA required"  # TOTP stays on
+    mails = await smtp.wait_for(5)
+    assert "recovery codes was used" in text_of(mails[3])
+    assert "Your password was reset" in text_of(mails[4])
     # The recovery code was used once and for all.
     await forgot(mail_app, username="alice")
-    token = token_in((await smtp.wait_for(5))[-1])
+    token = token_in((await smtp.wait_for(6))[-1])
     body = {"token": token, "new_password": "third-password-3", "code": codes[0]}
     response = await client.post("/password/reset", json=body)
     assert response.status_code == 401
@@ -71,6 +74,7 @@ async def test_turning_totp_off_is_noticed(mail_app: Quart, smtp: SmtpSink) -> N
     _secret, codes = await enrol(mail_app, access)
     response = await client.delete("/me/mfa/totp", json={"code": codes[1]}, headers=bearer(access))
     assert response.status_code == 200
-    mails = await smtp.wait_for(3)
+    mails = await smtp.wait_for(4)
     assert "turned on" in text_of(mails[1])
-    assert "turned off" in text_of(mails[2])
+    assert "recovery codes was used" in text_of(mails[2])
+    assert "turned off" in text_of(mails[3])
