@@ -20,7 +20,6 @@ import asyncio
 import random
 import re
 import secrets
-import statistics
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
+from benchmarks.paired import print_pairs, time_pairs
 from benchmarks.servers import Server, free_port, target_specs
 
 PASSWORD = "correct horse battery"
@@ -61,11 +61,6 @@ class Sink:
     def count(self, subject: str) -> int:
         with self.lock:
             return self.subjects.count(subject)
-
-
-def _median_ci(diffs: list[float], rng: random.Random, rounds: int = 2000) -> tuple[float, float]:
-    medians = sorted(statistics.median(rng.choices(diffs, k=len(diffs))) for _ in range(rounds))
-    return medians[int(rounds * 0.025)], medians[int(rounds * 0.975)]
 
 
 async def _wait(predicate: Any, timeout: float = 120.0) -> None:
@@ -100,33 +95,18 @@ async def _measure(
             assert (await http.post("/email/verify", json={"token": token})).status_code == 200
         for n in range(10):  # warm up both paths
             await http.post("/password/forgot", json={"username": f"warmup{n:04d}"})
-        times: dict[str, list[float]] = {"known": [], "unknown": []}
-        diffs = []
-        for name, ghost in zip(known, ghosts, strict=True):
-            pair = [("known", name), ("unknown", ghost)]
-            rng.shuffle(pair)
-            took = {}
-            for kind, username in pair:
-                started = time.perf_counter()
-                response = await http.post("/password/forgot", json={"username": username})
-                took[kind] = time.perf_counter() - started
-                assert response.status_code == 202, response.text
-                times[kind].append(took[kind])
-                # Let the background work (for a registered account: a transaction and
-                # a mail) finish before the next request is timed, or it lands on it.
-                await asyncio.sleep(gap)
-            diffs.append(took["known"] - took["unknown"])
+        # After each request, let the background work (for a registered account: a
+        # transaction and a mail) finish before the next one is timed, or it lands on it.
+        result = await time_pairs(
+            known,
+            ghosts,
+            lambda username: http.post("/password/forgot", json={"username": username}),
+            status=202,
+            rng=rng,
+            gap=gap,
+        )
     await _wait(lambda: sink.count("Reset your password") >= tries)
-    low, high = _median_ci(diffs, rng)
-    return {
-        "known": statistics.median(times["known"]),
-        "unknown": statistics.median(times["unknown"]),
-        "diff": statistics.median(diffs),
-        "low": low,
-        "high": high,
-        "slower": sum(d > 0 for d in diffs),
-        "mails": sink.count("Reset your password"),
-    }
+    return {**result, "mails": sink.count("Reset your password")}
 
 
 def main() -> None:
@@ -167,15 +147,8 @@ def main() -> None:
                 server.stop()
     finally:
         controller.stop()
-    ms = {key: value * 1000 for key, value in result.items() if key not in ("slower", "mails")}
     print(f"{spec.label}: {args.tries} pairs of POST /password/forgot, {args.gap:g} s apart")
-    print(f"  median, registered account (verified address): {ms['known']:.2f} ms")
-    print(f"  median, unknown username:                      {ms['unknown']:.2f} ms")
-    print(
-        f"  median paired difference:    {ms['diff']:+.2f} ms"
-        f" (95% CI {ms['low']:+.2f} to {ms['high']:+.2f} ms)"
-    )
-    print(f"  registered slower in {result['slower']} of {args.tries} pairs")
+    print_pairs(result, args.tries, "registered account (verified address)")
     print(f"  reset mails received by the SMTP server: {int(result['mails'])}")
 
 

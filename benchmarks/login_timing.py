@@ -19,23 +19,17 @@ import argparse
 import asyncio
 import random
 import secrets
-import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
+from benchmarks.paired import print_pairs, time_pairs
 from benchmarks.servers import Server, target_specs
 
 WRONG = "not-the-password"
 PASSWORD = "correct horse battery"
-
-
-def _median_ci(diffs: list[float], rng: random.Random, rounds: int = 2000) -> tuple[float, float]:
-    medians = sorted(statistics.median(rng.choices(diffs, k=len(diffs))) for _ in range(rounds))
-    return medians[int(rounds * 0.025)], medians[int(rounds * 0.975)]
 
 
 async def _measure(url: str, tries: int, rng: random.Random) -> dict[str, float]:
@@ -53,28 +47,13 @@ async def _measure(url: str, tries: int, rng: random.Random) -> dict[str, float]
             assert all(r.status_code == 201 for r in created), created[0].text
         for n in range(10):  # warm up both paths
             await http.post("/login", json={"username": f"warmup{n:04d}", "password": WRONG})
-        times: dict[str, list[float]] = {"known": [], "unknown": []}
-        diffs = []
-        for name, ghost in zip(known, ghosts, strict=True):
-            pair = [("known", name), ("unknown", ghost)]
-            rng.shuffle(pair)
-            took = {}
-            for kind, username in pair:
-                started = time.perf_counter()
-                response = await http.post("/login", json={"username": username, "password": WRONG})
-                took[kind] = time.perf_counter() - started
-                assert response.status_code == 401, response.text
-                times[kind].append(took[kind])
-            diffs.append(took["known"] - took["unknown"])
-    low, high = _median_ci(diffs, rng)
-    return {
-        "known": statistics.median(times["known"]),
-        "unknown": statistics.median(times["unknown"]),
-        "diff": statistics.median(diffs),
-        "low": low,
-        "high": high,
-        "slower": sum(d > 0 for d in diffs),
-    }
+        return await time_pairs(
+            known,
+            ghosts,
+            lambda username: http.post("/login", json={"username": username, "password": WRONG}),
+            status=401,
+            rng=rng,
+        )
 
 
 def main() -> None:
@@ -93,15 +72,8 @@ def main() -> None:
             result = asyncio.run(_measure(server.base_url, args.tries, rng))
         finally:
             server.stop()
-    ms = {key: value * 1000 for key, value in result.items() if key != "slower"}
     print(f"{spec.label}: {args.tries} pairs of failed logins")
-    print(f"  median, registered username: {ms['known']:.2f} ms")
-    print(f"  median, unknown username:    {ms['unknown']:.2f} ms")
-    print(
-        f"  median paired difference:    {ms['diff']:+.2f} ms"
-        f" (95% CI {ms['low']:+.2f} to {ms['high']:+.2f} ms)"
-    )
-    print(f"  registered slower in {result['slower']} of {args.tries} pairs")
+    print_pairs(result, args.tries, "registered username")
 
 
 if __name__ == "__main__":

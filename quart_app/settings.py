@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -336,12 +336,45 @@ def short_secret(secret: str | bytes) -> str | None:
     )
 
 
+def generated_file(
+    instance: Path, name: str, make: Callable[[], bytes], what: str, logger: logging.Logger
+) -> Path:
+    """The path of ``name`` in ``instance``, written once with ``make()`` if missing.
+
+    The content is written to a temporary file with mode 0600 and published with
+    ``os.link``, which fails if the file exists: concurrent workers starting together all
+    end up reading the one file that won, and restarts keep it. A file readable by group
+    or others is kept but warned about on ``logger``.
+    """
+    instance.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = instance / name
+    if not path.exists():
+        tmp = instance / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, make())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+            logger.info("generated a new %s in %s", what, path)
+        except FileExistsError:
+            pass  # another worker won the race; use its file
+        finally:
+            tmp.unlink()
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        logger.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode)
+    return path
+
+
 def resolve_secret(settings: dict[str, Any]) -> str:
     """Return the HMAC secret: configured, or generated once into the instance directory.
 
-    A generated secret is written to a temporary file with mode 0600 and published with
-    ``os.link``, which fails if the file exists: concurrent workers starting together all
-    end up reading the one secret that won, and restarts keep it.
+    A generated secret is written once by ``generated_file`` (mode 0600, first writer
+    wins): concurrent workers starting together all read the one secret that won, and
+    restarts keep it.
     """
     configured = settings.get("JWT_SECRET_KEY")
     if configured:
@@ -349,27 +382,13 @@ def resolve_secret(settings: dict[str, Any]) -> str:
         if (problem := short_secret(secret)) is not None:
             raise SettingsError(problem)
         return secret
-    instance = Path(settings["INSTANCE_PATH"])
-    instance.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = instance / SECRET_FILE
-    if not path.exists():
-        tmp = instance / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_hex(64).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-            log.info("generated a new JWT secret in %s", path)
-        except FileExistsError:
-            pass  # another worker won the race; use its secret
-        finally:
-            tmp.unlink()
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        log.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode)
+    path = generated_file(
+        Path(settings["INSTANCE_PATH"]),
+        SECRET_FILE,
+        lambda: secrets.token_hex(64).encode(),
+        "JWT secret",
+        log,
+    )
     secret = path.read_text().strip()
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise SettingsError(

@@ -76,6 +76,24 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+async def scratch_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """An empty database on the backend (a file, or a PostgreSQL database of its own),
+    for migration tests to build at a given revision."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
+        return
+    main: PostgresRun = request.getfixturevalue("postgres_server")
+    scratch = PostgresRun(main.admin_url, name=f"{main.name}_scratch")
+    scratch.create(upgrade=False)
+    try:
+        yield scratch.url
+    finally:
+        scratch.drop()
+
+
+@pytest.fixture
 def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Settings that put this test's apps on its backend (PostgreSQL tables emptied first)."""
     if "backend" in request.fixturenames:

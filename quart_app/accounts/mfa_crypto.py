@@ -11,15 +11,13 @@ every worker of a host reads the same one; several hosts must share it (set it).
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from ..settings import SettingsError
+from ..settings import SettingsError, generated_file
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +59,7 @@ def parse_keys(raw: str) -> list[bytes]:
 
 
 def _generated_key(instance: Path) -> bytes:
-    instance.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = instance / KEY_FILE
-    if not path.exists():
-        tmp = instance / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, Fernet.generate_key())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-            log.info("generated a new MFA encryption key in %s", path)
-        except FileExistsError:
-            pass  # another worker won the race; use its key
-        finally:
-            tmp.unlink()
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        log.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode)
+    path = generated_file(instance, KEY_FILE, Fernet.generate_key, "MFA encryption key", log)
     keys = parse_keys(path.read_text())
     if not keys:
         raise SettingsError(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quart import Quart, current_app
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,6 +81,25 @@ class ResetTarget:
     user_id: int
     username: str
     password_hash: str
+
+
+async def use_up_token(
+    session: AsyncSession, token: str, purpose: str
+) -> Row[int, str | None, str | None, float] | None:
+    """Delete the token of ``purpose`` (single use: of concurrent callers one gets its
+    row) and return what it was issued with: ``user_id``, ``email``, ``password_stamp``,
+    ``expires_at`` (the caller checks expiry); None when there is no such token."""
+    result = await session.execute(
+        delete(RecoveryToken)
+        .where(RecoveryToken.token_hash == token_digest(token), RecoveryToken.purpose == purpose)
+        .returning(
+            RecoveryToken.user_id,
+            RecoveryToken.email,
+            RecoveryToken.password_stamp,
+            RecoveryToken.expires_at,
+        )
+    )
+    return result.first()
 
 
 async def issue_token(
@@ -225,18 +244,7 @@ class RecoveryStore:
         try:
             async with recording(self.db) as tx:
                 session = tx.session
-                row = (
-                    await session.execute(
-                        delete(RecoveryToken)
-                        .where(
-                            RecoveryToken.token_hash == token_digest(token),
-                            RecoveryToken.purpose == VERIFY,
-                        )
-                        .returning(
-                            RecoveryToken.user_id, RecoveryToken.email, RecoveryToken.expires_at
-                        )
-                    )
-                ).first()
+                row = await use_up_token(session, token, VERIFY)
                 if row is None or row.expires_at <= now or row.email is None:
                     return False
                 done = await session.execute(
@@ -337,20 +345,7 @@ class RecoveryStore:
 
         async def spend(tx: Recording) -> None:
             session = tx.session
-            row = (
-                await session.execute(
-                    delete(RecoveryToken)
-                    .where(
-                        RecoveryToken.token_hash == token_digest(token),
-                        RecoveryToken.purpose == RESET,
-                    )
-                    .returning(
-                        RecoveryToken.user_id,
-                        RecoveryToken.password_stamp,
-                        RecoveryToken.expires_at,
-                    )
-                )
-            ).first()
+            row = await use_up_token(session, token, RESET)
             if row is None or row.user_id != user_id or row.expires_at <= time.time():
                 raise TokenInvalid
             current = select(User.password_hash).where(User.id == user_id)

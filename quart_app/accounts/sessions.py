@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "end_all_sessions",
     "end_session",
     "refresh_session",
+    "revoke_token",
     "start_session",
     "user_id_of",
 ]
@@ -176,6 +177,36 @@ async def end_session(
     )
     await announce(svc, ended.revoked)
     return bool(ended.ids)
+
+
+async def revoke_token(
+    claims: Mapping[str, Any],
+    expires_at: float,
+    *,
+    login: bool,
+    reason: str,
+    kind: str,
+    client: Client,
+) -> None:
+    """Revoke the token of ``claims`` until ``expires_at``; with ``login``, when the
+    token names its login (``fam`` and a user), that whole login too: its session ends
+    (reason ``reason``, a ``kind`` event from ``client``) with both revocations written
+    in the same transaction."""
+    svc = services()
+    entries = [Revocation("jti", str(claims["jti"]), expires_at)]
+    family = claims.get(FAMILY_CLAIM)
+    user_id = user_id_of(claims.get("sub"))
+    if login and isinstance(family, str) and family and user_id is not None:
+        entries.append(Revocation("family", family, time.time() + svc.sessions.lifetimes.horizon))
+        await end_session(
+            user_id,
+            family,
+            reason=reason,
+            event=SecurityEvent(kind, user_id=user_id, session_id=family, client=client),
+            extra=entries,
+        )
+    else:
+        await svc.revocations.revoke(entries)
 
 
 async def end_all_sessions(

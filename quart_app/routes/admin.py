@@ -90,6 +90,17 @@ def _event(name: str, user_id: int) -> SecurityEvent:
     return SecurityEvent(name, user_id=user_id, client=request_client(), detail={"by": admin})
 
 
+async def _end_all(user_id: int, *, reason: str, kind: str, disabled: bool | None = None) -> int:
+    """End every session of the user (a ``kind`` event by this admin); 404 when the user
+    is gone by then."""
+    try:
+        return await end_all_sessions(
+            user_id, reason=reason, event=_event(kind, user_id), disabled=disabled
+        )
+    except UserNotFound:
+        raise AppError(404, USER_NOT_FOUND) from None
+
+
 @bp.get("/users/<int:user_id>/sessions")
 @errors(*TOKEN_ERRORS, 403, 404, UNAVAILABLE)
 @admin_required
@@ -111,12 +122,7 @@ async def user_sessions(user_id: int) -> list[dict[str, Any]]:
 async def end_user_sessions(user_id: int) -> dict[str, Any]:
     """End every session of a user (on every worker within the revocation bound)."""
     user = await _target(user_id)
-    try:
-        ended = await end_all_sessions(
-            user.id, reason="ended_by_admin", event=_event(SESSION_ENDED, user.id)
-        )
-    except UserNotFound:
-        raise AppError(404, USER_NOT_FOUND) from None
+    ended = await _end_all(user.id, reason="ended_by_admin", kind=SESSION_ENDED)
     return {"msg": "Sessions ended", "ended": ended}
 
 
@@ -127,12 +133,7 @@ async def end_user_sessions(user_id: int) -> dict[str, Any]:
 async def disable_user(user_id: int) -> dict[str, str]:
     """Disable an account: every session ends, and it cannot log in (403) until enabled."""
     user = await _target(user_id)
-    try:
-        await end_all_sessions(
-            user.id, reason="disabled", event=_event(ACCOUNT_DISABLED, user.id), disabled=True
-        )
-    except UserNotFound:
-        raise AppError(404, USER_NOT_FOUND) from None
+    await _end_all(user.id, reason="disabled", kind=ACCOUNT_DISABLED, disabled=True)
     return {"msg": "Account disabled"}
 
 

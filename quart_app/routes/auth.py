@@ -19,10 +19,9 @@ from ..accounts.recovery import recovery_store
 from ..accounts.sessions import (
     IssuedPair,
     SessionRefused,
-    end_session,
     refresh_session,
+    revoke_token,
     start_session,
-    user_id_of,
 )
 from ..errors import AppError, Throttled, describe_validation_error
 from ..jwt import (
@@ -31,7 +30,6 @@ from ..jwt import (
     get_jwt_header,
     jwt_required,
 )
-from ..jwt.revocation import FAMILY_CLAIM, Revocation
 from ..observability import note_user
 from ..schemas import Credentials, Message, Registration, TokenPair, UserOut, username_key
 from ..security.binding import Binding, dpop_binding
@@ -259,21 +257,7 @@ async def logout() -> dict[str, str]:
     claims = get_jwt()
     now = time.time()
     expires_at = float(claims.get("exp") or now + svc.config["JWT_ACCESS_TOKEN_EXPIRES"])
-    entries = [Revocation("jti", str(claims["jti"]), expires_at)]
-    family = claims.get(FAMILY_CLAIM)
-    user_id = user_id_of(claims.get("sub"))
-    if isinstance(family, str) and family and user_id is not None:
-        horizon = svc.sessions.lifetimes.horizon
-        entries.append(Revocation("family", family, now + horizon))
-        await end_session(
-            user_id,
-            family,
-            reason="logout",
-            event=SecurityEvent(
-                LOGOUT, user_id=user_id, session_id=family, client=request_client()
-            ),
-            extra=entries,
-        )
-    else:
-        await svc.revocations.revoke(entries)
+    await revoke_token(
+        claims, expires_at, login=True, reason="logout", kind=LOGOUT, client=request_client()
+    )
     return {"msg": "Successfully logged out"}

@@ -19,7 +19,6 @@ throttled like a password check (``security.clients``). There is no password gra
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote_plus
@@ -29,12 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 from quart_schema import DataSource, document_request, document_response
 
-from ..accounts.events import SESSION_ENDED, SecurityEvent
-from ..accounts.sessions import end_session, user_id_of
+from ..accounts.events import SESSION_ENDED
+from ..accounts.sessions import revoke_token, user_id_of
 from ..errors import AppError, Throttled
 from ..jwt import JWTExtendedException, create_access_token, get_manager
 from ..jwt.dpop import ALGORITHMS, PROOF_KEY, DPoP, DPoPError, bound_thumbprint, init_dpop
-from ..jwt.revocation import FAMILY_CLAIM, Revocation
+from ..jwt.revocation import FAMILY_CLAIM
 from ..jwt.tokens import numeric_date
 from ..security.binding import request_binding
 from ..security.clients import (
@@ -417,25 +416,14 @@ async def revoke() -> Response:
     verified = await _verified(form["token"])
     if verified is not None:
         claims = verified[1]
-        svc = services()
-        entries = [Revocation("jti", str(claims["jti"]), float(claims["exp"]))]
-        family = claims.get(FAMILY_CLAIM)
-        user_id = user_id_of(claims.get("sub"))
-        if claims["type"] == "refresh" and isinstance(family, str) and family and user_id:
-            entries.append(
-                Revocation("family", family, time.time() + svc.sessions.lifetimes.horizon)
-            )
-            await end_session(
-                user_id,
-                family,
-                reason="revoked",
-                event=SecurityEvent(
-                    SESSION_ENDED, user_id=user_id, session_id=family, client=request_client()
-                ),
-                extra=entries,
-            )
-        else:
-            await svc.revocations.revoke(entries)
+        await revoke_token(
+            claims,
+            float(claims["exp"]),
+            login=claims["type"] == "refresh",
+            reason="revoked",
+            kind=SESSION_ENDED,
+            client=request_client(),
+        )
     return _empty()
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ..serving.drain import mark_committed
+from .breaker import ProbingBreaker
 from .errors import CircuitOpen, OperationTimeout, unavailable_reason
 from .migrate import SchemaError, create_private, ensure_schema
 from .models import Base
@@ -311,7 +312,7 @@ class Database:
                 raise OSError(errno.EROFS, f"SQLite database not writable: {path}")
 
 
-class DatabaseBreaker:
+class DatabaseBreaker(ProbingBreaker):
     """Open after an operation times out, probe in the background, close when it answers.
 
     Like Redis's (quart_app/store/redis_breaker.py): without it a hung database (a
@@ -325,53 +326,34 @@ class DatabaseBreaker:
     it: they cost nothing to find out again.
     """
 
+    task_name = "database-breaker-probe"
+
     def __init__(self, db: Database, cooldown: float) -> None:
+        super().__init__(cooldown)
         self.db = db
-        self.cooldown = cooldown
-        self.is_open = False
-        #: How many times the breaker opened (for tests and the measurements).
-        self.trips = 0
-        self._opened_at = 0.0
-        self._probe: asyncio.Task[None] | None = None
 
     def failed(self) -> None:
         if self.cooldown <= 0 or self.is_open:
             return
-        self.is_open = True
-        self.trips += 1
-        self._opened_at = time.monotonic()
-        log.warning(
+        self._open(
+            log,
             "database did not answer within %gs; answering 503 without calling it and"
             " probing every %gs",
             self.db.operation_timeout,
             self.cooldown,
         )
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().create_task(
-                self._probe_until_answered(), name="database-breaker-probe"
-            )
 
     async def _probe_until_answered(self) -> None:
-        while True:
-            await asyncio.sleep(self.cooldown)
-            try:
-                await asyncio.wait_for(self.db._ping(), self.db.operation_timeout)
-            except Exception as error:  # any failure to answer: try again later
-                log.debug("database probe failed: %s", error or type(error).__name__)
-                continue
-            self.is_open = False
-            log.warning(
-                "database answers again after %.1fs; calling it again",
-                time.monotonic() - self._opened_at,
-            )
-            return
+        await self._probe_loop(
+            self.db._ping,
+            self.db.operation_timeout,
+            log,
+            lambda error: log.debug("database probe failed: %s", error or type(error).__name__),
+            "database answers again after %.1fs; calling it again",
+        )
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-            self._probe = None
+        await super().close()
         self.is_open = False
 
 

@@ -20,10 +20,8 @@ One breaker per worker and Redis URL is shared by all of that worker's clients
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -34,6 +32,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .breaker import ProbingBreaker
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,15 @@ class CircuitOpen(RedisConnectionError):
     """Not sent: Redis failed recently and has not answered a probe since."""
 
 
-class RedisBreaker:
+class RedisBreaker(ProbingBreaker):
     """Open after a failure, probe in the background, close when Redis answers."""
 
+    task_name = "redis-breaker-probe"
+
     def __init__(self, url: str, *, cooldown: float = 2.0, timeout: float = 0.5) -> None:
+        super().__init__(cooldown)
         self.url = url
-        self.cooldown = cooldown
         self.timeout = timeout
-        self.is_open = False
-        #: How many times the breaker opened (for tests and the measurement script).
-        self.trips = 0
-        self._opened_at = 0.0
-        self._probe: asyncio.Task[None] | None = None
 
     def client(self, url: str | None = None, **options: Any) -> GuardedRedis:
         """A Redis client (of this breaker's Redis, or ``url``) whose every command goes
@@ -78,19 +75,13 @@ class RedisBreaker:
     def failed(self, error: BaseException) -> None:
         if self.is_open:
             return
-        self.is_open = True
-        self.trips += 1
-        self._opened_at = time.monotonic()
-        log.warning(
+        self._open(
+            log,
             "Redis unavailable (%s); using the fallbacks (SQL poll, per-worker throttling)"
             " and probing every %.1fs",
             error or type(error).__name__,
             self.cooldown,
         )
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().create_task(
-                self._probe_until_answered(), name="redis-breaker-probe"
-            )
 
     async def _probe_until_answered(self) -> None:
         client = Redis.from_url(
@@ -100,29 +91,16 @@ class RedisBreaker:
             retry=Retry(NoBackoff(), 0),
         )
         try:
-            while True:
-                await asyncio.sleep(self.cooldown)
-                try:
-                    await asyncio.wait_for(client.ping(), 2 * self.timeout)
-                except Exception as error:  # any failure to answer: try again later
-                    log.debug("Redis probe failed: %s", error)
-                    continue
-                self.is_open = False
-                log.warning(
-                    "Redis answers again after %.1fs; using it again",
-                    time.monotonic() - self._opened_at,
-                )
-                return
+            await self._probe_loop(
+                client.ping,
+                2 * self.timeout,
+                log,
+                lambda error: log.debug("Redis probe failed: %s", error),
+                "Redis answers again after %.1fs; using it again",
+            )
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-    async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-            self._probe = None
 
 
 class GuardedRedis(Redis):

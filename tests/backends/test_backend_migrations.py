@@ -6,12 +6,12 @@ import asyncio
 import fnmatch
 import sqlite3
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from backend_servers import PostgresRun, run
+from backend_servers import run
 from click.testing import CliRunner
 from quart import Quart
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -35,23 +35,6 @@ async def _diff(url: str) -> list[Any]:
         return await migrate.schema_diff(engine)
     finally:
         await engine.dispose()
-
-
-@pytest.fixture
-async def scratch_url(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
-    """An empty database on the backend (a file, or a PostgreSQL database of its own)."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
-        return
-    main: PostgresRun = request.getfixturevalue("postgres_server")
-    scratch = PostgresRun(main.admin_url, name=f"{main.name}_scratch")
-    scratch.create(upgrade=False)
-    try:
-        yield scratch.url
-    finally:
-        scratch.drop()
 
 
 async def test_migrations_match_the_models(scratch_url: str) -> None:

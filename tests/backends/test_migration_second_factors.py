@@ -4,33 +4,14 @@ rows in it, and downgrades again, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from backend_servers import PostgresRun
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from quart_app.store import migrate
 
 REVISION = "0006"
-
-
-@pytest.fixture
-async def scratch_url(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
-        return
-    main: PostgresRun = request.getfixturevalue("postgres_server")
-    scratch = PostgresRun(main.admin_url, name=f"{main.name}_mfa_scratch")
-    scratch.create(upgrade=False)
-    try:
-        yield scratch.url
-    finally:
-        scratch.drop()
 
 
 async def _execute(

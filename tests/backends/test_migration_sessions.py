@@ -4,13 +4,10 @@ release with users in it, on SQLite and PostgreSQL; those users log in afterward
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from argon2 import PasswordHasher
-from backend_servers import PostgresRun
 from quart import Quart
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -19,23 +16,6 @@ from support import bearer, login
 from quart_app.store import migrate
 
 PREVIOUS = "0004"
-
-
-@pytest.fixture
-async def scratch_url(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
-    """An empty database on the backend (a file, or a PostgreSQL database of its own)."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
-        return
-    main: PostgresRun = request.getfixturevalue("postgres_server")
-    scratch = PostgresRun(main.admin_url, name=f"{main.name}_sessions_scratch")
-    scratch.create(upgrade=False)
-    try:
-        yield scratch.url
-    finally:
-        scratch.drop()
 
 
 async def _execute(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:

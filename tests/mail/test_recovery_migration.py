@@ -5,11 +5,8 @@ downgrade goes back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from backend_servers import PostgresRun
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -17,22 +14,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from quart_app.store import migrate
 
 REVISION = "0007"
-
-
-@pytest.fixture
-async def scratch_url(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
-        return
-    main: PostgresRun = request.getfixturevalue("postgres_server")
-    scratch = PostgresRun(main.admin_url, name=f"{main.name}_m7")
-    scratch.create(upgrade=False)
-    try:
-        yield scratch.url
-    finally:
-        scratch.drop()
 
 
 async def execute(url: str, *statements: str) -> list[tuple[object, ...]]:
