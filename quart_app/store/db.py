@@ -152,6 +152,13 @@ class Database:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.close()
+                # A connection opened while the file cannot be written is read-only for
+                # good (SQLite says nothing): it must be replaced once the file is
+                # writable, before the first write fails on it.
+                try:
+                    self._check_writable()
+                except OSError:
+                    self._suspect = True
 
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
