@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from .servers import free_port
-from .tools import run_wrk
+from benchmarks.servers import free_port
+from benchmarks.tools import run_wrk
 
 SECRET = "sessions-cost-" + "k" * 50
 PASSWORD = "correct-horse-battery"
