@@ -40,6 +40,7 @@ from wsgiref.handlers import format_date_time
 import httptools
 import hypercorn
 from hypercorn.asyncio import tcp_server
+from hypercorn.asyncio.worker_context import AsyncioSingleTask
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
@@ -54,6 +55,7 @@ from hypercorn.protocol.events import (
     StreamClosed,
 )
 from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.ws_stream import WSStream
@@ -193,9 +195,13 @@ class IdleTimer:
     the earliest deadline and re-arms itself for a later one, or closes the connection if
     it is still idle past it. When the worker stops (``context.terminated``) every idle
     connection closes at once, as before.
+
+    HTTP/2 connections (over TLS, or after an h2c upgrade) keep Hypercorn's own idle task:
+    their streams report idle and busy many times per read, and a rapid-reset burst under
+    this timer left the connection unanswered instead of ending it with GOAWAY.
     """
 
-    __slots__ = ("__weakref__", "deadline", "handle", "idle", "server")
+    __slots__ = ("__weakref__", "deadline", "h2_task", "handle", "idle", "server")
 
     _all: weakref.WeakSet[IdleTimer] = weakref.WeakSet()
     _watching: weakref.WeakSet[Any] = weakref.WeakSet()  # contexts with a watcher task
@@ -205,9 +211,20 @@ class IdleTimer:
         self.handle: asyncio.TimerHandle | None = None
         self.idle = False
         self.deadline = 0.0
+        self.h2_task: AsyncioSingleTask | None = None
         IdleTimer._all.add(self)
 
+    def _http2(self) -> bool:
+        wrapper = getattr(self.server, "protocol", None)
+        return isinstance(getattr(wrapper, "protocol", None), H2Protocol)
+
     async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
+        if self.h2_task is not None or self._http2():
+            self.idle = False  # this timer is done with; Hypercorn's task takes over
+            if self.h2_task is None:
+                self.h2_task = AsyncioSingleTask()
+            await self.h2_task.restart(task_group, action)
+            return
         server = self.server
         context = server.context
         if context.terminated.is_set():
@@ -225,6 +242,8 @@ class IdleTimer:
 
     async def stop(self) -> None:
         self.idle = False
+        if self.h2_task is not None:
+            await self.h2_task.stop()
 
     def fire(self) -> None:
         self.handle = None
