@@ -117,8 +117,10 @@ class MailSender:
                 if self._unavailable:
                     log.warning("mail sender: the outbox answers again")
                 self._unavailable = False
+            # asyncio.timeout, not wait_for: no task is made per poll.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def send_one(self) -> bool:
