@@ -232,8 +232,12 @@ class IdleTimer:
             self.expire()
             return
         if context not in IdleTimer._watching:
+            # A task of the worker, not of this connection's task group: the connection
+            # would otherwise stay open (and a drain wait for it) until the worker stops.
             IdleTimer._watching.add(context)
-            task_group._task_group.create_task(_close_idle_on_stop(context))
+            watcher = server.loop.create_task(_close_idle_on_stop(context))
+            _watchers.add(watcher)
+            watcher.add_done_callback(_watchers.discard)
         timeout = server.config.keep_alive_timeout
         self.idle = True
         self.deadline = server.loop.time() + timeout
@@ -262,6 +266,9 @@ class IdleTimer:
             self.handle = None
         server = self.server
         server.loop.create_task(_close(server))
+
+
+_watchers: set[asyncio.Task[None]] = set()  # strong references to the running watchers
 
 
 async def _close(server: Any) -> None:
