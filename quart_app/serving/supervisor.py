@@ -11,8 +11,8 @@ One loop in the master; signals are queued by their handlers and handled there.
 * **Dead workers** are reaped, logged with their pid and exit status or signal, and
   replaced at once, from a preloaded process (``WORKER_PRELOAD``: multiprocessing's
   forkserver with the app's modules imported once), so the replacement serves within
-  a fraction of a second instead of importing the app anew; meanwhile its slot does
-  not listen (quart_app/serving/listeners.py). Deaths that come fast (``CRASH_LIMIT``
+  a fraction of a second instead of importing the app anew; connections queued on its
+  socket meanwhile are served by the replacement. Deaths that come fast (``CRASH_LIMIT``
   within ``CRASH_WINDOW`` seconds) back off, then stop the server with a message. A
   worker that exits with :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could
   not start) stops the server: restarting it would fail the same way.
@@ -292,11 +292,6 @@ class Supervisor:
             return
         because = f" ({worker.killed_because})" if worker.killed_because else ""
         log.warning("worker %d died (%s)%s", worker.pid, how, because)
-        others = [w for w in self.workers if w.slot != worker.slot and w.serving]
-        if others and self.listeners is not None and self.listeners.unlisten(worker.slot):
-            # New connections go to the live workers, not to a queue nobody accepts from
-            # until the replacement serves (it listens again then).
-            log.info("slot %d stops listening until its new worker serves", worker.slot)
         if worker.generation == self.reloading:
             self._abort_reload(f"a new worker died ({how})")
             return

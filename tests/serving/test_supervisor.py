@@ -143,31 +143,6 @@ def test_a_killed_worker_is_logged_and_replaced_while_the_other_serves(tmp_path:
             assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
-def test_a_dead_workers_socket_stops_listening_until_its_replacement_serves(
-    tmp_path: Path,
-) -> None:
-    """New connections go to the live worker at once, never to a queue that waits for the
-    replacement: between the death and the replacement's start one socket listens.
-    """
-    with Server(tmp_path / "instance", workers=2, launcher=SERVE) as server:
-        wait_for(lambda: len(serving_workers(server)) == 2)
-        wait_for(lambda: len(listening_sockets(server.port)) == 2)
-        victim = serving_workers(server)[0]
-        os.kill(victim, signal.SIGKILL)
-        counts: list[int] = []
-
-        def replaced() -> bool:
-            counts.append(len(listening_sockets(server.port)))
-            return len(serving_workers(server)) == 3
-
-        wait_for(replaced)
-        assert 1 in counts, counts
-        assert "stops listening until its new worker serves" in log(server)
-        wait_for(lambda: len(listening_sockets(server.port)) == 2)  # the replacement listens
-        for _ in range(10):
-            assert httpx.get(f"{server.url}/healthz").status_code == 200
-
-
 def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
     server = Server(tmp_path / "instance", workers=2, launcher=SERVE)
     server.start()
