@@ -3,13 +3,10 @@
 Each worker slot gets its own ``SO_REUSEPORT`` socket per address (on Linux with more
 than one worker), so the kernel spreads new connections evenly across workers; the
 master keeps every socket open for its whole life and hands slot *i*'s sockets to each
-worker that fills slot *i*. When a worker *dies*, its slot stops listening at once
-(:meth:`Listeners.unlisten`): the kernel sends new connections to the live workers
-instead of queueing them for a replacement that takes a while to serve (the few
-already queued there are reset, like the requests the dead worker held). The socket
-stays bound, and the replacement listens on it again once it serves (asyncio's and
-uvloop's servers call ``listen()`` when they start). A worker replaced by a reload
-keeps its queue for its successor, as it always did.
+worker that fills slot *i*. When a worker dies or is replaced by a reload, its socket
+stays open and listening: connections queued on it wait for its successor, which is
+forked from the preloaded process. (:meth:`Listeners.unlisten` can take a slot out of the
+listening table, but connections arriving during that transition were refused.)
 
 ``SO_REUSEPORT`` also lets a second server (or the orphaned workers of a dead one) bind
 the same port silently and take half the traffic. So before binding, every address is
