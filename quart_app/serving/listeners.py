@@ -5,8 +5,8 @@ than one worker), so the kernel spreads new connections evenly across workers; t
 master keeps every socket open for its whole life and hands slot *i*'s sockets to each
 worker that fills slot *i*. When a worker dies or is replaced by a reload, its socket
 stays open and listening: connections queued on it wait for its successor, which is
-forked from the preloaded process. (:meth:`Listeners.unlisten` can take a slot out of the
-listening table, but connections arriving during that transition were refused.)
+forked from the preloaded process. (Taking its socket out of the listening table
+instead refused the connections that arrived during the transition.)
 
 ``SO_REUSEPORT`` also lets a second server (or the orphaned workers of a dead one) bind
 the same port silently and take half the traffic. So before binding, every address is
@@ -67,23 +67,6 @@ class Listeners:
         for sock in [*created.secure_sockets, *created.insecure_sockets]:
             sock.listen(self.config.backlog)
         return created
-
-    def unlisten(self, slot: int) -> bool:
-        """Stop slot ``slot``'s sockets listening, keeping them bound; False when the
-        slot shares its sockets with every other (one worker, or not Linux).
-
-        ``shutdown(SHUT_RD)`` on a listening TCP socket takes it out of the kernel's
-        listening table (Linux: ``inet_shutdown`` disconnects it; the port stays bound
-        because it was bound explicitly), so ``SO_REUSEPORT`` hashes new connections
-        over the sockets that still listen.
-        """
-        if not self.per_slot or slot not in self._slots:
-            return False
-        sockets = self._slots[slot]
-        for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RD)
-        return True
 
     def trim(self, slots: int) -> None:
         """Close the sockets of slots numbered ``slots`` and above."""
