@@ -7,7 +7,10 @@ bearer requirement. Both are checked by the schemathesis run in tests/security.
 :class:`OpenAPIDocument` also gives every operation a tag (its blueprint) and a one-line
 summary (the docstring's first paragraph), every answer a description (by status for the
 ``{"msg"}`` ones) and the headers every client may rely on: ``X-Request-ID`` on each
-answer, ``Retry-After`` on 429 and 503.
+answer, ``Retry-After`` on 429 and 503. Every request and response body is a named
+schema under ``components`` (quart-schema writes a view's own model inline, which a
+client generator turns into an anonymous type), and a view that answers more methods
+than a client needs lists only those (:func:`documented_methods`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,18 @@ def errors(*codes: int) -> Callable[[F], F]:
     def decorator(func: F) -> F:
         for code in codes:
             func = document_response(Message, code)(func)
+        return func
+
+    return decorator
+
+
+def documented_methods(*methods: str, note: str) -> Callable[[F], F]:
+    """Document only ``methods`` of a route that answers more (the rest alike): each
+    operation says ``note`` and lists every method the route answers under
+    ``x-accepted-methods``. HEAD, which quart-schema never lists, is documented as GET."""
+
+    def decorator(func: F) -> F:
+        setattr(func, _DOCUMENTED_METHODS, (tuple(m.upper() for m in methods), note))
         return func
 
     return decorator
@@ -99,6 +114,13 @@ RETRY_AFTER = {
 }
 
 
+_DOCUMENTED_METHODS = "_documented_methods"
+#: Where a named schema is referenced from.
+COMPONENT = "#/components/schemas/"
+#: HTTP methods in the order the document lists them.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 class EmptyBody(BaseModel):
     """No body; what the answer says is in its headers."""
 
@@ -109,6 +131,7 @@ class OpenAPIDocument(OpenAPIProvider):
     ``content``, where no header belongs), completed as the module docstring says."""
 
     def schema(self) -> dict[str, Any]:
+        self._named: dict[str, dict[str, Any]] = {}
         document: dict[str, Any] = super().schema()
         document.setdefault("servers", [SERVER])
         _complete_operations(document["paths"])
@@ -123,6 +146,8 @@ class OpenAPIDocument(OpenAPIProvider):
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
+        for name, definition in components.items():
+            self._name(name, definition)
         func = self._app.view_functions[rule.endpoint]
         blueprint = rule.endpoint.rsplit(".", 1)[0] if "." in rule.endpoint else ""
         summary, description = _summary(func)
@@ -149,13 +174,23 @@ class OpenAPIDocument(OpenAPIProvider):
                     if int(status) in (429, 503):
                         headers.setdefault("Retry-After", RETRY_AFTER)
                 path[method] = operation
+        only = getattr(func, _DOCUMENTED_METHODS, None)
+        if only is not None:
+            paths = {path: self._only(path, ops, rule, *only) for path, ops in paths.items()}
         return paths, components
+
+    def build_request_body(
+        self, model: type[Any], source: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        body, definitions = super().build_request_body(model, source)
+        return self._by_name(model, body, definitions)
 
     def build_response_object(
         self, model: type[Any], headers_model: type[Any] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if model is not EmptyBody:
-            return super().build_response_object(model, headers_model)
+            answer, definitions = super().build_response_object(model, headers_model)
+            return self._by_name(model, answer, definitions)
         response: dict[str, Any] = {"description": EmptyBody.__doc__}
         if headers_model is not None:
             fields = headers_model.model_fields
@@ -167,6 +202,44 @@ class OpenAPIDocument(OpenAPIProvider):
                 for name, field in fields.items()
             }
         return response, {}
+
+    def _only(
+        self, path: str, ops: dict[str, Any], rule: Rule, methods: tuple[str, ...], note: str
+    ) -> dict[str, Any]:
+        """The operations of ``methods`` only (HEAD as GET), each with ``note`` and every
+        method the route answers."""
+        answered = [m for m in METHODS if m in (rule.methods or ())]
+        func = self._app.view_functions[rule.endpoint]
+        kept: dict[str, Any] = {}
+        for method in methods:
+            operation = copy.deepcopy(ops.get(method.lower(), ops["get"]))
+            operation_id = self.operation_id(method, path, func)
+            if operation_id is not None:
+                operation["operationId"] = operation_id
+            operation["description"] = f"{note}\n\n{operation.get('description', '')}".strip()
+            operation["x-accepted-methods"] = answered
+            kept[method.lower()] = operation
+        return kept
+
+    def _by_name(
+        self, model: type[Any], body: dict[str, Any], definitions: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``body`` with its model's schema moved to ``definitions`` under the model's name."""
+        for media in body["content"].values():
+            schema = media.get("schema")
+            if schema is None or "$ref" in schema:
+                continue
+            name = model.__name__
+            definitions = {**definitions, name: self._name(name, schema)}
+            media["schema"] = {"$ref": f"{COMPONENT}{name}"}
+        return body, definitions
+
+    def _name(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """Record ``schema`` as ``name``: two different schemas may not share a name."""
+        known = self._named.setdefault(name, schema)
+        if known != schema:
+            raise ValueError(f"two different schemas are named {name!r} in the OpenAPI document")
+        return schema
 
 
 _MESSAGE_DOC = inspect.getdoc(Message)
@@ -199,11 +272,6 @@ def _complete_operations(paths: dict[str, Any]) -> None:
                 unavailable["description"] = STATUS[503]
                 unavailable.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
                 answers["503"] = unavailable
-        if "get" in methods and "head" not in methods and path == "/auth/verify":
-            head = copy.deepcopy(methods["get"])
-            if "operationId" in head:
-                head["operationId"] = f"{head['operationId']}_head"
-            methods["head"] = head
 
 
 def _markdown(value: Any) -> Any:

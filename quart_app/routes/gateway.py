@@ -11,7 +11,7 @@ from quart_schema import document_response
 
 from ..jwt.fastpath import ClaimsResponse
 from ..jwt.forward_auth import forward_auth_route, subject_headers
-from .docs import EmptyBody, errors
+from .docs import EmptyBody, documented_methods, errors
 
 bp = Blueprint("gateway", __name__)
 
@@ -24,12 +24,20 @@ class SubjectHeadersDoc(BaseModel):
 
 
 @forward_auth_route(bp, "/auth/verify", endpoint="verify")
+@documented_methods(
+    "GET",
+    "HEAD",
+    note="A gateway forwards the method of the request it checks: every method (GET, HEAD,"
+    " POST, PUT, PATCH, DELETE, OPTIONS, listed in `x-accepted-methods`) and every path"
+    " below this one (`/auth/verify/...`) is answered alike. Only GET and HEAD are listed"
+    " as operations.",
+)
 @errors(401)
 @document_response(EmptyBody, 200, SubjectHeadersDoc)
 def verify(claims: Mapping[str, Any]) -> ClaimsResponse:
     """Whether the request's access token is good, for a gateway's forward auth.
 
-    Any method. 200 with an empty body and the headers ``X-Auth-Subject``,
+    200 with an empty body and the headers ``X-Auth-Subject``,
     ``X-Auth-Username``, ``X-Auth-Token-Id`` and ``X-Auth-Expires``; every failure is 401
     with the ``msg`` and an RFC 6750 ``WWW-Authenticate`` challenge.
     """

@@ -67,7 +67,7 @@ class Credential(BaseModel):
     response: dict[str, Any]
 
 
-class Registration(Credential):
+class PasskeyRegistration(Credential):
     name: str | None = Field(default=None, max_length=64, description="Shown in the list.")
 
 
@@ -122,9 +122,9 @@ async def register_begin() -> dict[str, Any]:
 @bp.post("/webauthn/register/finish")
 @errors(400, *TOKEN_ERRORS, 413, UNAVAILABLE)
 @jwt_required()
-@validate_request(Registration)
+@validate_request(PasskeyRegistration)
 @document_response(PasskeyOut, 201)
-async def register_finish(data: Registration) -> tuple[dict[str, Any], int]:
+async def register_finish(data: PasskeyRegistration) -> tuple[dict[str, Any], int]:
     """Finish registering: the credential ``navigator.credentials.create`` made, and an
     optional name. User verification is required."""
     user_id = _user_id()
