@@ -57,7 +57,7 @@ $(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
 # Hypercorn, with one SO_REUSEPORT listening socket per worker (quart_app/serving/supervisor.py);
 # `$(BIN)/hypercorn $(SERVE_ARGS) quart_app.asgi:app` serves the same app.
 run: $(RUN_STAMP)
-	$(BIN)/python -m quart_app.serve $(SERVE_ARGS) quart_app.asgi:app
+	$(BIN)/python -m quart_app.serving $(SERVE_ARGS) quart_app.asgi:app
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

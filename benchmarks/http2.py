@@ -1,6 +1,6 @@
 """HTTP/2 next to HTTP/1.1, both over TLS, with h2load (Debian's nghttp2-client).
 
-``python -m quart_app.serve`` with hypercorn.toml, 2 workers and a ``quart-app
+``python -m quart_app.serving`` with hypercorn.toml, 2 workers and a ``quart-app
 dev-cert`` pair; h2load asks GET /protected with one HS256 token over 64 connections:
 HTTP/2 (ALPN h2, 10 streams in flight per connection) and HTTP/1.1 (``--h1``, one
 request at a time per connection), one after the other in the same run.
@@ -53,12 +53,12 @@ def token(secret: str) -> str:
 
 
 class TlsServer(Server):
-    """``python -m quart_app.serve`` over TLS with a fresh self-signed pair."""
+    """``python -m quart_app.serving`` over TLS with a fresh self-signed pair."""
 
     def __init__(self, workdir: Path, secret: str) -> None:
         folder = workdir / "quart-serve-tls"
         self.cert, self.key = folder / "dev-cert.pem", folder / "dev-key.pem"
-        argv = (sys.executable, "-m", "quart_app.serve", "--config", "hypercorn.toml")
+        argv = (sys.executable, "-m", "quart_app.serving", "--config", "hypercorn.toml")
         argv += ("--bind", "127.0.0.1:{port}", "--certfile", str(self.cert))
         argv += ("--keyfile", str(self.key), "quart_app.asgi:app")
         spec = TargetSpec("quart-serve-tls", "quart_app serve, TLS", "quart", argv)
@@ -182,7 +182,7 @@ def scenarios(opts: Any) -> list[Any]:
             "http2-tls",
             "HTTP/2 vs HTTP/1.1 over TLS, 64 connections",
             f"h2load, 64 connections, GET {PATH} with one HS256 token, over TLS to python -m"
-            f" quart_app.serve (2 workers): HTTP/2 with {STREAMS} streams in flight per"
+            f" quart_app.serving (2 workers): HTTP/2 with {STREAMS} streams in flight per"
             " connection, then HTTP/1.1 (--h1); latency columns are h2load's mean and max;"
             " errors are h2load's errored + timed out requests",
             "custom",

@@ -225,7 +225,7 @@ async def _bench_quart(n: int) -> list[dict[str, Any]]:
             )
         )
         rows += await _bench_asgi("quart_app", app, token, n)
-    from quart_app.settings import DEFAULTS
+    from quart_app.startup.settings import DEFAULTS
 
     if "FAST_PATH" in DEFAULTS:
         slow_app = create_app(FAST_PATH=False)
@@ -246,7 +246,7 @@ def bench_hashing(quick: bool) -> list[dict[str, Any]]:
     from argon2 import PasswordHasher, Type
     from werkzeug.security import check_password_hash, generate_password_hash
 
-    from quart_app.settings import load_settings
+    from quart_app.startup.settings import load_settings
 
     settings = load_settings()
     hasher = PasswordHasher(

@@ -2,7 +2,7 @@
 SIGHUP, and how long a worker killed with SIGKILL takes to be replaced.
 
 ``python -m benchmarks.restarts`` runs each scenario against plain ``hypercorn`` (what
-``make run`` started before the supervisor) and ``python -m quart_app.serve`` (what it
+``make run`` started before the supervisor) and ``python -m quart_app.serving`` (what it
 starts now), both with hypercorn.toml and 2 workers, under 30 keep-alive connections of
 the recording client (benchmarks/recording.py) asking GET /protected. Prints a Markdown
 table; ``--json`` prints the figures as JSON.

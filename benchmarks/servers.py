@@ -52,15 +52,15 @@ QUART_NOOP_APP = "benchmarks.peers.quart_noop:create_app()"
 def has_fast_path_setting() -> bool:
     """Whether quart_app has a ``FAST_PATH`` setting (its ASGI shortcut for claims routes)."""
     try:
-        from quart_app.settings import DEFAULTS
+        from quart_app.startup.settings import DEFAULTS
     except ImportError:
         return False
     return "FAST_PATH" in DEFAULTS
 
 
 def has_serve_launcher() -> bool:
-    """Whether quart_app ships its SO_REUSEPORT launcher (``python -m quart_app.serve``)."""
-    return (REPO / "quart_app" / "serve.py").exists()
+    """Whether quart_app ships its SO_REUSEPORT launcher (``python -m quart_app.serving``)."""
+    return (REPO / "quart_app" / "serving" / "__main__.py").exists()
 
 
 def free_port() -> int:
@@ -125,16 +125,16 @@ def target_specs() -> dict[str, TargetSpec]:
         ),
         TargetSpec(
             "quart-serve",
-            "quart_app, python -m quart_app.serve (SO_REUSEPORT socket per worker)",
+            "quart_app, python -m quart_app.serving (SO_REUSEPORT socket per worker)",
             "quart",
-            (sys.executable, "-m", "quart_app.serve", *hypercorn_args),
+            (sys.executable, "-m", "quart_app.serving", *hypercorn_args),
             dict(QUART_BENCH_ENV),
         ),
         TargetSpec(
             "quart-serve-h11",
-            "quart_app, python -m quart_app.serve, HTTP1_PARSER=h11 (Hypercorn's own parser)",
+            "quart_app, python -m quart_app.serving, HTTP1_PARSER=h11 (Hypercorn's own parser)",
             "quart",
-            (sys.executable, "-m", "quart_app.serve", *hypercorn_args),
+            (sys.executable, "-m", "quart_app.serving", *hypercorn_args),
             {**QUART_BENCH_ENV, "HTTP1_PARSER": "h11"},
         ),
         TargetSpec(

@@ -14,29 +14,29 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from .accounts.recovery import init_recovery
 from .cli import register_commands
 from .errors import register_error_handlers
-from .fastpath import install_fast_path
-from .jsonprovider import OrjsonProvider, install_fast_responses
 from .jwt import JWTManager, RevocationList, RevocationSync
-from .jwt.keydir import keys_from_settings
+from .jwt.key_files import keys_from_settings
 from .jwt.revocation import Snapshot
 from .mail.sender import init_mail
+from .middleware.claims_fast_path import install_fast_path
+from .middleware.connection import DrainRequestBody, ServingHeaders
+from .middleware.json_responses import OrjsonProvider, install_fast_responses
 from .observability import init_observability
-from .preflight import preflight
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
-from .routes.docs import OpenAPIDocument
 from .routes.mfa_step import init_mfa
 from .routes.oauth import init_dpop_service, init_oauth
+from .routes.openapi import OpenAPIDocument
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
-from .security.limits import init_request_limits
-from .security.lockout import LoginGuard, LoginPolicy
+from .security.input_limits import init_request_limits
+from .security.login_limits import LoginGuard, LoginPolicy
 from .security.passwords import Passwords
-from .security.throttle import init_rate_limits
+from .security.rate_limits import init_rate_limits
 from .services import EXTENSION_KEY, Services
-from .serving.lifecycle import init_lifecycle
-from .serving.middleware import DrainRequestBody, ServingHeaders
+from .serving.worker_hooks import init_lifecycle
 from .serving.wsbounds import init_websocket_bounds
-from .settings import NOTES_KEY, SNAPSHOT_FILE, resolve_secret
+from .startup.preflight import preflight
+from .startup.settings import NOTES_KEY, SNAPSHOT_FILE, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
 from .store.events import EventStore
 from .store.login_limits import LoginLimitStore
@@ -165,7 +165,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         response.headers["X-Content-Type-Options"] = "nosniff"
         # Answers carry tokens or depend on one (RFC 6749 5.1, RFC 9111): no cache keeps
         # them unless the view says otherwise (the JWKS, the OAuth metadata). The claims
-        # fast path (quart_app/fastpath.py) sends the same.
+        # fast path (quart_app/middleware/claims_fast_path.py) sends the same.
         if "Cache-Control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         return response

@@ -136,7 +136,7 @@ def hash_secret() -> None:
     """
     from .security.clients import MIN_SECRET_LENGTH
     from .security.passwords import Passwords
-    from .settings import load_settings
+    from .startup.settings import load_settings
 
     settings = load_settings()
     passwords = Passwords(
@@ -391,7 +391,7 @@ def rotate_keys(at_once: bool) -> None:
     verifying (and their public keys stay in the JWKS) until those tokens expire.
     """
     from .jwt import get_manager
-    from .jwt.keydir import KeyDirectory
+    from .jwt.key_files import KeyDirectory
 
     app = _app()
     keys = get_manager(app).keys
@@ -490,7 +490,7 @@ def import_users_command(
     """
     from sqlalchemy.engine import make_url
 
-    from .importer import SourceError, import_users, read_source
+    from .accounts.importer import SourceError, import_users, read_source
 
     async def work(svc: Services) -> tuple[list[str], int]:
         try:

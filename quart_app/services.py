@@ -8,7 +8,7 @@ from typing import Any, cast
 from quart import Quart, current_app
 
 from .jwt import RevocationSync
-from .security.lockout import LoginGuard
+from .security.login_limits import LoginGuard
 from .security.passwords import Passwords
 from .store import Database, UserStore
 from .store.events import EventStore

@@ -10,8 +10,8 @@ import os
 
 from quart import Quart, Response, jsonify, request
 
+from quart_app.middleware.connection import DrainRequestBody
 from quart_app.serving import http1
-from quart_app.serving.middleware import DrainRequestBody
 
 MAX_CONTENT_LENGTH = 1024
 
@@ -21,7 +21,7 @@ app.config["MAX_CONTENT_LENGTH"] = MAX_CONTENT_LENGTH
 
 @app.before_serving
 async def http1_parser() -> None:
-    # HTTP1_PARSER as quart_app reads it (quart_app/serving/lifecycle.py).
+    # HTTP1_PARSER as quart_app reads it (quart_app/serving/worker_hooks.py).
     http1.install(os.environ.get("HTTP1_PARSER", "httptools"))
 
 

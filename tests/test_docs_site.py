@@ -38,7 +38,7 @@ def test_the_readme_is_a_front_page() -> None:
 
 def test_every_setting_is_in_the_configuration_page() -> None:
     """Each key of settings.DEFAULTS is named, in backticks, on docs/configuration.md."""
-    from quart_app.settings import DEFAULTS
+    from quart_app.startup.settings import DEFAULTS
 
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", page))

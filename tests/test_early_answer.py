@@ -31,7 +31,7 @@ import httpx
 import pytest
 from rawhttp import RawResponse, Reader
 
-from quart_app.serving.middleware import DrainRequestBody
+from quart_app.middleware.connection import DrainRequestBody
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_APP = "tests/early_app.py:app"

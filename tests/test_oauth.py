@@ -13,7 +13,7 @@ from support import Client, bearer, login, past_expiry, register
 
 from quart_app import create_app
 from quart_app.security.clients import ClientsSettingError, parse_clients
-from quart_app.settings import SettingsError
+from quart_app.startup.settings import SettingsError
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ARGON2_SECRET = "hashed-secret"

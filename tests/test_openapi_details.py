@@ -13,7 +13,7 @@ from quart import Quart
 from quart_schema import QuartSchema, validate_request
 from support import Client
 
-from quart_app.routes.docs import OpenAPIDocument
+from quart_app.routes.openapi import OpenAPIDocument
 
 
 async def document(client: Client) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from live import ROOT, Server
 
 pytestmark = pytest.mark.live
 
-SERVE = [sys.executable, "-m", "quart_app.serve"]
+SERVE = [sys.executable, "-m", "quart_app.serving"]
 
 
 def session_block() -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from ..settings import SettingsError, generated_file
+from ..startup.settings import SettingsError, generated_file
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from ..settings import SettingsError
+from ..startup.settings import SettingsError
 from ..store.mfa import MfaStore
 from ..store.passkeys import CredentialTaken, PasskeyRecord, PasskeyStore
 from .mfa import PASSKEY_ADDED, PASSKEY_REMOVED, Actor

@@ -10,6 +10,7 @@ deprecated aliases of their 4.x forms (``v3``). Documented in docs/jwt.md.
 
 from __future__ import annotations
 
+from .claims_routes import ClaimsFastPath, ClaimsResponse, claims_route
 from .context import (
     current_user,
     get_current_user,
@@ -32,9 +33,8 @@ from .errors import (
     UserLookupError,
     WrongTokenError,
 )
-from .fastpath import ClaimsFastPath, ClaimsResponse, claims_route
 from .forward_auth import forward_auth_route, subject_headers
-from .keydir import KeyDirectory, keys_from_settings, rotate_keys
+from .key_files import KeyDirectory, keys_from_settings, rotate_keys
 from .keys import Key, KeySet
 from .manager import JWTManager, get_manager
 from .revocation import (
@@ -44,7 +44,7 @@ from .revocation import (
     RevocationsUnknown,
     RevocationSync,
 )
-from .sockets import SocketRegistry, SocketSession
+from .socket_sessions import SocketRegistry, SocketSession
 from .utils import (
     create_access_token,
     create_refresh_token,

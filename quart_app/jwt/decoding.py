@@ -13,9 +13,9 @@ from . import tokens
 from .default_callbacks import call
 from .errors import RevokedTokenError, UserClaimsVerificationError, UserLookupError
 from .extension import Claims
+from .fast_verify import fast_verify
 from .keys import UnknownKeyError, family
 from .revocation import RevocationsUnknown
-from .verifier import fast_verify
 
 if TYPE_CHECKING:  # annotations only: the manager imports this module
     from .manager import JWTManager

@@ -3,7 +3,7 @@
 nginx ``auth_request``, Traefik ``ForwardAuth`` and Envoy's ``ext_authz`` HTTP service all
 send the client's ``Authorization`` header to one URL and let the request through on a
 2xx, copying chosen response headers to the upstream. :func:`forward_auth_route` declares
-that URL as a claims-only route (``quart_app.jwt.fastpath``), answered for every method
+that URL as a claims-only route (``quart_app.jwt.claims_routes``), answered for every method
 (gateways forward the client's, OPTIONS included, which ``jwt_required`` would exempt),
 and for every path below it too (Envoy's ``ext_authz`` appends the request's path):
 
@@ -31,6 +31,7 @@ from urllib.parse import quote
 import jwt
 from quart import Blueprint, Quart, Response, current_app, jsonify, request
 
+from .claims_routes import ClaimsResponse, ClaimsView, claims_route
 from .dpop import DPoPError, forwarded_target
 from .dpop import challenge as dpop_challenge
 from .errors import (
@@ -40,7 +41,6 @@ from .errors import (
     RevokedTokenError,
 )
 from .extension import get_manager
-from .fastpath import ClaimsResponse, ClaimsView, claims_route
 from .locate import from_headers, verify_and_store
 
 #: What gateways forward: the client's method, whatever it is.

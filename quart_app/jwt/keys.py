@@ -7,7 +7,7 @@ accepted (algorithm confusion, RFC 8725 section 2.1).
 
 Asymmetric tokens carry ``kid`` (the RFC 7638 thumbprint of the public key) and are
 verified with the key of that id. Generated keys, rotation and the settings that pick a
-key set live in ``keydir``.
+key set live in ``key_files``.
 """
 
 from __future__ import annotations

@@ -38,10 +38,10 @@ from .errors import (
     WrongTokenError,
 )
 from .extension import EXTENSION_KEY, Claims, get_manager
+from .fast_verify import Rules
 from .keys import KeySet
 from .revocation import RevocationList
 from .v3 import V3LoaderNames, adapted
-from .verifier import Rules
 from .websocket import init_websockets
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -14,7 +14,7 @@ with their token.
   "<JWT>"}``, verified exactly as a header token; a bad token, or none in time, closes
   the socket with 4401 and the ``msg`` as reason.
 * **Lifetime.** Every verified socket is tracked by the app's
-  :class:`~quart_app.jwt.sockets.SocketRegistry`; when its token is revoked or expires
+  :class:`~quart_app.jwt.socket_sessions.SocketRegistry`; when its token is revoked or expires
   the view is cancelled and the client gets ``{"type": "revoked"|"expired", "msg":
   ...}`` and close code 4401. ``await websocket_reauth(token)`` moves the socket onto a
   newer token of the same identity; another identity closes it with 4403.
@@ -40,7 +40,7 @@ from .errors import (
 )
 from .extension import Claims, get_manager
 from .locate import check_and_load, from_headers, from_query_string, missing_jwt, store
-from .sockets import SocketRegistry, SocketSession
+from .socket_sessions import SocketRegistry, SocketSession
 
 if TYPE_CHECKING:  # annotations only: the manager imports this module
     from .manager import JWTManager

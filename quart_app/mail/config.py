@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..settings import SettingsError
+from ..startup.settings import SettingsError
 
 SMTP_SCHEMES = {"smtp": 587, "smtps": 465}
 LINK_SETTINGS = ("PASSWORD_RESET_URL", "EMAIL_VERIFY_URL")

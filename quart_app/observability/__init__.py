@@ -22,11 +22,9 @@ from jwt import InvalidTokenError
 from quart import Quart, Response, g, request
 
 from ..jwt.errors import JWTExtendedException
-from ..security.throttle import client_address
+from ..security.rate_limits import client_address
 from ..services import services
 from ..store.redis_breaker import breaker
-from .health import Readiness
-from .health import bp as health_bp
 from .logs import (
     ACCESS_LOGGER,
     REQUEST_ID_HEADER,
@@ -36,6 +34,8 @@ from .logs import (
     request_id_var,
 )
 from .metrics import Metrics, verification_reason
+from .readiness import Readiness
+from .readiness import bp as health_bp
 
 __all__ = ["EXTENSION_KEY", "Observability", "init_observability", "observability"]
 
@@ -111,7 +111,7 @@ def init_observability(app: Quart) -> None:
     app.extensions[EXTENSION_KEY] = state
     app.register_blueprint(health_bp)
     if metrics is not None:
-        from .views import metrics_view
+        from ..routes.metrics import metrics_view
 
         app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
         services(app).passwords.observer = metrics

@@ -21,11 +21,11 @@ from ..accounts.sessions import end_all_sessions, user_id_of
 from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..schemas import Message
-from ..security.throttle import request_client
+from ..security.rate_limits import request_client
 from ..services import services
 from ..store.sessions import UserNotFound
 from ..store.users import UserRecord
-from .docs import TOKEN_ERRORS, UNAVAILABLE, errors
+from .openapi import TOKEN_ERRORS, UNAVAILABLE, errors
 from .sessions import EventOut, SessionList, SessionsEnded, before_seconds, event_out, session_out
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

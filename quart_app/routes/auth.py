@@ -33,11 +33,11 @@ from ..jwt import (
 from ..observability import note_user
 from ..schemas import Credentials, Message, Registration, TokenPair, UserOut, username_key
 from ..security.binding import Binding, dpop_binding
-from ..security.throttle import limit_key, request_client
+from ..security.rate_limits import limit_key, request_client
 from ..services import services
 from ..store import UsernameTaken, UserRecord
-from .docs import TOKEN_ERRORS, UNAVAILABLE, basic_or_body, errors, public
 from .mfa_step import MfaChallenge, second_factor_step
+from .openapi import TOKEN_ERRORS, UNAVAILABLE, basic_or_body, errors, public
 
 bp = Blueprint("auth", __name__)
 

@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 from quart import Blueprint
 from quart_schema import document_response
 
-from ..jwt.fastpath import ClaimsResponse
+from ..jwt.claims_routes import ClaimsResponse
 from ..jwt.forward_auth import forward_auth_route, subject_headers
-from .docs import EmptyBody, documented_methods, errors
+from .openapi import EmptyBody, documented_methods, errors
 
 bp = Blueprint("gateway", __name__)
 

@@ -13,7 +13,7 @@ from ..errors import AppError
 from ..jwt import get_manager
 from ..schemas import JWKS, Health
 from ..services import services
-from .docs import errors, public
+from .openapi import errors, public
 
 bp = Blueprint("meta", __name__)
 log = logging.getLogger(__name__)

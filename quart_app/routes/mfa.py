@@ -3,7 +3,7 @@
 The password step of /login hands accounts with TOTP on to :func:`second_factor_step`,
 which answers 401 "MFA required" with an ``mfa_token``; ``POST /login/mfa`` finishes
 the login. Wrong codes are failed logins of the account (the same atomic limits as a
-wrong password, quart_app/security/lockout.py), and the password step of such an
+wrong password, quart_app/security/login_limits.py), and the password step of such an
 account stays counted until the second factor succeeds, so alternating a known password
 with guessed codes never resets the count.
 """
@@ -22,13 +22,13 @@ from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..schemas import Message, Strict, TokenPair, username_key
 from ..security.binding import dpop_binding
-from ..security.lockout import Attempt
-from ..security.throttle import client_address, limit_key
+from ..security.login_limits import Attempt
+from ..security.rate_limits import client_address, limit_key
 from ..services import services
 from ..store import UserRecord
 from .auth import issue_login
-from .docs import TOKEN_ERRORS, UNAVAILABLE, errors, public
 from .mfa_step import actor, record_event, second_factors
+from .openapi import TOKEN_ERRORS, UNAVAILABLE, errors, public
 
 bp = Blueprint("mfa", __name__)
 

@@ -43,12 +43,12 @@ from ..security.clients import (
     parse_clients,
 )
 from ..security.passwords import Passwords
-from ..security.throttle import client_address, limit_key, request_client
+from ..security.rate_limits import client_address, limit_key, request_client
 from ..services import services
-from ..settings import resolve_secret
+from ..startup.settings import resolve_secret
 from ..store.oauth import ClientStore, RedisReplayStore, SqlReplayStore
 from .auth import rotate
-from .docs import UNAVAILABLE, EmptyBody, errors, public
+from .openapi import UNAVAILABLE, EmptyBody, errors, public
 
 bp = Blueprint("oauth", __name__)
 

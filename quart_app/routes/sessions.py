@@ -16,11 +16,11 @@ from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..jwt.revocation import FAMILY_CLAIM
 from ..schemas import Message
-from ..security.throttle import request_client
+from ..security.rate_limits import request_client
 from ..services import services
 from ..store.events import EventRecord
 from ..store.sessions import SessionRecord, UserNotFound
-from .docs import TOKEN_ERRORS, UNAVAILABLE, errors
+from .openapi import TOKEN_ERRORS, UNAVAILABLE, errors
 
 bp = Blueprint("sessions", __name__)
 

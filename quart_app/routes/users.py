@@ -14,7 +14,7 @@ from ..accounts.recovery import recovery_store
 from ..accounts.sessions import end_all_sessions
 from ..errors import AppError
 from ..jwt import UserLookupError, get_jwt, get_jwt_header, jwt_required
-from ..jwt.fastpath import claims_route
+from ..jwt.claims_routes import claims_route
 from ..jwt.revocation import FAMILY_CLAIM
 from ..schemas import (
     LoggedInAs,
@@ -25,11 +25,11 @@ from ..schemas import (
     UsersQuery,
     username_key,
 )
-from ..security.throttle import client_address, limit_key, request_client
+from ..security.rate_limits import client_address, limit_key, request_client
 from ..services import services
 from ..store import UserRecord
 from .auth import new_password_allowed
-from .docs import TOKEN_ERRORS, UNAVAILABLE, errors
+from .openapi import TOKEN_ERRORS, UNAVAILABLE, errors
 
 bp = Blueprint("users", __name__)
 

@@ -22,12 +22,12 @@ from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..schemas import Message, TokenPair, normalise_username, username_key
 from ..security.binding import dpop_binding
-from ..security.throttle import client_address, limit_key
+from ..security.rate_limits import client_address, limit_key
 from ..services import services
 from ..store.passkeys import PasskeyRecord
 from .auth import issue_login
-from .docs import TOKEN_ERRORS, UNAVAILABLE, errors, public
 from .mfa_step import actor, record_event, second_factors
+from .openapi import TOKEN_ERRORS, UNAVAILABLE, errors, public
 
 bp = Blueprint("webauthn", __name__)
 

@@ -32,8 +32,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from ..errors import AppError, Throttled
-from ..settings import SettingsError
-from .lockout import LoginGuard
+from ..startup.settings import SettingsError
+from .login_limits import LoginGuard
 from .passwords import Passwords
 
 SETTING = "INTROSPECTION_CLIENTS"

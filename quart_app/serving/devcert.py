@@ -101,7 +101,7 @@ def dev_cert(
     force: bool,
 ) -> None:
     """Write a self-signed TLS certificate and key for local HTTPS and HTTP/2."""
-    from ..settings import load_settings
+    from ..startup.settings import load_settings
 
     instance = Path(load_settings()["INSTANCE_PATH"])
     cert_path = cert_path or instance / "dev-cert.pem"

@@ -12,7 +12,7 @@ Under the supervisor a worker drains *before* it fires Hypercorn's trigger:
    kernel sends new connections to the other workers, or refuses them when every
    worker is stopping;
 2. every HTTP/1.x response from now on carries ``Connection: close``
-   (:class:`quart_app.serving.middleware.ServingHeaders` asks :data:`STATE`), so each
+   (:class:`quart_app.middleware.connection.ServingHeaders` asks :data:`STATE`), so each
    client is told, and h11 closes the connection after that response;
 3. open connections keep being served; idle ones still end by ``keep_alive_timeout`` as
    at any other time;

@@ -25,7 +25,7 @@ The guard ends such a connection as an HTTP/2 server should: GOAWAY with
 trusted hops only (a proxy that speaks it to its backends), so here it is off unless
 ``install(h2c=True)`` (the ``HTTP2_CLEARTEXT`` setting): an upgrade request is answered in
 HTTP/1.1 (the upgrade ignored, as RFC 9110 section 7.8 allows) and a preface gets 505
-from :class:`~quart_app.serving.middleware.ServingHeaders`. HTTP/2 over TLS (ALPN) is
+from :class:`~quart_app.middleware.connection.ServingHeaders`. HTTP/2 over TLS (ALPN) is
 unaffected.
 """
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hypercorn.config import Config, Sockets
 
-OUR_COMMANDS = ("quart_app.serve", "hypercorn", "quart_app.asgi")
+OUR_COMMANDS = ("quart_app.serving", "hypercorn", "quart_app.asgi")
 
 
 class AddressInUse(Exception):

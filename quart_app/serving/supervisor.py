@@ -1,4 +1,4 @@
-"""``python -m quart_app.serve``: a supervisor (modelled on gunicorn's arbiter) around
+"""``python -m quart_app.serving``: a supervisor (modelled on gunicorn's arbiter) around
 Hypercorn's own workers. It takes every ``hypercorn`` command-line option unchanged.
 
 One loop in the master; signals are queued by their handlers and handled there.
@@ -414,9 +414,9 @@ def parse_config(argv: list[str] | None) -> Config:
 
 def _check_settings() -> dict[str, Any] | None:
     """The app's settings, checked once here so that a bad one is said once and no worker
-    starts; None after one ``Error:`` line per problem (as quart_app/boot.py words them)."""
-    from ..preflight import preflight, stale_metrics
-    from ..settings import SettingsError
+    starts; None after one ``Error:`` line per problem (as quart_app/startup/boot.py words them)."""
+    from ..startup.preflight import preflight, stale_metrics
+    from ..startup.settings import SettingsError
 
     try:
         settings = preflight()

@@ -38,8 +38,8 @@ from types import FrameType
 
 from hypercorn.config import Config, Sockets
 
-from .. import boot
-from ..settings import BOOT_ERROR_EXIT
+from ..startup import boot
+from ..startup.settings import BOOT_ERROR_EXIT
 from . import acceptor, guards
 from .drain import STATE
 
@@ -150,7 +150,7 @@ def _worker_function(config: Config) -> Callable[..., None]:
 
         return asyncio_worker
     raise ValueError(
-        f"worker_class: quart_app.serve runs the asyncio and uvloop workers,"
+        f"worker_class: quart_app.serving runs the asyncio and uvloop workers,"
         f" not {config.worker_class!r}"
     )
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..settings import load_settings
+from ..startup.settings import load_settings
 
 if TYPE_CHECKING:
     from types import ModuleType

@@ -1,4 +1,4 @@
-"""LoginLimitStore: atomic counters of failed password checks (see security/lockout.py).
+"""LoginLimitStore: atomic counters of failed password checks (see security/login_limits.py).
 
 Every decision is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement, the
 same on SQLite and PostgreSQL: the row is created or updated, and the statement returns

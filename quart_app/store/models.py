@@ -203,7 +203,7 @@ class OutboxMail(Base):
 
 class LoginLimit(Base):
     """One counter of failed password checks: an account, an (account, client network)
-    pair, or a client network across accounts (see quart_app/security/lockout.py).
+    pair, or a client network across accounts (see quart_app/security/login_limits.py).
 
     ``key`` is a SHA-256 of what is counted (the case-folded username, the network), so
     any username or client address, however long, makes a 64-character key, and the

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from ..settings import SettingsError
+from ..startup.settings import SettingsError
 
 #: Bare schemes and the async driver they are read as.
 ASYNC_DRIVERS = {"postgres": "postgresql+asyncpg", "postgresql": "postgresql+asyncpg"}

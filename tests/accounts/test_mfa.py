@@ -19,7 +19,7 @@ from support import Client, bearer, login, register
 
 from quart_app.accounts.mfa_crypto import KEY_FILE, SecretCipher, cipher_from_settings
 from quart_app.services import services
-from quart_app.settings import SettingsError
+from quart_app.startup.settings import SettingsError
 from quart_app.store.models import RecoveryCode, TotpFactor
 
 PASSWORD = {"username": "alice", "password": "correct-horse"}

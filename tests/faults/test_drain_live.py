@@ -1,4 +1,4 @@
-"""A worker's drain under the supervisor (``python -m quart_app.serve``, 2 workers): what a
+"""A worker's drain under the supervisor (``python -m quart_app.serving``, 2 workers): what a
 request still running at the deadline is answered, and what an open WebSocket is told.
 """
 
@@ -19,7 +19,7 @@ from ws_client import ending, open_socket, session
 
 pytestmark = pytest.mark.live
 
-SERVE = [sys.executable, "-m", "quart_app.serve"]
+SERVE = [sys.executable, "-m", "quart_app.serving"]
 
 
 def test_requests_cut_by_the_drain_deadline_get_503_with_retry_after(

@@ -16,7 +16,7 @@ from support import bearer
 
 from quart_app.jwt.revocation import Revocation
 from quart_app.services import services
-from quart_app.settings import SNAPSHOT_FILE
+from quart_app.startup.settings import SNAPSHOT_FILE
 
 
 def token() -> str:

@@ -9,7 +9,7 @@ import pytest
 from quart import Blueprint, Quart, request
 
 import quart_app.jwt as qje
-from quart_app.jwt.fastpath import ClaimsFastPath, ClaimsResponse, claims_route, claims_routes
+from quart_app.jwt.claims_routes import ClaimsFastPath, ClaimsResponse, claims_route, claims_routes
 
 SECRET = "claims-route-secret-" + "c" * 40
 

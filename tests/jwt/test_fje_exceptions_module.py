@@ -10,8 +10,8 @@ import pytest
 
 from quart_app.jwt import exceptions
 from quart_app.jwt.config import settings_problems, token_locations
-from quart_app.preflight import problems_of
-from quart_app.settings import load_settings
+from quart_app.startup.preflight import problems_of
+from quart_app.startup.settings import load_settings
 
 fje_exceptions = pytest.importorskip("flask_jwt_extended.exceptions")
 fje_config = pytest.importorskip("flask_jwt_extended.config")

@@ -27,9 +27,9 @@ from quart_app.jwt import (
     decode_token,
     get_jwt,
     jwt_required,
-    keydir,
+    key_files,
 )
-from quart_app.jwt.keydir import KeyDirectory, rotate_keys
+from quart_app.jwt.key_files import KeyDirectory, rotate_keys
 from quart_app.jwt.keys import (
     ASYMMETRIC_ALGORITHMS,
     KeySet,
@@ -277,7 +277,7 @@ async def test_rotation_signs_with_the_new_key_and_still_accepts_the_old(tmp_pat
 async def test_retired_keys_are_dropped_once_their_tokens_have_expired(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(keydir, "RETIREMENT_GRACE", 0.0)
+    monkeypatch.setattr(key_files, "RETIREMENT_GRACE", 0.0)
     directory = tmp_path / "keys"
     key_set = KeyDirectory(directory, "EdDSA", max_token_lifetime=1)
     app = tiny_app(JWT_ALGORITHM="EdDSA", JWT_DECODE_LEEWAY=0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from quart_app.jwt.keydir import KeyDirectory, keys_from_settings
-from quart_app.settings import DEFAULTS
+from quart_app.jwt.key_files import KeyDirectory, keys_from_settings
+from quart_app.startup.settings import DEFAULTS
 
 
 def _kids(keys: KeyDirectory) -> list[str]:

@@ -14,8 +14,8 @@ import jwt as pyjwt
 import pytest
 
 from quart_app.jwt import tokens
+from quart_app.jwt.fast_verify import Rules, _b64decode, fast_verify
 from quart_app.jwt.keys import KeySet, generate_private_key
-from quart_app.jwt.verifier import Rules, _b64decode, fast_verify
 
 SECRET = b"verifier-secret-" + b"v" * 48
 HS_KEYS = KeySet.from_config("HS256", secret=SECRET)

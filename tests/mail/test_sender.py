@@ -21,7 +21,7 @@ from quart_app.mail.outbox import OutboxStore
 from quart_app.mail.sender import MailSender, mail_sender
 from quart_app.services import services
 from quart_app.serving.devcert import write_dev_cert
-from quart_app.settings import SettingsError
+from quart_app.startup.settings import SettingsError
 from quart_app.store import Database
 
 

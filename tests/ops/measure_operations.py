@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/ops/measure_operations.py            # ~2 minutes
 
-Live ``python -m quart_app.serve`` with 2 workers on loopback, side by side in one run:
+Live ``python -m quart_app.serving`` with 2 workers on loopback, side by side in one run:
 
 * replacement time: a worker is SIGKILLed; seconds until its slot listens again (the
   replacement serves), forked from the preloaded process (``WORKER_PRELOAD=true``) or
@@ -34,7 +34,7 @@ from faultproxy import FaultProxy
 from live import Server
 from sqlalchemy.engine import make_url
 
-SERVE = [sys.executable, "-m", "quart_app.serve"]
+SERVE = [sys.executable, "-m", "quart_app.serving"]
 KILLS = 3
 
 

@@ -43,8 +43,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "METRICS_PUBLIC": True,
     },
 }
-#: GET /protected with a token seen before is answered below Quart (quart_app/fastpath.py),
-#: which writes the same log line and metrics itself.
+#: GET /protected with a token seen before is answered below Quart
+#: (quart_app/middleware/claims_fast_path.py), which writes the same log line and metrics itself.
 FAST: dict[str, dict[str, Any]] = {
     "fast path, all off": {"ACCESS_LOG": False, "METRICS_ENABLED": False},
     "fast path, log + metrics": {

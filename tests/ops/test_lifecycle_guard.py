@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from quart_app.serving.lifecycle import install_sigterm_guard
+from quart_app.serving.worker_hooks import install_sigterm_guard
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from support import bearer, make_config
 
 from quart_app import create_app
-from quart_app.settings import SettingsError
+from quart_app.startup.settings import SettingsError
 
 
 def test_metrics_without_a_token_refuse_to_start(tmp_path: Path) -> None:

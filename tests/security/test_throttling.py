@@ -10,7 +10,7 @@ import pytest
 from quart import Quart
 from support import Client
 
-from quart_app.security.throttle import BoundedMemoryStore, limit_key
+from quart_app.security.rate_limits import BoundedMemoryStore, limit_key
 
 #: Cheap requests that still pass through the limiter: an empty body is a 400 at once.
 INVALID = {"username": "x"}

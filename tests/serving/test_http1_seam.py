@@ -392,8 +392,8 @@ async def _never() -> None:
 
 
 def test_a_bad_http1_parser_setting_stops_start_up_naming_it(tmp_path: Path) -> None:
-    from quart_app.preflight import preflight
-    from quart_app.settings import SettingsError
+    from quart_app.startup.preflight import preflight
+    from quart_app.startup.settings import SettingsError
 
     env = {"INSTANCE_PATH": str(tmp_path), "HTTP1_PARSER": "picohttp"}
     with pytest.raises(

@@ -1,4 +1,4 @@
-"""TLS and HTTP/2 under ``python -m quart_app.serve``, and HTTP/1.1 framing at the edge."""
+"""TLS and HTTP/2 under ``python -m quart_app.serving``, and HTTP/1.1 framing at the edge."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from quart_app.cli import main as cli
 
 pytestmark = pytest.mark.live
 
-SERVE = [sys.executable, "-m", "quart_app.serve"]
+SERVE = [sys.executable, "-m", "quart_app.serving"]
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``python -m quart_app.serve``: the supervisor, against live Hypercorn workers."""
+"""``python -m quart_app.serving``: the supervisor, against live Hypercorn workers."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from quart_app.serving.listeners import listening_pids
 
 pytestmark = pytest.mark.live
 
-SERVE = [sys.executable, "-m", "quart_app.serve"]
+SERVE = [sys.executable, "-m", "quart_app.serving"]
 CREDENTIALS = {"username": "alice", "password": "correct-horse"}
 #: SIGTERMs sent under load by the no-loss test (the benchmark sends 10).
 SIGTERM_ROUNDS = 3

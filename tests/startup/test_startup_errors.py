@@ -1,6 +1,6 @@
 """A server that cannot start says why in one line per problem, once, and exits non-zero.
 
-Each case starts the real launcher (``python -m quart_app.serve``, what ``make run``
+Each case starts the real launcher (``python -m quart_app.serving``, what ``make run``
 starts) with two workers and one bad setting, and reads everything it printed.
 """
 
@@ -16,11 +16,11 @@ from backend_servers import PostgresRun
 from live import ROOT, free_port
 from support import FAST_HASHING
 
-from quart_app.settings import BOOT_ERROR_EXIT
+from quart_app.startup.settings import BOOT_ERROR_EXIT
 
 pytestmark = pytest.mark.live
 
-SERVE = [sys.executable, "-m", "quart_app.serve"]
+SERVE = [sys.executable, "-m", "quart_app.serving"]
 HYPERCORN = [sys.executable, "-m", "hypercorn"]
 
 
@@ -159,7 +159,7 @@ def test_a_stale_metrics_folder_is_one_line(tmp_path: Path) -> None:
 
 
 def serve_with(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m quart_app.serve`` with this command line (what make run passes)."""
+    """``python -m quart_app.serving`` with this command line (what make run passes)."""
     environ = {**os.environ, "INSTANCE_PATH": str(tmp_path / "instance")}
     return subprocess.run(
         [*SERVE, "--config", str(ROOT / "hypercorn.toml"), *args, "quart_app.asgi:app"],

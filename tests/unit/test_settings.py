@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from quart_app import create_app
-from quart_app.settings import SettingsError, load_settings, resolve_secret
+from quart_app.startup.settings import SettingsError, load_settings, resolve_secret
 
 
 def test_environment_values_take_the_type_of_their_default(tmp_path: Path) -> None:

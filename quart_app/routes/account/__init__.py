@@ -21,7 +21,7 @@ from werkzeug.exceptions import NotFound
 
 from ...jwt import jwt_required
 from ...schemas import Strict
-from ..docs import TOKEN_ERRORS, errors
+from ..openapi import TOKEN_ERRORS, errors
 
 bp = Blueprint("account", __name__)
 

@@ -12,7 +12,7 @@ from quart import Quart, current_app, request
 from quart_rate_limiter import rate_limit
 
 from ..accounts.events import Client
-from ..settings import SettingsError
+from ..startup.settings import SettingsError
 from .ratelimit import AtomicRateLimiter, BoundedMemoryStore
 
 __all__ = [
@@ -139,8 +139,8 @@ def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
     """
     store: Any
     if app.config["REDIS_URL"]:
+        from ..store.rate_limits import RedisLimitStore
         from ..store.redis_breaker import breaker
-        from ..store.redis_limits import RedisLimitStore
 
         store = RedisLimitStore(
             app.config["REDIS_URL"], prefix=app.config["REDIS_PREFIX"], breaker=breaker(app)

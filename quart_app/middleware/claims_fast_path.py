@@ -1,4 +1,4 @@
-"""The service's use of the extension's claims fast path (``quart_app.jwt.fastpath``).
+"""The service's use of the extension's claims fast path (``quart_app.jwt.claims_routes``).
 
 Every claims-only route (``GET /protected``, ``/auth/verify``) is answered below Quart
 for tokens this worker has verified before; what the service adds to every response of
@@ -16,11 +16,11 @@ from typing import Any
 from hypercorn.typing import HTTPScope
 from quart import Quart
 
-from .jwt import get_manager
-from .jwt.fastpath import ClaimsFastPath
-from .observability import observability
-from .observability.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
-from .security.throttle import peer_client
+from ..jwt import get_manager
+from ..jwt.claims_routes import ClaimsFastPath
+from ..observability import observability
+from ..observability.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
+from ..security.rate_limits import peer_client
 
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _NOSNIFF = (b"x-content-type-options", b"nosniff")

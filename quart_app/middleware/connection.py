@@ -48,7 +48,7 @@ from hypercorn.typing import (
     Scope,
 )
 
-from .drain import CURRENT, STATE, DrainState, InFlight
+from ..serving.drain import CURRENT, STATE, DrainState, InFlight
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "DrainRequestBody", "ServingHeaders"]
 

@@ -16,7 +16,7 @@ The guard is only installed in a process started by ``multiprocessing`` whose SI
 has its default action, i.e. a Hypercorn worker -- never in a test runner or when
 Hypercorn runs the app in its own process (it handles the signal itself then).
 
-Under ``python -m quart_app.serve`` the supervisor's worker (quart_app/serving/worker.py)
+Under ``python -m quart_app.serving`` the supervisor's worker (quart_app/serving/worker.py)
 handles SIGTERM itself and this guard stays out. More pieces of a serving worker's
 start-up live here: the guards for Hypercorn bugs (quart_app/serving/guards.py),
 routing Hypercorn's listening sockets through quart_app.serving.acceptor on uvloop, and

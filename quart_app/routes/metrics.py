@@ -5,12 +5,12 @@ from __future__ import annotations
 from quart import Response, current_app, request
 
 from ..errors import AppError
-from .metrics import CONTENT_TYPE, token_matches
+from ..observability.metrics import CONTENT_TYPE, token_matches
 
 
 async def metrics_view() -> Response:
     """Every metric of this app (of every worker in multiprocess mode)."""
-    from . import observability
+    from ..observability import observability
 
     token = current_app.config.get("METRICS_TOKEN")
     if token and not token_matches(str(token), request.headers.get("Authorization")):

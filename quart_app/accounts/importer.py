@@ -36,10 +36,10 @@ from sqlalchemy import column, insert, select, table, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from .schemas import normalise_username, username_key
-from .security import werkzeug_hashes
-from .store import Database
-from .store.models import User, utcnow
+from ..schemas import normalise_username, username_key
+from ..security import werkzeug_hashes
+from ..store import Database
+from ..store.models import User, utcnow
 
 #: How many keys or ids one ``IN (...)`` query carries (SQLite's variable limit).
 CHUNK = 500

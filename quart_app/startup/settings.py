@@ -198,7 +198,7 @@ DEFAULTS: dict[str, Any] = {
     # their own before the password threads: a flood of wrong secrets cannot starve /login.
     "CLIENT_SECRET_HASH_CONCURRENCY": 1,
     # Answer claims-only routes (GET /protected, /auth/verify) for already-verified tokens
-    # below Quart (quart_app/jwt/fastpath.py).
+    # below Quart (quart_app/jwt/claims_routes.py).
     "FAST_PATH": True,
     # Under Hypercorn's uvloop worker, accept every queued connection per wake-up instead
     # of libuv's one per loop iteration (quart_app/serving/acceptor.py).
@@ -206,10 +206,10 @@ DEFAULTS: dict[str, Any] = {
     # After start-up, freeze every object then alive out of the garbage collector's scans
     # (gc.freeze), so a full collection no longer stalls a worker.
     "GC_FREEZE": True,
-    # python -m quart_app.serve kills and replaces a worker whose event loop has not run
+    # python -m quart_app.serving kills and replaces a worker whose event loop has not run
     # for this many seconds (a request stuck in blocking code), like gunicorn's --timeout.
     "WORKER_TIMEOUT": 30.0,
-    # python -m quart_app.serve forks workers from a process that has imported the app's
+    # python -m quart_app.serving forks workers from a process that has imported the app's
     # modules already (multiprocessing's forkserver), so a replacement serves in well under
     # a second instead of importing everything anew; false: a new interpreter each.
     "WORKER_PRELOAD": True,
@@ -311,7 +311,7 @@ def load_settings(
     if not settings["DATABASE_URL"]:
         settings["DATABASE_URL"] = f"sqlite+aiosqlite:///{instance / 'app.db'}"
     else:
-        from .store.urls import async_database_url
+        from ..store.urls import async_database_url
 
         try:
             settings["DATABASE_URL"] = async_database_url(str(settings["DATABASE_URL"]), notes)

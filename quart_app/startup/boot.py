@@ -4,11 +4,11 @@ Left alone, a bad setting or a database that refuses the configured URL prints a
 traceback per worker (hundreds of lines with the cause buried) and, under plain
 Hypercorn, can end with status 0. Here every start-up failure becomes one ``Error: ...``
 line per problem, naming the setting and the fix, and the process exits with
-:data:`~quart_app.settings.BOOT_ERROR_EXIT`, which a supervisor takes as fatal.
+:data:`~quart_app.startup.settings.BOOT_ERROR_EXIT`, which a supervisor takes as fatal.
 
 Workers of one server fail together: only the first to fail says why (an abstract Unix
 file named after the parent process is the mark, Linux only); the others exit silently
-with the same status. ``python -m quart_app.serve`` checks the settings in the master
+with the same status. ``python -m quart_app.serving`` checks the settings in the master
 before any worker starts and exits 3 too. Plain ``hypercorn`` prints the same line, but
 its master (0.17, 0.18) reports 0 whatever its workers exited with (pgjones/hypercorn#269):
 so the first worker of a plain Hypercorn master to fail ends that master with SIGUSR1,
@@ -74,7 +74,7 @@ def _database(error: BaseException, config: Any) -> str | None:
     """One line for a database that refused the configured URL, or None."""
     from sqlalchemy.engine import make_url
 
-    from .store.migrate import SchemaError
+    from ..store.migrate import SchemaError
 
     chain = list(_causes(error))
     if any(isinstance(cause, SchemaError) for cause in chain):
@@ -162,7 +162,7 @@ def _first_to_fail() -> bool:
     return True
 
 
-#: True in a worker of ``python -m quart_app.serve`` (quart_app/serving/worker.py), whose
+#: True in a worker of ``python -m quart_app.serving`` (quart_app/serving/worker.py), whose
 #: master reads the exit status itself.
 SUPERVISED = False
 

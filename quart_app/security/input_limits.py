@@ -9,7 +9,7 @@ from quart import Quart, Request, request, websocket
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import AppError
-from ..jsonprovider import describe_json_error
+from ..middleware.json_responses import describe_json_error
 
 JSON_TYPE = "application/json"
 NOT_JSON = "Content-Type must be application/json"

@@ -3,7 +3,7 @@
 ``create_app`` reads its settings through :func:`preflight`; a supervisor runs it once, in
 the master, before it spawns workers, so a bad setting is said once and nothing starts.
 Only what can be known without the network is checked here; a database that refuses the
-URL is reported by the worker that tried it (``quart_app.boot``).
+URL is reported by the worker that tried it (``quart_app.startup.boot``).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from .jwt.config import settings_problems
-from .jwt.keydir import key_directory
-from .jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
-from .mail.config import mail_problems
-from .security.clients import parse_clients
-from .security.throttle import parse_proxies
+from ..jwt.config import settings_problems
+from ..jwt.key_files import key_directory
+from ..jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
+from ..mail.config import mail_problems
+from ..security.clients import parse_clients
+from ..security.rate_limits import parse_proxies
 from .settings import SECRET_FILE, SettingsError, load_settings, short_secret
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
