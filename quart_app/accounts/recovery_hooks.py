@@ -10,7 +10,7 @@ from ..accounts.mfa import MFA_CODE_REJECTED
 from ..errors import AppError
 from ..routes.mfa_step import MFA_REQUIRED, actor, record_event, second_factors
 from ..schemas import username_key
-from ..security.rate_limits import client_address, limit_key
+from ..security.client_address import client_address, limit_key
 from ..services import services
 
 INVALID_CODE = "Invalid code"

@@ -20,7 +20,7 @@ from ..jwt import get_manager
 from ..jwt.claims_routes import ClaimsFastPath
 from ..observability import observability
 from ..observability.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
-from ..security.rate_limits import peer_client
+from ..security.client_address import peer_client
 
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _NOSNIFF = (b"x-content-type-options", b"nosniff")

@@ -22,7 +22,7 @@ from jwt import InvalidTokenError
 from quart import Quart, Response, g, request
 
 from ..jwt.errors import JWTExtendedException
-from ..security.rate_limits import client_address
+from ..security.client_address import client_address
 from ..services import services
 from ..store.redis_breaker import breaker
 from .logs import (

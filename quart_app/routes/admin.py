@@ -21,7 +21,7 @@ from ..accounts.sessions import end_all_sessions, user_id_of
 from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..schemas import Message
-from ..security.rate_limits import request_client
+from ..security.client_address import request_client
 from ..services import services
 from ..store.sessions import UserNotFound
 from ..store.users import UserRecord

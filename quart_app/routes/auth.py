@@ -33,7 +33,7 @@ from ..jwt import (
 from ..observability import note_user
 from ..schemas import Credentials, Message, Registration, TokenPair, UserOut, username_key
 from ..security.binding import Binding, dpop_binding
-from ..security.rate_limits import limit_key, request_client
+from ..security.client_address import limit_key, request_client
 from ..services import services
 from ..store import UsernameTaken, UserRecord
 from .mfa_step import MfaChallenge, second_factor_step

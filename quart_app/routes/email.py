@@ -13,7 +13,7 @@ from ..accounts.recovery import EmailTaken, recovery_store
 from ..errors import AppError
 from ..jwt import jwt_required
 from ..schemas import EmailAddress, Message, Strict, username_key
-from ..security.rate_limits import client_address, limit_key, request_client
+from ..security.client_address import client_address, limit_key, request_client
 from ..services import services
 from .openapi import TOKEN_ERRORS, UNAVAILABLE, errors, public
 from .recovery import INVALID_TOKEN, Token

@@ -22,8 +22,8 @@ from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..schemas import Message, Strict, TokenPair, username_key
 from ..security.binding import dpop_binding
+from ..security.client_address import client_address, limit_key
 from ..security.login_limits import Attempt
-from ..security.rate_limits import client_address, limit_key
 from ..services import services
 from ..store import UserRecord
 from .auth import issue_login

@@ -17,8 +17,8 @@ from ..accounts.mfa_crypto import cipher_from_settings
 from ..accounts.passkeys import Passkeys, RelyingParty
 from ..errors import AppError
 from ..jwt import get_jwt
+from ..security.client_address import request_client
 from ..security.login_limits import Attempt
-from ..security.rate_limits import request_client
 from ..services import services
 from ..store import UserRecord
 from ..store.mfa import MfaStore

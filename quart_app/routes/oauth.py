@@ -36,6 +36,7 @@ from ..jwt.dpop import ALGORITHMS, PROOF_KEY, DPoP, DPoPError, bound_thumbprint,
 from ..jwt.revocation import FAMILY_CLAIM
 from ..jwt.tokens import numeric_date
 from ..security.binding import request_binding
+from ..security.client_address import client_address, limit_key, request_client
 from ..security.clients import (
     ClientGuard,
     IntrospectionClients,
@@ -43,7 +44,6 @@ from ..security.clients import (
     parse_clients,
 )
 from ..security.passwords import Passwords
-from ..security.rate_limits import client_address, limit_key, request_client
 from ..services import services
 from ..startup.settings import resolve_secret
 from ..store.oauth import ClientStore, RedisReplayStore, SqlReplayStore

@@ -15,7 +15,7 @@ from ..accounts.recovery_hooks import check_second_factor
 from ..accounts.sessions import UserNotFound, end_all_sessions
 from ..errors import AppError
 from ..schemas import EmailAddress, Message, Password, Strict, normalise_username, username_key
-from ..security.rate_limits import request_client
+from ..security.client_address import request_client
 from ..services import services
 from ..store.errors import unavailable_reason
 from .auth import new_password_allowed

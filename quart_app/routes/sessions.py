@@ -16,7 +16,7 @@ from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..jwt.revocation import FAMILY_CLAIM
 from ..schemas import Message
-from ..security.rate_limits import request_client
+from ..security.client_address import request_client
 from ..services import services
 from ..store.events import EventRecord
 from ..store.sessions import SessionRecord, UserNotFound

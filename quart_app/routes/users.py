@@ -25,7 +25,7 @@ from ..schemas import (
     UsersQuery,
     username_key,
 )
-from ..security.rate_limits import client_address, limit_key, request_client
+from ..security.client_address import client_address, limit_key, request_client
 from ..services import services
 from ..store import UserRecord
 from .auth import new_password_allowed

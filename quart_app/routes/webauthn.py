@@ -22,7 +22,7 @@ from ..errors import AppError
 from ..jwt import get_jwt, jwt_required
 from ..schemas import Message, TokenPair, normalise_username, username_key
 from ..security.binding import dpop_binding
-from ..security.rate_limits import client_address, limit_key
+from ..security.client_address import client_address, limit_key
 from ..services import services
 from ..store.passkeys import PasskeyRecord
 from .auth import issue_login

@@ -69,7 +69,7 @@ from quart.asgi import ASGIWebsocketConnection
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 from ..observability.logs import ACCESS_LOGGER, request_id_from, request_id_var
-from ..security.rate_limits import limit_key, peer_client
+from ..security.client_address import limit_key, peer_client
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)

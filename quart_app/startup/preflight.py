@@ -21,8 +21,8 @@ from ..jwt.config import settings_problems
 from ..jwt.key_files import key_directory
 from ..jwt.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from ..mail.config import mail_problems
+from ..security.client_address import parse_proxies
 from ..security.clients import parse_clients
-from ..security.rate_limits import parse_proxies
 from .settings import SECRET_FILE, SettingsError, load_settings, short_secret
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

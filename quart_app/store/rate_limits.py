@@ -1,6 +1,7 @@
-"""quart-rate-limiter's state in Redis, shared by every worker and host, failing open.
+"""Where rate limits are kept: a bounded in-memory store per worker, or Redis, shared by
+every worker and host and failing open (the policy: quart_app/security/rate_limits.py).
 
-Replaces the library's ``RedisStore`` for four reasons:
+:class:`RedisLimitStore` replaces the library's ``RedisStore`` for four reasons:
 
 * **Atomic.** The library reads a key, decides, and writes it back in separate round
   trips, so N requests in flight at once all read the same state and all pass (three
@@ -28,16 +29,18 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Protocol
 
-from quart_rate_limiter.store import RateLimiterStoreABC
+from quart_rate_limiter import RateLimit
+from quart_rate_limiter.store import MemoryStore, RateLimiterStoreABC
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from ..security.ratelimit import BoundedMemoryStore, Limit
 from .redis_breaker import RedisBreaker
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,69 @@ for i, key in ipairs(KEYS) do
 end
 return false
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One limit of one request: its store key and its GCRA parameters (seconds)."""
+
+    key: str
+    #: Period / count: how far each admitted request moves the key's TAT.
+    interval: float
+    #: Period - interval: how far ahead of now the TAT may be for a request to pass.
+    burst: float
+
+    @classmethod
+    def of(cls, key: str, rate_limit: RateLimit) -> Limit:
+        interval = rate_limit.inverse
+        return cls(key, interval, rate_limit.period.total_seconds() - interval)
+
+
+class AtomicStore(Protocol):
+    async def consume(self, limits: Sequence[Limit]) -> float | None:
+        """Admit one request against every limit, atomically: None when admitted (all
+        TATs advanced), else the seconds until the refusing limit admits (nothing kept)."""
+
+
+class BoundedMemoryStore(MemoryStore):
+    """The library's in-memory store, atomic, and without its leak (one entry per key,
+    for ever).
+
+    An entry whose theoretical arrival time (TAT) has passed decides nothing (the limiter
+    uses ``max(tat, now)``), so such entries are swept whenever the table has doubled
+    since the last sweep: amortised O(1) per request, and memory bounded by the clients
+    seen within one period instead of every client ever seen.
+    """
+
+    MIN_SWEEP = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sweep_at = self.MIN_SWEEP
+
+    async def consume(self, limits: Sequence[Limit]) -> float | None:
+        # No await from here on: no other request runs until the decision is stored.
+        now = datetime.now(UTC)
+        advanced = []
+        for limit in limits:
+            tat = max(self._tats.get(limit.key, now), now)
+            ahead = (tat - now).total_seconds()
+            if ahead > limit.burst:
+                return ahead - limit.burst
+            advanced.append(tat + timedelta(seconds=limit.interval))
+        for limit, tat in zip(limits, advanced, strict=True):
+            self._put(limit.key, tat)
+        return None
+
+    async def set(self, key: str, tat: datetime) -> None:
+        self._put(key, tat)
+
+    def _put(self, key: str, tat: datetime) -> None:
+        self._tats[key] = tat
+        if len(self._tats) >= self._sweep_at:
+            now = datetime.now(UTC)
+            self._tats = {k: v for k, v in self._tats.items() if v > now}
+            self._sweep_at = max(self.MIN_SWEEP, 2 * len(self._tats))
 
 
 #: Queues one command on a pipeline (returns the pipeline, or an awaitable of it).
@@ -207,7 +273,7 @@ class RedisLimitStore(RateLimiterStoreABC):
         return datetime.fromtimestamp(int(raw) / 1e6, UTC)  # type: ignore[call-overload]
 
     async def set(self, key: str, tat: datetime) -> None:
-        """Unused by :class:`~quart_app.security.ratelimit.AtomicRateLimiter` (it consumes);
+        """Unused by :class:`~quart_app.security.rate_limits.AtomicRateLimiter` (it consumes);
         kept for the store interface: one SET with the same expiry as the script's."""
         if self._redis is None:
             await self.fallback.set(key, tat)

@@ -22,7 +22,8 @@ from live import running, server_env
 from quart import Quart
 from support import SECRET
 
-from quart_app.security.ratelimit import AtomicRateLimiter, BoundedMemoryStore, Limit
+from quart_app.security.rate_limits import AtomicRateLimiter
+from quart_app.store.rate_limits import BoundedMemoryStore, Limit
 
 LIMIT, PERIOD = 100, 60
 #: Cheap requests that still pass through the limiter: an invalid body is a 400 at once.

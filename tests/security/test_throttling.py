@@ -10,7 +10,8 @@ import pytest
 from quart import Quart
 from support import Client
 
-from quart_app.security.rate_limits import BoundedMemoryStore, limit_key
+from quart_app.security.client_address import limit_key
+from quart_app.store.rate_limits import BoundedMemoryStore
 
 #: Cheap requests that still pass through the limiter: an empty body is a 400 at once.
 INVALID = {"username": "x"}
