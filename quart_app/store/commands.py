@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..startup.settings import load_settings
+from ..startup.settings import async_database_url, load_settings
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -25,8 +25,6 @@ def _migrate() -> ModuleType:
 
 
 def _url(url: str | None) -> str:
-    from .urls import async_database_url
-
     return async_database_url(url) if url else str(load_settings()["DATABASE_URL"])
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quart_app.startup.settings import NOTES_KEY, SettingsError, load_settings
-from quart_app.store.urls import async_database_url
+from quart_app.startup.settings import NOTES_KEY, SettingsError, async_database_url, load_settings
 
 
 @pytest.mark.parametrize(
