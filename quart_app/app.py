@@ -25,6 +25,7 @@ from .observability import init_observability
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.mfa_step import init_mfa
 from .routes.oauth import init_dpop_service, init_oauth
+from .routes.observability import register_observability_routes
 from .routes.openapi import OpenAPIDocument
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
@@ -196,6 +197,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
             await redis_breaker.close()
 
     init_observability(app)
+    register_observability_routes(app)
     init_lifecycle(app)
     init_websocket_bounds(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]

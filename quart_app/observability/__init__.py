@@ -5,8 +5,8 @@
 * a first ``before_request`` hook and an ``after_request`` hook: request id (accepted
   from ``X-Request-ID`` or generated, echoed back), one log line per request, request
   metrics -- a handful of dict look-ups and counter increments on the hot path;
-* ``GET /readyz`` (database, and Redis when ``REDIS_URL`` is set) beside ``/healthz``;
-* ``GET /metrics`` when ``METRICS_ENABLED`` (behind ``METRICS_TOKEN`` when set);
+* the state ``GET /readyz`` and ``GET /metrics`` answer from (their views are in
+  quart_app/routes/observability.py);
 * wrappers around the JWT error handlers that count why verifications fail.
 """
 
@@ -35,7 +35,6 @@ from .logs import (
 )
 from .metrics import Metrics, verification_reason
 from .readiness import Readiness
-from .readiness import bp as health_bp
 
 __all__ = ["EXTENSION_KEY", "Observability", "init_observability", "observability"]
 
@@ -109,11 +108,7 @@ def init_observability(app: Quart) -> None:
         access_log=bool(config["ACCESS_LOG"]),
     )
     app.extensions[EXTENSION_KEY] = state
-    app.register_blueprint(health_bp)
     if metrics is not None:
-        from ..routes.metrics import metrics_view
-
-        app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
         services(app).passwords.observer = metrics
         services(app).logins.observer = metrics
         _count_verification_failures(app, metrics)

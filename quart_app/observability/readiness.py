@@ -1,4 +1,5 @@
-"""Readiness for load balancers: ``GET /readyz`` checks every dependency a request needs.
+"""Readiness for load balancers: what ``GET /readyz`` (routes/observability.py) checks,
+every dependency a request needs.
 
 ``/healthz`` (routes/meta.py, docs/operating.md) answers whether the process serves and its database
 answers. ``/readyz`` answers whether this instance should get traffic: the database, and
@@ -12,13 +13,8 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from pydantic import BaseModel
-from quart import Blueprint, current_app
-from quart_schema import document_response, security_scheme
-
 from ..services import services
 
-bp = Blueprint("observability", __name__)
 log = logging.getLogger(__name__)
 
 
@@ -69,33 +65,3 @@ class Readiness:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
-
-
-class Ready(BaseModel):
-    """Each dependency's state ("ok" or what failed)."""
-
-    status: str
-    checks: dict[str, str]
-
-
-@bp.get("/readyz")
-@security_scheme([])
-@document_response(Ready)
-@document_response(Ready, 503)
-async def readyz() -> tuple[dict[str, Any], int, dict[str, str]]:
-    """200 when the database answers and this worker has loaded the revocations; 503
-    otherwise (a worker that started during a database outage, until it has caught up).
-
-    Redis (when configured) is reported but does not fail readiness: without it every
-    worker keeps serving correctly (revocations through the SQL poll, throttling per
-    worker), and taking every host out of the load balancer during a Redis outage would
-    turn a degradation into an outage. ``"status": "degraded"`` says so.
-    """
-    from . import observability
-
-    checks = await observability(current_app).readiness.check()
-    headers = {"Cache-Control": "no-store"}
-    if checks.get("database") != "ok" or "revocations" in checks:
-        return {"status": "unavailable", "msg": "Not ready", "checks": checks}, 503, headers
-    status = "ready" if all(state == "ok" for state in checks.values()) else "degraded"
-    return {"status": status, "checks": checks}, 200, headers
