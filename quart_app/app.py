@@ -12,7 +12,6 @@ from quart import Quart, Response
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
 from .accounts.recovery import init_recovery
-from .cli import register_commands
 from .errors import register_error_handlers
 from .jwt import JWTManager, RevocationList, RevocationSync
 from .jwt.key_files import keys_from_settings
@@ -159,7 +158,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     register_error_handlers(app)
     init_request_limits(app)
     init_cors(app)
-    register_commands(app)
 
     @app.after_request
     async def security_headers(response: Response) -> Response:

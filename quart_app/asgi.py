@@ -7,6 +7,9 @@ stderr and exit status 3 (``quart_app.startup.boot``), never a traceback per wor
 from __future__ import annotations
 
 from .app import create_app
+from .cli import register_commands
 from .startup.boot import build_app
 
 app = build_app(create_app)
+# `quart --app quart_app.asgi COMMAND` runs the same commands as `quart-app COMMAND`.
+register_commands(app)

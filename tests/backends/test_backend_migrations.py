@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from quart import Quart
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from quart_app.cli.database import db
 from quart_app.services import services
 from quart_app.store import migrate
-from quart_app.store.commands import db
 from quart_app.store.models import Base
 
 #: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .clients import CLIENT_ID, new_secret
+from ..security.clients import CLIENT_ID, new_secret
+from ..store.oauth import ClientExists, ClientRecord, ClientStore
+from .context import run_with_services
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -26,8 +28,6 @@ def _checked(name: str) -> str:
 @click.argument("name")
 def create_client(name: str) -> None:
     """Create a client (its id is NAME) and print its secret, once: it is stored hashed."""
-    from ..cli import _run
-    from ..store.oauth import ClientExists, ClientStore
 
     client_id = _checked(name)
     secret, stored = new_secret()
@@ -38,7 +38,7 @@ def create_client(name: str) -> None:
         except ClientExists:
             raise click.ClickException(f"client {client_id!r} already exists") from None
 
-    _run(work)
+    run_with_services(work)
     click.echo(f"client_id: {client_id}")
     click.echo(f"client_secret: {secret}")
     click.echo("The secret is shown only now: store it where the client reads it.", err=True)
@@ -47,13 +47,11 @@ def create_client(name: str) -> None:
 @click.command("list-clients")
 def list_clients() -> None:
     """List the clients (id, created, secret last set); never their secrets."""
-    from ..cli import _run
-    from ..store.oauth import ClientRecord, ClientStore
 
     async def work(svc: Services) -> list[ClientRecord]:
         return await ClientStore(svc.db).all()
 
-    for record in _run(work):
+    for record in run_with_services(work):
         click.echo(
             f"{record.client_id}\tcreated {record.created_at.isoformat(timespec='seconds')}"
             f"\tsecret set {record.rotated_at.isoformat(timespec='seconds')}"
@@ -64,8 +62,6 @@ def list_clients() -> None:
 @click.argument("name")
 def rotate_client_secret(name: str) -> None:
     """Give a client a new secret (printed once); the old one stops working at once."""
-    from ..cli import _run
-    from ..store.oauth import ClientStore
 
     client_id = _checked(name)
     secret, stored = new_secret()
@@ -73,7 +69,7 @@ def rotate_client_secret(name: str) -> None:
     async def work(svc: Services) -> bool:
         return await ClientStore(svc.db).set_secret(client_id, stored)
 
-    if not _run(work):
+    if not run_with_services(work):
         raise click.ClickException(f"no client {client_id!r}")
     click.echo(f"client_id: {client_id}")
     click.echo(f"client_secret: {secret}")
@@ -83,15 +79,13 @@ def rotate_client_secret(name: str) -> None:
 @click.argument("name")
 def delete_client(name: str) -> None:
     """Delete a client: it gets no new token (the ones it holds live until they expire)."""
-    from ..cli import _run
-    from ..store.oauth import ClientStore
 
     client_id = _checked(name)
 
     async def work(svc: Services) -> bool:
         return await ClientStore(svc.db).delete(client_id)
 
-    if not _run(work):
+    if not run_with_services(work):
         raise click.ClickException(f"no client {client_id!r}")
     click.echo(f"deleted client {client_id}")
 

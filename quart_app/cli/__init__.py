@@ -1,36 +1,34 @@
 """Command line: ``quart-app COMMAND`` or ``quart --app quart_app.asgi COMMAND``.
 
 Both run the same click commands with the server's settings (the environment, see
-``settings.py``), on the same database. Under ``quart`` the app Quart loaded is used;
-``quart-app`` builds one with ``create_app()``. Every failure is one line on stderr
+``quart_app/startup/settings.py``), on the same database. Under ``quart`` the app Quart
+loaded is used; ``quart-app`` builds one with ``create_app()``. Every failure is one line on stderr
 (``Error: ...``) and exit status 1.
 
-``db`` (Alembic migrations: ``db upgrade`` ...) comes from ``quart_app.store.commands``;
-``register_commands`` hands whatever ``main`` holds to ``app.cli``.
+``db`` (Alembic migrations: ``db upgrade`` ...) is in ``database.py``, the OAuth clients'
+commands in ``clients.py``, ``outbox`` in ``outbox.py``; ``register_commands`` hands whatever
+``main`` holds to ``app.cli`` (``quart_app.asgi`` calls it, for ``quart --app``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .mail.commands import outbox_command
-from .security.client_commands import COMMANDS as CLIENT_COMMANDS
-from .serving.devcert import dev_cert
-from .store.commands import db as db_commands
+from ..serving.devcert import dev_cert
+from .clients import COMMANDS as CLIENT_COMMANDS
+from .context import command_app, one_line, run_with_services
+from .database import db as db_commands
+from .outbox import outbox_command
 
 if TYPE_CHECKING:
     from quart import Quart
 
-    from .services import Services
-
-T = TypeVar("T")
+    from ..services import Services
 
 
 @click.group()
@@ -44,58 +42,6 @@ def register_commands(app: Quart) -> None:
         app.cli.add_command(command, name)
 
 
-def _one_line(error: BaseException) -> str:
-    """A database error's driver message (first line), or the error's own first line."""
-    cause = getattr(error, "orig", None) or error
-    text = str(cause).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
-def _app() -> Quart:
-    from quart.cli import ScriptInfo
-
-    info = click.get_current_context().find_object(ScriptInfo)
-    if info is not None:
-        return info.load_app()
-    from .app import create_app
-
-    try:
-        return create_app()
-    except Exception as error:
-        raise click.ClickException(_one_line(error)) from None
-
-
-def _run(
-    work: Callable[[Services], Awaitable[T]], *, hashing: bool = False, app: Quart | None = None
-) -> T:
-    """Open the database (and the hashing pool), run ``work``, close them again."""
-    from .observability import observability
-    from .services import services
-
-    app = app if app is not None else _app()
-    svc = services(app)
-    metrics = observability(app).metrics
-
-    async def run() -> T:
-        await svc.db.open(create_tables=bool(svc.config["DATABASE_CREATE_TABLES"]))
-        try:
-            if hashing:
-                await svc.passwords.start()
-            return await work(svc)
-        finally:
-            await svc.passwords.stop()
-            await svc.db.close()
-            if metrics is not None:  # a command is no worker: leave no live gauge behind
-                metrics.process_stopped()
-
-    try:
-        return asyncio.run(run())
-    except click.ClickException:
-        raise
-    except Exception as error:
-        raise click.ClickException(_one_line(error)) from None
-
-
 main.add_command(db_commands)
 main.add_command(dev_cert)
 for _command in CLIENT_COMMANDS:
@@ -106,13 +52,13 @@ main.add_command(outbox_command)
 @main.command("init-db")
 def init_db() -> None:
     """Create the tables, or migrate them to this release (the same as ``db upgrade``)."""
-    from .store import migrate
+    from ..store import migrate
 
-    url = str(_app().config["DATABASE_URL"])
+    url = str(command_app().config["DATABASE_URL"])
     try:
         migrate.upgrade(url, "head")
     except Exception as error:
-        raise click.ClickException(_one_line(error)) from None
+        raise click.ClickException(one_line(error)) from None
     click.echo("database ready")
 
 
@@ -134,9 +80,9 @@ def hash_secret() -> None:
     The secret is prompted for, or read from the first line of stdin; never argv. It
     must have 32 characters at least (as a plain secret in the setting must).
     """
-    from .security.clients import MIN_SECRET_LENGTH
-    from .security.passwords import Passwords
-    from .startup.settings import load_settings
+    from ..security.clients import MIN_SECRET_LENGTH
+    from ..security.passwords import Passwords
+    from ..startup.settings import load_settings
 
     settings = load_settings()
     passwords = Passwords(
@@ -159,11 +105,11 @@ def create_user(username: str) -> None:
     """Create a user; the password is prompted for, or read from the first line of stdin."""
     from pydantic import ValidationError
 
-    from .accounts.events import REGISTER, SecurityEvent
-    from .accounts.passwords import PasswordRejected, check_new_password
-    from .errors import describe_validation_error
-    from .schemas import Credentials, username_key
-    from .store import UsernameTaken
+    from ..accounts.events import REGISTER, SecurityEvent
+    from ..accounts.passwords import PasswordRejected, check_new_password
+    from ..errors import describe_validation_error
+    from ..schemas import Credentials, username_key
+    from ..store import UsernameTaken
 
     try:
         creds = Credentials.model_validate({"username": username, "password": _read_password()})
@@ -173,7 +119,7 @@ def create_user(username: str) -> None:
         check_new_password(
             creds.password,
             username=creds.username,
-            min_length=int(_app().config["PASSWORD_MIN_LENGTH"]),
+            min_length=int(command_app().config["PASSWORD_MIN_LENGTH"]),
         )
     except PasswordRejected as rejected:
         raise click.ClickException(str(rejected)) from None
@@ -191,7 +137,7 @@ def create_user(username: str) -> None:
             raise click.ClickException(f"username {creds.username!r} already exists") from None
         return user.id, user.username
 
-    user_id, name = _run(work, hashing=True)
+    user_id, name = run_with_services(work, hashing=True)
     click.echo(f"created user {name} (id {user_id})")
 
 
@@ -217,11 +163,11 @@ def _end_sessions(
     username: str, *, reason: str, disabled: bool | None = None
 ) -> tuple[int, str, int]:
     """End every session of ``username`` (optionally disabling it): (id, name, ended)."""
-    from .accounts.events import ACCOUNT_DISABLED, SESSION_ENDED, SecurityEvent
-    from .schemas import username_key
-    from .store.redis_bus import BUS_EXTENSION_KEY
+    from ..accounts.events import ACCOUNT_DISABLED, SESSION_ENDED, SecurityEvent
+    from ..schemas import username_key
+    from ..store.redis_bus import BUS_EXTENSION_KEY
 
-    app = _app()
+    app = command_app()
     bus = app.extensions.get(BUS_EXTENSION_KEY)
 
     async def work(svc: Services) -> tuple[int, str, int]:
@@ -240,7 +186,7 @@ def _end_sessions(
                 await bus.stop()
         return user.id, user.username, len(ended.ids)
 
-    return _run(work, app=app)
+    return run_with_services(work, app=app)
 
 
 @main.group("admin")
@@ -263,8 +209,8 @@ def admin_revoke(username: str) -> None:
 
 
 def _set_role(username: str, role: str) -> str:
-    from .accounts.events import ADMIN_GRANTED, ADMIN_REVOKED, SecurityEvent
-    from .schemas import username_key
+    from ..accounts.events import ADMIN_GRANTED, ADMIN_REVOKED, SecurityEvent
+    from ..schemas import username_key
 
     async def work(svc: Services) -> str:
         user = await svc.users.by_key(username_key(username))
@@ -275,14 +221,14 @@ def _set_role(username: str, role: str) -> str:
         await svc.users.set_role(user.id, role, event=event)
         return user.username
 
-    return _run(work)
+    return run_with_services(work)
 
 
 @main.command("sessions")
 @click.argument("username")
 def list_sessions(username: str) -> None:
     """List the live sessions of USERNAME (id, created, last used, client, user agent)."""
-    from .schemas import username_key
+    from ..schemas import username_key
 
     async def work(svc: Services) -> list[str]:
         user = await svc.users.by_key(username_key(username))
@@ -294,7 +240,7 @@ def list_sessions(username: str) -> None:
             for s in await svc.sessions.live(user.id)
         ]
 
-    lines = _run(work)
+    lines = run_with_services(work)
     for line in lines:
         click.echo(line)
     click.echo(f"{len(lines)} live sessions")
@@ -320,8 +266,8 @@ def disable(username: str) -> None:
 @click.argument("username")
 def enable(username: str) -> None:
     """Let a disabled USERNAME log in again."""
-    from .accounts.events import ACCOUNT_ENABLED, SecurityEvent
-    from .schemas import username_key
+    from ..accounts.events import ACCOUNT_ENABLED, SecurityEvent
+    from ..schemas import username_key
 
     async def work(svc: Services) -> str:
         user = await svc.users.by_key(username_key(username))
@@ -331,7 +277,7 @@ def enable(username: str) -> None:
         await svc.users.enable(user.id, event=event)
         return user.username
 
-    click.echo(f"enabled {_run(work)}")
+    click.echo(f"enabled {run_with_services(work)}")
 
 
 @main.command("events")
@@ -342,7 +288,7 @@ def events(username: str | None, event: str | None, limit: int) -> None:
     """Print security events, newest first, one JSON object a line."""
     import json
 
-    from .schemas import username_key
+    from ..schemas import username_key
 
     async def work(svc: Services) -> list[str]:
         user_id = None
@@ -367,7 +313,7 @@ def events(username: str | None, event: str | None, limit: int) -> None:
             for r in records
         ]
 
-    for line in _run(work):
+    for line in run_with_services(work):
         click.echo(line)
 
 
@@ -390,10 +336,10 @@ def rotate_keys(at_once: bool) -> None:
     caching the JWKS know it before its first token. Tokens signed with older keys keep
     verifying (and their public keys stay in the JWKS) until those tokens expire.
     """
-    from .jwt import get_manager
-    from .jwt.key_files import KeyDirectory
+    from ..jwt import get_manager
+    from ..jwt.key_files import KeyDirectory
 
-    app = _app()
+    app = command_app()
     keys = get_manager(app).keys
     if not isinstance(keys, KeyDirectory):
         algorithm = app.config["JWT_ALGORITHM"]
@@ -407,7 +353,7 @@ def rotate_keys(at_once: bool) -> None:
         # An empty directory got its first key when the app was built: that is the new key.
         key = keys.generated or keys.rotate(now=at_once)
     except Exception as error:
-        raise click.ClickException(_one_line(error)) from None
+        raise click.ClickException(one_line(error)) from None
     starts = datetime.fromtimestamp(key.created_at, UTC).isoformat(timespec="seconds")
     click.echo(f"new {key.algorithm} signing key {key.kid} in {keys.path}, signing from {starts}")
 
@@ -417,11 +363,11 @@ def prune() -> None:
     """Delete revocations whose tokens have all expired anyway, login counters that
     decide nothing any more, expired reset and verification tokens, and security events,
     ended sessions and sent mail older than AUDIT_RETENTION_DAYS."""
-    from .accounts.recovery import recovery_store
-    from .mail import OutboxStore
-    from .store.oauth import SqlReplayStore
+    from ..accounts.recovery import recovery_store
+    from ..mail import OutboxStore
+    from ..store.oauth import SqlReplayStore
 
-    app = _app()
+    app = command_app()
 
     async def work(svc: Services) -> tuple[int, int, int, int, int, int]:
         store: Any = svc.revocations.store
@@ -437,7 +383,7 @@ def prune() -> None:
             await OutboxStore(svc.db).prune(kept_since),
         )
 
-    revocations, counters, events, sessions, tokens, mails = _run(work, app=app)
+    revocations, counters, events, sessions, tokens, mails = run_with_services(work, app=app)
     click.echo(f"pruned {revocations} expired revocations")
     if counters:
         click.echo(f"pruned {counters} expired login counters")
@@ -490,7 +436,7 @@ def import_users_command(
     """
     from sqlalchemy.engine import make_url
 
-    from .accounts.importer import SourceError, import_users, read_source
+    from ..accounts.importer import SourceError, import_users, read_source
 
     async def work(svc: Services) -> tuple[list[str], int]:
         try:
@@ -521,7 +467,7 @@ def import_users_command(
         left_out = sum(len(problem.rows) for problem in problems)
         return report.lines(verbose), left_out
 
-    lines, left_out = _run(work)
+    lines, left_out = run_with_services(work)
     for line in lines:
         click.echo(line)
     if left_out and not allow_skipped:
@@ -545,11 +491,11 @@ def mfa_reset(username: str) -> None:
     An admin's recovery path for a user who lost them: the password alone logs in again
     until the user enrols anew. Recorded as a security event of the account.
     """
-    from .accounts.mfa import CONSOLE, MFA_RESET
-    from .routes.mfa_step import EXTENSION_KEY, SecondFactorServices
-    from .schemas import username_key
+    from ..accounts.mfa import CONSOLE, MFA_RESET
+    from ..routes.mfa_step import EXTENSION_KEY, SecondFactorServices
+    from ..schemas import username_key
 
-    app = _app()
+    app = command_app()
     factors: SecondFactorServices = app.extensions[EXTENSION_KEY]
 
     async def work(svc: Services) -> tuple[int, str, bool, int]:
@@ -563,7 +509,7 @@ def mfa_reset(username: str) -> None:
         )
         return user.id, user.username, had_totp, passkeys
 
-    user_id, name, had_totp, passkeys = _run(work, app=app)
+    user_id, name, had_totp, passkeys = run_with_services(work, app=app)
     click.echo(
         f"reset the second factors of {name} (id {user_id}):"
         f" TOTP {'removed' if had_totp else 'was off'}, {passkeys} passkey(s) removed"
@@ -577,17 +523,13 @@ def mfa_rekey() -> None:
     Run it after putting a new key first in MFA_ENCRYPTION_KEY (the old ones after it);
     once it has run, the old keys can be removed.
     """
-    from .routes.mfa_step import EXTENSION_KEY, SecondFactorServices
+    from ..routes.mfa_step import EXTENSION_KEY, SecondFactorServices
 
-    app = _app()
+    app = command_app()
     factors: SecondFactorServices = app.extensions[EXTENSION_KEY]
 
     async def work(svc: Services) -> int:
         return await factors.totp.store.rekey(factors.totp.cipher.rotate)
 
-    count = _run(work, app=app)
+    count = run_with_services(work, app=app)
     click.echo(f"re-encrypted {count} TOTP secret(s) with the first key")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def _migrate() -> ModuleType:
     # Alembic and SQLAlchemy load when a command runs, not for `--help`.
-    from . import migrate
+    from ..store import migrate
 
     return migrate
 

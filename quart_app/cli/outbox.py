@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import click
 
-from .outbox import MailStatus, OutboxStore
+from ..mail.outbox import MailStatus, OutboxStore
+from ..services import services
 
 
 def _when(epoch: float) -> str:
@@ -31,7 +32,6 @@ def outbox_command(limit: int) -> None:
     (refused for good by the mail server), oldest first, with the last error."""
     # Deferred: the app is built only when the command runs (the CLI starts fast).
     from ..app import create_app
-    from ..services import services
 
     try:
         app = create_app()
