@@ -4,9 +4,21 @@ Each worker slot gets its own ``SO_REUSEPORT`` socket per address (on Linux with
 than one worker), so the kernel spreads new connections evenly across workers; the
 master keeps every socket open for its whole life and hands slot *i*'s sockets to each
 worker that fills slot *i*. When a worker dies or is replaced by a reload, its socket
-stays open and listening: connections queued on it wait for its successor, which is
-forked from the preloaded process. (Taking its socket out of the listening table
-instead refused the connections that arrived during the transition.)
+stays open and listening: connections queued on it are served by its successor, which
+is forked from the preloaded process. (Closing it instead resets the connections queued
+on it: Linux migrates them to a sibling only with ``net.ipv4.tcp_migrate_req=1``.)
+
+**Steering** (:meth:`Listeners.steer`): while a slot has no serving worker (it died, or
+its successor is starting), the master attaches a classic BPF program to each address's
+reuseport group (``SO_ATTACH_REUSEPORT_CBPF``) that hands every new connection to a
+random socket among the slots that serve; once every slot serves again it detaches it
+(``SO_DETACH_REUSEPORT_BPF``). So no new connection waits for a replacement and none is
+refused. The program returns an index into the kernel's array of the group's sockets,
+which is in ``listen()`` order, and closing a socket moves the last one into its place
+(net/core/sock_reuseport.c); :attr:`Listeners._order` follows both. An index the
+kernel does not have falls back to its hash, as without a program. A group holds one
+program: one attached by another tool on these sockets would be replaced
+(``REUSEPORT_STEERING=false`` leaves the groups alone).
 
 ``SO_REUSEPORT`` also lets a second server (or the orphaned workers of a dead one) bind
 the same port silently and take half the traffic. So before binding, every address is
@@ -17,16 +29,22 @@ it bound, and :func:`describe_holder` names it from ``/proc``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import logging
 import os
 import platform
 import socket
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypercorn.config import Config, Sockets
 
 OUR_COMMANDS = ("quart_app.serving", "hypercorn", "quart_app.asgi")
+SO_ATTACH_REUSEPORT_CBPF = 51
+SO_DETACH_REUSEPORT_BPF = 68
+log = logging.getLogger("quart_app.serving")
 
 
 class AddressInUse(Exception):
@@ -39,14 +57,19 @@ class Listeners:
 
     config: Config
     per_slot: bool
+    steering: bool = True
     _slots: dict[int, Sockets] = field(default_factory=dict)
+    #: Slots in the order of their sockets in the kernel's reuseport arrays.
+    _order: list[int] = field(default_factory=list)
+    #: The kernel indexes new connections are steered to (None: no program attached).
+    steered_to: tuple[int, ...] | None = None
 
     @classmethod
-    def open(cls, config: Config) -> Listeners:
+    def open(cls, config: Config, *, steering: bool = True) -> Listeners:
         for bind in [*config.bind, *config.insecure_bind]:
             probe(bind)
         per_slot = config.workers > 1 and platform.system() == "Linux"
-        listeners = cls(config, per_slot)
+        listeners = cls(config, per_slot, steering=steering and per_slot)
         listeners.sockets(0)
         return listeners
 
@@ -54,6 +77,7 @@ class Listeners:
         key = slot if self.per_slot else 0
         if key not in self._slots:
             self._slots[key] = self._create()
+            self._order.append(key)
         return self._slots[key]
 
     def _create(self) -> Sockets:
@@ -72,11 +96,79 @@ class Listeners:
         """Close the sockets of slots numbered ``slots`` and above."""
         for key in [key for key in self._slots if key >= slots and key > 0]:
             _close(self._slots.pop(key))
+            # The kernel moves the last socket of the array into the closed one's place.
+            index = self._order.index(key)
+            self._order[index] = self._order[-1]
+            self._order.pop()
 
     def close(self) -> None:
         for sockets in self._slots.values():
             _close(sockets)
         self._slots.clear()
+        self._order.clear()
+        self.steered_to = None
+
+    def steer(self, serving: set[int]) -> bool:
+        """New connections to the sockets of the ``serving`` slots only, while another
+        slot has a socket; to every socket when all serve (or none does). True if the
+        program changed."""
+        if not self.steering or not self._order:
+            return False
+        live = [index for index, key in enumerate(self._order) if key in serving]
+        wanted = tuple(live) if live and len(live) < len(self._order) else None
+        if wanted == self.steered_to:
+            return False
+        group = self._slots[self._order[0]]
+        try:
+            for sock in [*group.secure_sockets, *group.insecure_sockets]:
+                if wanted is None:
+                    with contextlib.suppress(FileNotFoundError):  # nothing attached
+                        sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, 0)
+                else:
+                    attach_program(sock, steering_program(wanted))
+        except OSError as error:
+            log.warning("steering new connections away from starting workers is off: %s", error)
+            self.steering = False
+            return False
+        self.steered_to = wanted
+        return True
+
+
+# Classic BPF (linux/filter.h): opcodes, and the ancillary load of a random number.
+_BPF_LD_W_ABS = 0x00 | 0x00 | 0x20
+_BPF_ALU_MOD_K = 0x04 | 0x90 | 0x00
+_BPF_JMP_JEQ_K = 0x05 | 0x10 | 0x00
+_BPF_RET_K = 0x06 | 0x00
+_SKF_AD_RANDOM = -0x1000 + 56
+
+
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def steering_program(indexes: tuple[int, ...]) -> bytes:
+    """Classic BPF instructions returning one of ``indexes`` at random.
+
+    ``ld rand; mod #n`` then, for each of the first n-1 values, ``jeq #i`` to its
+    ``ret #index``; the last ``ret`` takes what is left.
+    """
+    if len(indexes) == 1:
+        return _insn(_BPF_RET_K, 0, 0, indexes[0])
+    code = [
+        _insn(_BPF_LD_W_ABS, 0, 0, _SKF_AD_RANDOM),
+        _insn(_BPF_ALU_MOD_K, 0, 0, len(indexes)),
+    ]
+    for value, index in enumerate(indexes[:-1]):
+        code += [_insn(_BPF_JMP_JEQ_K, 0, 1, value), _insn(_BPF_RET_K, 0, 0, index)]
+    code.append(_insn(_BPF_RET_K, 0, 0, indexes[-1]))
+    return b"".join(code)
+
+
+def attach_program(sock: socket.socket, code: bytes) -> None:
+    """``SO_ATTACH_REUSEPORT_CBPF`` on ``sock``'s group (the kernel copies the program)."""
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HP", len(code) // 8, ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
 
 
 def _close(sockets: Sockets) -> None:

@@ -11,8 +11,11 @@ One loop in the master; signals are queued by their handlers and handled there.
 * **Dead workers** are reaped, logged with their pid and exit status or signal, and
   replaced at once, from a preloaded process (``WORKER_PRELOAD``: multiprocessing's
   forkserver with the app's modules imported once), so the replacement serves within
-  a fraction of a second instead of importing the app anew; connections queued on its
-  socket meanwhile are served by the replacement. Deaths that come fast (``CRASH_LIMIT``
+  a fraction of a second instead of importing the app anew. A death wakes the loop at
+  once (the worker's sentinel); before it is even logged, new connections are steered
+  to the slots that serve (``REUSEPORT_STEERING``, listeners.py) until the replacement
+  serves, and connections the kernel had queued on the dead worker's socket are served
+  by the replacement. Deaths that come fast (``CRASH_LIMIT``
   within ``CRASH_WINDOW`` seconds) back off, then stop the server with a message. A
   worker that exits with :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could
   not start) stops the server: restarting it would fail the same way.
@@ -112,6 +115,7 @@ class Supervisor:
         drain_queue: bool = True,
         reload_config: Callable[[], Config] | None = None,
         preload: bool = True,
+        steering: bool = True,
     ) -> None:
         self.config = config
         self.worker_timeout = worker_timeout
@@ -134,6 +138,9 @@ class Supervisor:
         self.deaths: collections.deque[float] = collections.deque()
         self.respawn_at = 0.0
         self.listeners: Listeners | None = None
+        self.steering = steering
+        #: Every slot has served once (steering at the first start is not logged).
+        self.started = False
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -143,7 +150,7 @@ class Supervisor:
             print(f"Error: {problem}", file=sys.stderr)
             return BOOT_ERROR_EXIT
         try:
-            self.listeners = Listeners.open(self.config)
+            self.listeners = Listeners.open(self.config, steering=self.steering)
         except AddressInUse as error:
             print(f"Error: {error}", file=sys.stderr)
             return 1
@@ -175,6 +182,7 @@ class Supervisor:
                 self._reap()
                 self._check_heartbeats()
                 self._advance_reload()
+                self._steer()
                 self._spawn_missing()
         finally:
             signal.set_wakeup_fd(-1)
@@ -262,19 +270,39 @@ class Supervisor:
             if worker.generation == self.generation and worker.slot >= self.config.workers:
                 worker.stop()
 
+    def _steer(self) -> None:
+        """New connections only to the slots whose worker serves (listeners.py)."""
+        if self.listeners is None or self.stopping:
+            return
+        serving = {w.slot for w in self.workers if w.serving and not w.stopping}
+        was_started = self.started
+        self.started = self.started or len(serving) >= self.config.workers
+        if not self.listeners.steer(serving) or not was_started:
+            return
+        if self.listeners.steered_to is None:
+            log.info("every slot serves: new connections go to all of them")
+        else:
+            log.info(
+                "new connections go to slot(s) %s only until the others serve",
+                ", ".join(map(str, sorted(serving))),
+            )
+
     def _reap(self) -> None:
-        for worker in list(self.workers):
-            if worker.process.exitcode is None:
-                continue
+        dead = [w for w in self.workers if w.process.exitcode is not None]
+        for worker in dead:
             worker.process.join()
             self.workers.remove(worker)
-            self._reaped(worker, worker.process.exitcode)
+        if dead:
+            self._steer()  # before anything else: new connections to the live slots
+        for worker in dead:
+            self._reaped(worker, worker.process.exitcode or 0)
         if self.forkserver_stale and not any(w.forked for w in self.workers):
             # Every worker of the old code is gone: the next fork preloads the new code.
             forkserver._forkserver._stop()  # type: ignore[attr-defined]
             self.forkserver_stale = False
         if self.listeners is not None and not self.stopping:
             self.listeners.trim(max([self.config.workers, *(w.slot + 1 for w in self.workers)]))
+            self._steer()  # a closed socket moved the last one into its place
 
     def _reaped(self, worker: Worker, exitcode: int) -> None:
         how = describe_exit(exitcode)
@@ -482,5 +510,6 @@ def main(argv: list[str] | None = None) -> int:
         drain_queue=bool(settings.get("DRAIN_ACCEPT_QUEUE", True)),
         reload_config=lambda: parse_config(argv),
         preload=bool(settings.get("WORKER_PRELOAD", True)),
+        steering=bool(settings.get("REUSEPORT_STEERING", True)),
     )
     return supervisor.run()

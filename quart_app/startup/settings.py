@@ -216,6 +216,10 @@ DEFAULTS: dict[str, Any] = {
     # modules already (multiprocessing's forkserver), so a replacement serves in well under
     # a second instead of importing everything anew; false: a new interpreter each.
     "WORKER_PRELOAD": True,
+    # python -m quart_app.serving steers new connections away from a worker slot that does
+    # not serve (its worker died, its replacement is starting) with a classic BPF program
+    # on the SO_REUSEPORT group; false: they queue on that slot's socket until it serves.
+    "REUSEPORT_STEERING": True,
     # Sent on every response served over TLS (HSTS, RFC 6797); empty: not sent.
     "STRICT_TRANSPORT_SECURITY": "max-age=31536000",
     # HTTP/2 without TLS (h2c: Upgrade or prior knowledge), for a trusted proxy hop only.

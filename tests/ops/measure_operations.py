@@ -9,12 +9,18 @@ Live ``python -m quart_app.serving`` with 2 workers on loopback, side by side in
   a new interpreter (``false``);
 * right after such a kill: the slowest of 20 new connections' /healthz answers;
 * a hung PostgreSQL (fault proxy, ``DATABASE_OPERATION_TIMEOUT=3``): 12 logins on new
-  connections with the database breaker on and off -- how many waited the timeout.
+  connections with the database breaker on and off -- how many waited the timeout;
+* ``--steering`` (only this): 6 clients open a new connection per request (GET /healthz)
+  while a worker is SIGKILLed, 3 times, with ``REUSEPORT_STEERING`` off and on: the
+  longest wait of a connection opened between the kill and the replacement serving, and
+  how many were refused or reset.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -92,6 +98,71 @@ def replacements(preload: bool, root: Path) -> tuple[list[float], list[float], i
     return seconds, slowest, resets
 
 
+async def _open_one(port: int) -> str:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except ConnectionRefusedError:
+        return "refused"
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), timeout=120)
+    except (ConnectionResetError, TimeoutError):
+        return "reset"
+    finally:
+        writer.close()
+    return "ok" if answer.startswith(b"HTTP/1.1 200") else "reset"
+
+
+def _new_connections(
+    port: int, stop: threading.Event, found: list[tuple[float, float, str]]
+) -> threading.Thread:
+    async def client() -> None:
+        while not stop.is_set():
+            opened = time.monotonic()
+            outcome = await _open_one(port)
+            found.append((opened, time.monotonic() - opened, outcome))
+
+    async def main() -> None:
+        await asyncio.gather(*(client() for _ in range(6)))
+
+    return threading.Thread(target=lambda: asyncio.run(main()))
+
+
+def steered_kills(steering: bool, root: Path) -> tuple[list[float], int, int]:
+    """Per kill: the longest wait of a new connection opened between the kill and the
+    replacement serving; and over all kills, the connections refused or reset, and the
+    number opened in those windows."""
+    env = {"REUSEPORT_STEERING": "true" if steering else "false"}
+    longest, failed, opened_in_windows = [], 0, 0
+    with Server(root / f"steering-{steering}", workers=2, launcher=SERVE, env=env) as server:
+        found: list[tuple[float, float, str]] = []
+        stop = threading.Event()
+        load = _new_connections(server.port, stop, found)
+        load.start()
+        try:
+            for _ in range(KILLS):
+                while listening(server.port) < 2 or len(found) < 50:
+                    time.sleep(0.05)
+                time.sleep(1.0)  # both workers serve and the steering is gone
+                victim = worker_pids(server)[0]
+                text = server.log_path.read_text(errors="replace")
+                running = len(re.findall(r"Running on", text))
+                killed = time.monotonic()
+                os.kill(victim, signal.SIGKILL)
+                while len(re.findall(r"Running on", server.log_path.read_text())) == running:
+                    time.sleep(0.005)
+                served = time.monotonic()
+                time.sleep(0.5)
+                window = [f for f in found if killed <= f[0] <= served]
+                opened_in_windows += len(window)
+                longest.append(max((wait for _, wait, _ in window), default=0.0))
+                failed += sum(1 for _, _, outcome in window if outcome != "ok")
+        finally:
+            stop.set()
+            load.join(timeout=180)
+    return longest, failed, opened_in_windows
+
+
 def hung_logins(cooldown: str, root: Path, url: str) -> list[float]:
     target = make_url(url)
     with FaultProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
@@ -117,6 +188,21 @@ def hung_logins(cooldown: str, root: Path, url: str) -> list[float]:
 
 def main() -> None:
     print(f"load average: {os.getloadavg()[0]:.1f}")
+    if "--steering" in sys.argv:
+        with tempfile.TemporaryDirectory() as scratch:
+            print(
+                "| REUSEPORT_STEERING | longest wait of a new connection, per kill (s) |"
+                " refused or reset | new connections opened meanwhile |"
+            )
+            print("|---|---|---|---|")
+            for steering in (False, True):
+                longest, failed, opened = steered_kills(steering, Path(scratch))
+                print(
+                    f"| {'true' if steering else 'false'} |"
+                    f" {', '.join(f'{s:.3f}' for s in longest)} | {failed} | {opened} |"
+                )
+        print(f"load average: {os.getloadavg()[0]:.1f}")
+        return
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         print(

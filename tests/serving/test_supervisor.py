@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import re
@@ -10,10 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import held_start
 import httpx
 import pytest
 from live import ROOT, Server, free_port
@@ -141,6 +145,128 @@ def test_a_killed_worker_is_logged_and_replaced_while_the_other_serves(tmp_path:
         assert recording.answered > 100
         for _ in range(10):  # the replacement serves too: new connections reach both sockets
             assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+HERE = Path(__file__).resolve().parent
+
+
+def connection_owner(port: int, client_port: int, pids: list[int]) -> int | None:
+    """Which of ``pids`` holds the server side of the loopback connection from
+    ``client_port`` to ``port`` (from /proc)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if int(local.rsplit(":", 1)[1], 16) == port and int(remote.rsplit(":", 1)[1], 16) == (
+            client_port
+        ):
+            inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    return pid
+    return None
+
+
+def ask_on_new_connection(port: int, pids: list[int], timeout: float = 60.0) -> int | None:
+    """GET /healthz on a new connection; the pid (of ``pids``) that answered it 200."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)  # raises TimeoutError after ``timeout`` s
+            assert chunk, f"closed without an answer: {head!r}"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 200"), head[:100]
+        return connection_owner(port, sock.getsockname()[1], pids)
+
+
+class NewConnections:
+    """Clients opening one new connection per request (GET /healthz, Connection: close)
+    in a thread, filing each by when it was opened and how it ended."""
+
+    def __init__(self, port: int, clients: int = 6) -> None:
+        self.port = port
+        self.clients = clients
+        self.results: list[tuple[float, str]] = []  # (monotonic time opened, outcome)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()))
+
+    async def _one(self) -> str:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except ConnectionRefusedError:
+            return "refused"
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), timeout=120)
+        except ConnectionResetError:
+            return "reset"
+        except TimeoutError:
+            return "unanswered"
+        finally:
+            writer.close()
+        return "ok" if answer.startswith(b"HTTP/1.1 200") else "reset"
+
+    async def _client(self) -> None:
+        while not self.stop.is_set():
+            opened = time.monotonic()
+            self.results.append((opened, await self._one()))
+
+    async def _run(self) -> None:
+        await asyncio.gather(*(self._client() for _ in range(self.clients)))
+
+    def __enter__(self) -> NewConnections:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=180)
+
+
+def test_new_connections_go_to_the_serving_worker_while_a_replacement_starts(
+    tmp_path: Path,
+) -> None:
+    """A worker's death neither refuses nor delays new connections: from the reap on they
+    go to the worker that serves (steering), the replacement held in start-up meanwhile."""
+    gate = tmp_path / "hold-new-workers"
+    env = {"HOLD_WORKERS": str(gate), "PYTHONPATH": str(HERE)}
+    launcher = [sys.executable, "-c", held_start.LAUNCH]
+    with Server(tmp_path / "instance", workers=2, launcher=launcher, env=env) as server:
+        wait_for(lambda: len(serving_workers(server)) == 2)
+        victim, survivor = serving_workers(server)
+        with NewConnections(server.port) as load:
+            wait_for(lambda: sum(1 for _, outcome in load.results if outcome == "ok") >= 50)
+            gate.touch()  # the replacement waits in start-up until the gate is gone
+            try:
+                os.kill(victim, signal.SIGKILL)
+                wait_for(lambda: not alive(victim), timeout=30)
+                dead_at = time.monotonic()
+                wait_for(lambda: f"worker {victim} died" in log(server))
+                wait_for(lambda: len(re.findall(r"worker \d+ started \(slot", log(server))) == 3)
+                replacement = int(re.findall(r"worker (\d+) started \(slot", log(server))[-1])
+                assert replacement not in (victim, survivor)
+                # Every new connection now reaches the survivor, none waits for the
+                # replacement (held: a connection queued for it would get no answer).
+                owners = [ask_on_new_connection(server.port, [survivor]) for _ in range(30)]
+                assert owners == [survivor] * 30
+                assert len(serving_workers(server)) == 2  # the replacement still held
+            finally:
+                gate.unlink(missing_ok=True)
+            wait_for(lambda: replacement in serving_workers(server))
+            wait_for(lambda: "every slot serves" in log(server))
+            # Then new connections reach both workers again.
+            seen: set[int | None] = set()
+            for _ in range(200):
+                seen.add(ask_on_new_connection(server.port, [survivor, replacement]))
+                if seen >= {survivor, replacement}:
+                    break
+            assert seen >= {survivor, replacement}, seen
+    after = [outcome for opened, outcome in load.results if opened >= dead_at]
+    assert after and set(after) == {"ok"}, collections.Counter(after)
+    assert len(load.results) > len(after) > 0
 
 
 def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
