@@ -2,16 +2,29 @@
 inside each app with no server and no network.
 
 Rows (CPU µs per operation -- process time, so that other work on a shared machine does
-not count -- best of several repeats, one core):
+not count -- best of several repeats, one core), by group:
 
-* the HMAC-SHA256 floor over the token's signing input, and PyJWT's ``jwt.decode``;
-* Flask-JWT-Extended's ``decode_token`` in the baseline app;
-* quart_app's ``verify_jwt_in_request`` in a request context (the decorator's whole work:
-  header parsing, decode, type check, revocation check), less the bare context's cost;
-* one whole GET /protected and one GET /noop through each app's ASGI/WSGI callable.
+* ``pyjwt``: the HMAC-SHA256 floor over the token's signing input, and PyJWT's
+  ``jwt.decode``;
+* ``flask``: Flask-JWT-Extended's ``decode_token`` in the baseline app, and one whole
+  GET /protected and GET /noop through its WSGI callable;
+* ``quart_app``: ``verify_jwt_in_request`` in a request context (the decorator's whole
+  work: header parsing, decode, type check, revocation check), less the bare context's
+  cost, and whole requests through the ASGI callable;
+* ``fastapi``: whole requests through the FastAPI peer;
+* ``hashing``: one password verification with each app's parameters;
+* ``algorithms`` (not in the default set): the JWT extension alone, per algorithm (HS256,
+  RS256, ES256, EdDSA), with the verified-token cache on (every call after the first is a
+  hit) and off (``JWT_VERIFIED_CACHE_SIZE = 0``: a first sight every time), the
+  ``@jwt_required()`` view beside ``verify_jwt_in_request``, against a revocation mirror
+  of 12,000 entries.
 
-Run as ``python -m benchmarks.micro [--quick]``; prints a JSON list of rows. A row whose
-code is missing (the app not built yet) carries its error instead of a figure.
+    python -m benchmarks.micro                    # the runner's set, a JSON list of rows
+    python -m benchmarks.micro --quick            # few iterations (smoke)
+    python -m benchmarks.micro --groups pyjwt,algorithms --text   # the verification table
+    python -m benchmarks.micro --groups algorithms --hs-only      # HS256 alone
+
+A row whose code is missing (the app not built yet) carries its error instead of a figure.
 """
 
 from __future__ import annotations
@@ -27,7 +40,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # Locust imports this module: Quart is loaded only when measuring
+    from quart import Quart
 
 SECRET = "micro-" + secrets.token_hex(32)
 REQUIRED = ["exp", "sub", "jti", "type"]
@@ -279,18 +295,90 @@ def bench_hashing(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def run_all(quick: bool = False) -> list[dict[str, Any]]:
-    """Every micro-benchmark; a failing group becomes rows with the error."""
+def _extension_app(algorithm: str, cache: bool) -> Quart:
+    """The JWT extension on a bare Quart app, with a 12,000-entry revocation mirror."""
+    from quart import Quart
+
+    from quart_app.jwt import JWTManager, Revocation, RevocationList
+    from quart_app.jwt.keys import KeySet, generate_private_key
+
+    app = Quart(__name__)
+    app.config.update(
+        JWT_SECRET_KEY=SECRET,
+        JWT_ALGORITHM=algorithm,
+        JWT_VERIFIED_CACHE_SIZE=10_000 if cache else 0,
+    )
+    manager = JWTManager(app)
+    if not algorithm.startswith("HS"):
+        manager.keys = KeySet.from_private_keys([(generate_private_key(algorithm), algorithm)])
+    # As in create_app: the built-in revocation mirror, here with 10,000 revoked tokens,
+    # 1,000 revoked logins and 1,000 password changes, so every check has work to do.
+    manager.revocations = RevocationList()
+    later = time.time() + 3600
+    manager.revocations.apply(
+        [Revocation("jti", f"jti-{i}", later) for i in range(10_000)]
+        + [Revocation("family", f"family-{i}", later) for i in range(1_000)]
+        + [Revocation("user", str(1000 + i), later, time.time()) for i in range(1_000)]
+    )
+    return app
+
+
+async def _extension_rows(app: Quart, label: str, n: int, repeat: int) -> list[dict[str, Any]]:
+    from quart_app.jwt import create_access_token, get_jwt, jwt_required, verify_jwt_in_request
+
+    async with app.app_context():
+        # The claims /login puts in a token (quart_app.routes.auth).
+        claims = {"username": "bench", "fam": "f" * 32}
+        token = await create_access_token("1", fresh=True, additional_claims=claims)
+
+    @jwt_required()
+    async def view() -> dict[str, Any]:
+        return {"logged_in_as": get_jwt()["username"]}
+
+    async with app.test_request_context("/protected", headers={"Authorization": f"Bearer {token}"}):
+        verify_us = await _time_async(verify_jwt_in_request, n, repeat)
+        view_us = await _time_async(view, n, repeat)
+    return [
+        _row(f"verify_jwt_in_request, {label}", verify_us, "the extension alone"),
+        _row(f"@jwt_required() view, {label}", view_us, "the extension alone"),
+    ]
+
+
+async def bench_algorithms(quick: bool, hs_only: bool) -> list[dict[str, Any]]:
+    """Each algorithm, verified-token cache on and off."""
+    n, repeat = (300, 2) if quick else (5000, 7)
+    rows: list[dict[str, Any]] = []
+    for algorithm in ("HS256",) if hs_only else ("HS256", "RS256", "ES256", "EdDSA"):
+        count = n if algorithm == "HS256" else n // 5
+        for cache in (True, False):
+            label = f"{algorithm}, cache {'on' if cache else 'off'}"
+            app = _extension_app(algorithm, cache)
+            rows += await _extension_rows(app, label, count, repeat)
+    return rows
+
+
+#: Every group, in run order.
+GROUPS = ("pyjwt", "flask", "quart_app", "fastapi", "hashing", "algorithms")
+#: What ``python -m benchmarks.micro`` measures unless told (the runner's verify-micro).
+DEFAULT_GROUPS = ("pyjwt", "flask", "quart_app", "fastapi", "hashing")
+
+
+def run_all(
+    quick: bool = False, groups: tuple[str, ...] = DEFAULT_GROUPS, hs_only: bool = False
+) -> list[dict[str, Any]]:
+    """The micro-benchmarks of ``groups``; a failing group becomes a row with the error."""
     n = 100 if quick else 1000
     rows: list[dict[str, Any]] = []
-    groups: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
-        ("PyJWT", lambda: bench_pyjwt(n)),
-        ("Flask", lambda: bench_flask(n)),
-        ("quart_app", lambda: asyncio.run(_bench_quart(n))),
-        ("FastAPI", lambda: asyncio.run(_bench_fastapi(n))),
-        ("password hashing", lambda: bench_hashing(quick)),
-    ]
-    for name, group in groups:
+    every: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
+        "pyjwt": ("PyJWT", lambda: bench_pyjwt(n)),
+        "flask": ("Flask", lambda: bench_flask(n)),
+        "quart_app": ("quart_app", lambda: asyncio.run(_bench_quart(n))),
+        "fastapi": ("FastAPI", lambda: asyncio.run(_bench_fastapi(n))),
+        "hashing": ("password hashing", lambda: bench_hashing(quick)),
+        "algorithms": ("algorithms", lambda: asyncio.run(bench_algorithms(quick, hs_only))),
+    }
+    for key in groups:
+        name, group = every[key]
         try:
             rows += group()
         except Exception as exc:  # report it, keep the other groups
@@ -298,16 +386,38 @@ def run_all(quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
+def _groups(text: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in GROUPS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"groups are {', '.join(GROUPS)}; not {unknown}")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="in-process verification micro-benchmarks")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke)")
+    parser.add_argument(
+        "--groups",
+        type=_groups,
+        default=DEFAULT_GROUPS,
+        help=f"comma-separated, of {', '.join(GROUPS)} (default: all but algorithms)",
+    )
+    parser.add_argument("--hs-only", action="store_true", help="algorithms: HS256 alone")
+    parser.add_argument("--text", action="store_true", help="a table instead of JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("INSTANCE_PATH", tmp)
         os.environ.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{tmp}/micro.db")
         os.environ["JWT_SECRET_KEY"] = SECRET
         os.environ.setdefault("RATELIMIT_AUTH_LIMIT", "1000000")
-        print(json.dumps(run_all(args.quick)))
+        rows = run_all(args.quick, args.groups, args.hs_only)
+    if not args.text:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        figure = f"{row['us']:9.2f} µs" if row["us"] is not None else f"{'error':>12}"
+        print(f"{figure}  {row['name']}{'  ' + row['error'] if row['error'] else ''}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ writes, and how a scenario module registers.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 import struct
 import subprocess
@@ -185,6 +187,39 @@ def test_verdicts_read_login_storm_not_the_backend_storm() -> None:
     checks = evaluate(summaries, [])
     verdict = ("1.50x (p99 3.0 vs 2.0 ms)", "**met**")
     assert checks == [("login storm (quart-hypercorn): /protected p99 ≤ 2x without it", *verdict)]
+
+
+def test_locust_loads_the_suite_and_never_a_study() -> None:
+    """``locust -f benchmarks`` imports every .py file below it whose name has no leading
+    underscore (Locust's own walk, asked here): the studies must not be among them."""
+    if importlib.util.find_spec("locust") is None:
+        pytest.skip("Locust is not installed (pip install -e '.[bench]')")
+    # In a process of its own: importing Locust patches this one with gevent.
+    walk = "import locust.argument_parser as a; print(a.parse_locustfile_paths(['benchmarks']))"
+    proc = subprocess.run(
+        [sys.executable, "-c", walk],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    loaded = {
+        Path(path).relative_to(REPO / "benchmarks").as_posix()
+        for path in ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    }
+    assert "locustfile.py" in loaded
+    studies = {
+        path.relative_to(REPO / "benchmarks").as_posix()
+        for path in (REPO / "benchmarks" / "studies").rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    assert len(studies) >= 7
+    assert loaded & studies == set()
+    # Neither does the runner's smoke run start one.
+    runner = (REPO / "benchmarks" / "run.py").read_text(encoding="utf-8")
+    scenarios = (REPO / "benchmarks" / "scenarios.py").read_text(encoding="utf-8")
+    assert "studies" not in runner + scenarios
 
 
 @pytest.mark.bench

@@ -54,3 +54,26 @@ def test_every_measured_figure_says_when_where_and_how() -> None:
             continue
         assert "**Recorded**" in text and "**Machine**" in text, path.name
         assert "**Command**" in text, path.name
+
+
+def test_every_benchmark_command_names_a_module_that_exists() -> None:
+    """A figure's command (and the docs' commands) still run after a module moves."""
+    pages = [
+        *(ROOT / "benchmarks" / "results").glob("*.md"),
+        *(ROOT / "docs").rglob("*.md"),
+        ROOT / "README.md",
+    ]
+    named = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for module in re.findall(r"-m (benchmarks(?:\.\w+)+)(?![\w<.])", text):
+            named += 1
+            path = ROOT.joinpath(*module.split("."))
+            assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), (
+                page.name,
+                module,
+            )
+        for file in re.findall(r"\bbenchmarks/[\w/]+\.(?:py|lua)\b", text):
+            named += 1
+            assert (ROOT / file).is_file(), (page.name, file)
+    assert named > 10

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from live import ROOT, Server, free_port
 
-from benchmarks.recording import Recording, record
+from benchmarks.studies._recording import Recording, record
 from quart_app.serving.listeners import listening_pids
 
 pytestmark = pytest.mark.live

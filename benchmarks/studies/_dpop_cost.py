@@ -17,8 +17,8 @@ each with its own ``jti``. Rows:
 * ``ES256 signature alone``: PyJWT's ``ECAlgorithm.verify`` of one proof's signature, the
   call the service makes; ``jwt.decode`` of a proof: PyJWT's whole decode, for scale.
 
-    .venv/bin/python -m benchmarks.dpop_cost            # ~20 s
-    .venv/bin/python -m benchmarks.dpop_cost --quick
+    .venv/bin/python -m benchmarks.studies._dpop_cost            # ~20 s
+    .venv/bin/python -m benchmarks.studies._dpop_cost --quick
 """
 
 from __future__ import annotations

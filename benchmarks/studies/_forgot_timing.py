@@ -9,8 +9,8 @@ three-an-hour limit is not what is measured). Prints both medians, the median pa
 difference with a bootstrap 95% interval, in how many pairs the registered account was
 slower (about half when timing tells nothing), and how many reset mails arrived::
 
-    .venv/bin/python -m benchmarks.forgot_timing            # SQLite
-    .venv/bin/python -m benchmarks.forgot_timing --target quart-hypercorn-pg
+    .venv/bin/python -m benchmarks.studies._forgot_timing            # SQLite
+    .venv/bin/python -m benchmarks.studies._forgot_timing --target quart-hypercorn-pg
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
-from benchmarks.paired import print_pairs, time_pairs
 from benchmarks.servers import Server, free_port, target_specs
+from benchmarks.studies._paired import print_pairs, time_pairs
 
 PASSWORD = "correct horse battery"
 TOKEN = re.compile(rb"token=([A-Za-z0-9_-]+)")

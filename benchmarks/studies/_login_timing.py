@@ -9,8 +9,8 @@ comes from one loopback address). Prints both medians, the median paired differe
 with a bootstrap 95% interval, and in how many pairs the registered name was slower
 (about half when timing tells nothing)::
 
-    .venv/bin/python -m benchmarks.login_timing            # SQLite
-    .venv/bin/python -m benchmarks.login_timing --target quart-hypercorn-pg
+    .venv/bin/python -m benchmarks.studies._login_timing            # SQLite
+    .venv/bin/python -m benchmarks.studies._login_timing --target quart-hypercorn-pg
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.paired import print_pairs, time_pairs
 from benchmarks.servers import Server, target_specs
+from benchmarks.studies._paired import print_pairs, time_pairs
 
 WRONG = "not-the-password"
 PASSWORD = "correct horse battery"

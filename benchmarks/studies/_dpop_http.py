@@ -9,8 +9,8 @@ interleaved rounds (A/B/C, A/B/C, ...) and the best round counts. Proofs are sig
 before a round starts. CPU per request stays meaningful on a machine busy with other
 work; requests per second would not.
 
-    .venv/bin/python -m benchmarks.dpop_http            # ~1 min
-    .venv/bin/python -m benchmarks.dpop_http --quick
+    .venv/bin/python -m benchmarks.studies._dpop_http            # ~1 min
+    .venv/bin/python -m benchmarks.studies._dpop_http --quick
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The rounds alternate between the trees in ABBA order, so that a drift in the mac
 load falls on both alike; every round's /protected figure is printed.
 
     git archive BASE | tar -x -C /tmp/before
-    .venv/bin/python -m benchmarks.sessions_cost --before /tmp/before --after .
+    .venv/bin/python -m benchmarks.studies._sessions_cost --before /tmp/before --after .
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """What restarts cost under load: requests left without an answer per SIGTERM and per
 SIGHUP, and how long a worker killed with SIGKILL takes to be replaced.
 
-``python -m benchmarks.restarts`` runs each scenario against plain ``hypercorn`` (what
+``python -m benchmarks.studies._restarts`` runs each scenario against plain ``hypercorn`` (what
 ``make run`` started before the supervisor) and ``python -m quart_app.serving`` (what it
 starts now), both with hypercorn.toml and 2 workers, under 30 keep-alive connections of
-the recording client (benchmarks/recording.py) asking GET /protected. Prints a Markdown
+the recording client (benchmarks/studies/_recording.py) asking GET /protected. Prints a Markdown
 table; ``--json`` prints the figures as JSON.
 """
 
@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.recording import Recording, record
 from benchmarks.servers import Server, target_specs
+from benchmarks.studies._recording import Recording, record
 
 TARGETS = ("quart-hypercorn", "quart-serve")
 CREDENTIALS = {"username": "bench", "password": "correct-horse-battery"}
