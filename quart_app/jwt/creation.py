@@ -63,6 +63,7 @@ async def encode(
         claims=claims,
         headers=headers,
         json_encoder=_json_encoder(),
+        now=manager.now(),
     )
 
 

@@ -4,7 +4,6 @@ the verification loader, the user lookup). Functions of the manager, which calls
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -58,16 +57,17 @@ async def decode(
     (``verifier``); anything else gets PyJWT's full decode and its error texts.
     """
     config = manager.config  # first: a changed setting drops the cache
+    now = manager.now()
     cached = manager.verified_tokens.get(encoded)
     if cached is not None:
         header, claims, exp = cached
-        if exp is None or allow_expired or exp > time.time() - config.leeway:
+        if exp is None or allow_expired or exp > now - config.leeway:
             # Copies: a view that edits get_jwt() must not edit the cached entry.
             return dict(header), dict(claims)
         del manager.verified_tokens[encoded]
         raise _expired(dict(header), dict(claims))
     fast = (
-        fast_verify(encoded, manager.keys, manager.rules, allow_expired)
+        fast_verify(encoded, manager.keys, manager.rules, allow_expired, now)
         if manager.callbacks.decode_key is None
         else None
     )
@@ -108,6 +108,7 @@ async def _full_decode(
             identity_claim_key=config.identity_claim_key,
             verify_sub=config.verify_sub,
             allow_expired=allow_expired,
+            now=manager.now(),  # after the key was found (maybe fetched)
         )
 
     try:
@@ -127,7 +128,7 @@ def cached(manager: JWTManager, encoded: str) -> tuple[Claims, Claims] | None:
     if cached is None:
         return None
     header, claims, exp = cached
-    if exp is not None and exp <= time.time() - config.leeway:
+    if exp is not None and exp <= manager.now() - config.leeway:
         return None
     return header, claims
 

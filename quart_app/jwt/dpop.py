@@ -49,6 +49,7 @@ import jwt
 from quart import Quart, Request
 
 from .errors import JWTExtendedException
+from .extension import EXTENSION_KEY as MANAGER_KEY
 from .extension import get_manager
 
 EXTENSION_KEY = "quart_app.jwt.dpop"
@@ -379,7 +380,7 @@ class DPoP:
         nonce_secret: bytes | None = None,
         public_url: str | None = None,
         window: int = 100_000,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.store = store
         self.max_age = max_age
@@ -388,9 +389,17 @@ class DPoP:
         self.nonce_secret = nonce_secret or secrets.token_bytes(32)
         self.public_url = public_url.rstrip("/") if public_url else None
         self.window = window
-        self.clock = clock
+        #: What "now" is for proofs' ``iat`` and nonces. None given: ``time.time``, or the
+        #: clock of the app's JWT manager (:func:`init_dpop`, :func:`get_dpop`).
+        self.clock: Callable[[], float] = clock or time.time
+        self._own_clock = clock is not None
         # replay key -> until when this worker remembers it (insertion order ~ expiry order).
         self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def adopt_clock(self, clock: Callable[[], float]) -> None:
+        """Use ``clock`` unless this object was made with a clock of its own."""
+        if not self._own_clock:
+            self.clock = clock
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], skew: float = 0.0) -> DPoP:
@@ -649,7 +658,11 @@ def cnf_claims(proof: Proof | None) -> dict[str, Any]:
 
 
 def init_dpop(app: Quart, dpop: DPoP) -> DPoP:
-    """Use ``dpop`` for this app's checks (else :func:`get_dpop` makes one from settings)."""
+    """Use ``dpop`` for this app's checks (else :func:`get_dpop` makes one from settings);
+    without a clock of its own it follows the app's JWT manager clock."""
+    manager = app.extensions.get(MANAGER_KEY)
+    if manager is not None:
+        dpop.adopt_clock(manager.now)
     app.extensions[EXTENSION_KEY] = dpop
     return dpop
 
@@ -658,6 +671,8 @@ def get_dpop(app: Quart) -> DPoP:
     """The app's :class:`DPoP`, made from its settings on first use when none was given."""
     found = app.extensions.get(EXTENSION_KEY)
     if found is None:
-        skew = float(getattr(get_manager(app), "clock_skew", 0.0))
-        found = app.extensions[EXTENSION_KEY] = DPoP.from_config(app.config, skew=skew)
+        manager = get_manager(app)
+        found = DPoP.from_config(app.config, skew=float(getattr(manager, "clock_skew", 0.0)))
+        found.adopt_clock(manager.now)
+        app.extensions[EXTENSION_KEY] = found
     return cast(DPoP, found)

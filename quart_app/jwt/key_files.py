@@ -14,7 +14,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,9 @@ class KeyDirectory(KeySet):
         max_token_lifetime: float,
         extra: Iterable[Key] = (),
         activation_delay: float = 0.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(clock=clock)
         self.path = Path(path)
         self.activation_delay = activation_delay
         #: Keys that do not live in the directory (an HS* secret also accepted).
@@ -163,7 +164,7 @@ class KeyDirectory(KeySet):
         """Write a new key file; its activation time (seconds)."""
         # Activation times are unique (and after every key that signs already): a --now
         # key may activate before a delayed one still pending, which takes over later.
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self.clock() * 1000)
         taken = {round(c * 1000) for c, _, _ in self._files()}
         signing = [c for c in taken if c <= now_ms]
         created = max([now_ms + int(delay * 1000), *(c + 1 for c in signing)])
@@ -191,7 +192,7 @@ class KeyDirectory(KeySet):
         """The newest key of ``algorithm`` whose activation time has come (the oldest one
         while none has: a directory's first key is active at once)."""
         self.refresh()
-        now = time.time()
+        now = self.clock()
         usable = [k for k in self._keys if k.can_sign and k.prepared(algorithm) is not None]
         active = [k for k in usable if k.created_at <= now]
         if active:
@@ -211,7 +212,7 @@ class KeyDirectory(KeySet):
         with self._locked():
             activates = self._create(algorithm, 0.0 if now else self.activation_delay)
             self._load()
-            moment = time.time()
+            moment = self.clock()
             for _, _, path, expires in self._lifetimes():
                 if expires is not None and expires <= moment:
                     path.unlink(missing_ok=True)

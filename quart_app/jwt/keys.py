@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jwt
@@ -179,10 +179,19 @@ class Key:
 class KeySet:
     """The keys of one app: the one that signs, and every key still accepted."""
 
-    def __init__(self, keys: Iterable[Key] = ()) -> None:
+    def __init__(self, keys: Iterable[Key] = (), clock: Callable[[], float] | None = None) -> None:
         self._keys: list[Key] = []
         self._by_kid: dict[str, Key] = {}
+        #: What "now" is for keys' activation and retirement. None given: ``time.time``,
+        #: or the clock of the manager whose keys this set becomes (:meth:`adopt_clock`).
+        self.clock: Callable[[], float] = clock or time.time
+        self._own_clock = clock is not None
         self._set(keys)
+
+    def adopt_clock(self, clock: Callable[[], float]) -> None:
+        """Use ``clock`` unless this set was made with a clock of its own."""
+        if not self._own_clock:
+            self.clock = clock
 
     def _set(self, keys: Iterable[Key]) -> None:
         self._keys = sorted(keys, key=lambda k: k.created_at)
@@ -222,7 +231,7 @@ class KeySet:
     @classmethod
     def from_private_keys(cls, pairs: Iterable[tuple[Any, str]]) -> KeySet:
         """Keys from ``(private key, algorithm)`` pairs, the last one signing."""
-        now = time.time()
+        now = time.time()  # an order of creation only: none of them expires
         return cls(
             Key(alg, private=private, created_at=now + i * 1e-6)
             for i, (private, alg) in enumerate(pairs)
@@ -268,7 +277,7 @@ class KeySet:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in allowed or alg not in ALGORITHMS:
             raise jwt.InvalidAlgorithmError("The specified alg value is not allowed")
-        now = time.time()
+        now = self.clock()
         if alg in HMAC_ALGORITHMS:
             # As FJE: an HMAC token is checked against the secret whatever its kid says.
             for key in reversed(self._keys):
@@ -297,7 +306,7 @@ class KeySet:
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys still accepted, as a JWK Set (RFC 7517), newest first."""
         self.refresh()
-        now = time.time()
+        now = self.clock()
         return {
             "keys": [
                 dict(k.jwk) for k in reversed(self._keys) if k.jwk is not None and k.accepted(now)

@@ -188,7 +188,7 @@ async def check_token(
             raise WrongTokenError("Only refresh tokens are allowed")
         if not refresh and token_type == tokens.REFRESH:
             raise WrongTokenError("Only non-refresh tokens are allowed")
-    if fresh and not tokens.is_fresh(claims):
+    if fresh and not tokens.is_fresh(claims, manager.now()):
         raise FreshTokenRequired("Fresh token required", header, claims)
     if not skip_revocation_check:
         await manager.check_revoked(header, claims)

@@ -12,6 +12,7 @@ the methods of the same names call them. The FJE 3.x loader names come from
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -49,13 +50,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 __all__ = ["EXTENSION_KEY", "Claims", "F", "JWTManager", "call", "get_manager"]
 
 
+def _checked_clock(clock: Any) -> Callable[[], float]:
+    if not callable(clock):
+        raise TypeError("clock must be a callable returning POSIX seconds, such as time.time")
+    return cast(Callable[[], float], clock)
+
+
 class JWTManager(V3LoaderNames):
     """Settings, loaders, token creation and verification of one Quart app."""
 
-    def __init__(self, app: Quart | None = None, add_context_processor: bool = False) -> None:
+    def __init__(
+        self,
+        app: Quart | None = None,
+        add_context_processor: bool = False,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.callbacks = Callbacks()
-        #: The in-memory revocation mirror checked on every request (None: no built-in check).
-        self.revocations: RevocationList | None = None
+        self._clock = _checked_clock(clock)
+        self._revocations: RevocationList | None = None
         #: token string -> (header, claims, exp): tokens this worker verified already.
         self.verified_tokens: dict[str, tuple[Claims, Claims, float | None]] = {}
         self._app_config: WriteCounting | None = None  # set by init_app
@@ -169,30 +182,75 @@ class JWTManager(V3LoaderNames):
         self._clock_skew = float(seconds)
         self._changed()
 
+    # -- time ------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """What "now" is, in POSIX seconds (``time.time`` by default): the one time source
+        of the extension.
+
+        New tokens take ``iat``/``nbf``/``exp``/``fresh`` from it; verification checks
+        them against it (the fast verifier, PyJWT's full decode, the verified-token cache,
+        ``fresh``, the clock skew), and so do cookies' ``Expires``, the end of sockets at
+        their token's ``exp``, keys' activation and retirement, the revocation mirror's
+        pruning and DPoP proofs' ``iat`` and nonces (the key set, mirror and DPoP object
+        follow it unless made with a clock of their own). Tests replace it to cross a
+        lifetime without waiting.
+        """
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self._clock = _checked_clock(clock)
+
+    def now(self) -> float:
+        """The time by :attr:`clock` (pass ``manager.now`` where a clock is wanted: it
+        follows a later change of the clock)."""
+        return self._clock()
+
+    @property
+    def revocations(self) -> RevocationList | None:
+        """The in-memory revocation mirror checked on every request (None: no built-in
+        check). It prunes by this manager's clock."""
+        return self._revocations
+
+    @revocations.setter
+    def revocations(self, mirror: RevocationList | None) -> None:
+        if mirror is not None:
+            mirror.adopt_clock(self.now)
+        self._revocations = mirror
+
     @property
     def keys(self) -> KeySet:
         """The signing and verification keys (built from ``JWT_*`` settings unless set)."""
         if self._explicit_keys is not None:
             return self._explicit_keys
-        config = self.config
-        if self._keys is None and config.jwks_url:
-            # Deferred for start-up speed: httpx (resource-server mode) only when used.
-            from .jwks import remote_key_set
+        config = self.config  # first: a changed setting drops the keys built from it
+        keys = self._keys
+        if keys is None:
+            if config.jwks_url:
+                # Deferred for start-up speed: httpx (resource-server mode) only when used.
+                from .jwks import remote_key_set
 
-            self._keys = remote_key_set(config)
-        if self._keys is None:
-            self._keys = KeySet.from_config(
-                config.algorithm,
-                secret=config.secret_key,
-                private_key=config.private_key,
-                public_key=config.public_key,
-                decode_algorithms=config.decode_algorithms,
-            )
-        return self._keys
+                keys = remote_key_set(config)
+            else:
+                keys = KeySet.from_config(
+                    config.algorithm,
+                    secret=config.secret_key,
+                    private_key=config.private_key,
+                    public_key=config.public_key,
+                    decode_algorithms=config.decode_algorithms,
+                )
+            keys.adopt_clock(self.now)
+            self._keys = keys
+        return keys
 
     @keys.setter
     def keys(self, keys: KeySet | None) -> None:
-        """Use ``keys`` (e.g. a ``KeyDirectory``) instead of the ``JWT_*`` key settings."""
+        """Use ``keys`` (e.g. a ``KeyDirectory``) instead of the ``JWT_*`` key settings; a
+        set made without a clock of its own follows this manager's."""
+        if keys is not None:
+            keys.adopt_clock(self.now)
         self._explicit_keys = keys
         self._changed()
 

@@ -99,8 +99,12 @@ class RevocationList:
     logout or password change made earlier is never forgotten by a fresh worker.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.complete = True
+        #: What :meth:`prune` calls "now". None given: ``time.time``, or the clock of the
+        #: manager whose mirror this becomes (:meth:`adopt_clock`).
+        self.clock: Callable[[], float] = clock or time.time
+        self._own_clock = clock is not None
         self._jtis: dict[str, float] = {}
         self._families: dict[str, float] = {}
         self._users: dict[str, tuple[float, float]] = {}  # sub -> (not_before, expires_at)
@@ -108,6 +112,11 @@ class RevocationList:
 
     def __len__(self) -> int:
         return len(self._jtis) + len(self._families) + len(self._users)
+
+    def adopt_clock(self, clock: Callable[[], float]) -> None:
+        """Use ``clock`` unless this mirror was made with a clock of its own."""
+        if not self._own_clock:
+            self.clock = clock
 
     def add_listener(self, listener: Callable[[list[Revocation]], None]) -> None:
         """Call ``listener(entries)`` with every batch of entries new to this mirror.
@@ -179,7 +188,7 @@ class RevocationList:
 
     def prune(self, now: float | None = None) -> int:
         """Forget entries whose tokens have all expired; returns how many were dropped."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         dropped = 0
         for table in (self._jtis, self._families):
             dead = [key for key, expires in table.items() if expires <= now]

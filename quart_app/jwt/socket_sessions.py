@@ -22,7 +22,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from .revocation import FAMILY_CLAIM, Revocation, RevocationList
@@ -69,9 +69,16 @@ class SocketSession:
 class SocketRegistry:
     """Every open authenticated socket of one app in this worker (see the module doc)."""
 
-    def __init__(self, identity_claim_key: str = "sub", leeway: float = 0.0) -> None:
+    def __init__(
+        self,
+        identity_claim_key: str = "sub",
+        leeway: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.identity_claim_key = identity_claim_key
         self.leeway = leeway
+        #: The wall clock ``exp`` is compared with (the manager's, see ``get_registry``).
+        self.clock = clock
         self._sessions: set[SocketSession] = set()
         self._by_jti: dict[str, set[SocketSession]] = {}
         self._by_family: dict[str, set[SocketSession]] = {}
@@ -215,13 +222,17 @@ class SocketRegistry:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
         # exp is wall-clock time; the loop's clock is monotonic.
-        delay = max(0.0, due - time.time())
-        self._timer = loop.call_later(delay, self._expire)
+        delay = max(0.0, due - self.clock())
+        self._timer = loop.call_later(delay, self.expire_due)
         self._timer_due = due
 
-    def _expire(self) -> None:
+    def expire_due(self) -> None:
+        """End every session whose token has expired by :attr:`clock`, then arm the timer
+        for the next one. The timer calls it; so can whoever moved an injected clock."""
+        if self._timer is not None:
+            self._timer.cancel()
         self._timer = self._timer_due = None
-        now = time.time()
+        now = self.clock()
         heap = self._heap
         while heap and heap[0][0] + self.leeway <= now:
             exp, _, session = heapq.heappop(heap)

@@ -90,40 +90,98 @@ def decode_complete(
     verify_sub: bool = True,
     allow_expired: bool = False,
     clock_skew: float = 0,
+    now: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify ``encoded`` and return ``(header, claims)``; raise PyJWT's errors otherwise.
 
-    ``clock_skew`` widens ``leeway`` for ``iat`` and ``nbf`` only: ``exp`` is then checked
-    again with ``leeway`` alone, as PyJWT does it.
+    ``iat``, ``nbf`` and ``exp`` are checked against ``now`` (default: ``time.time()``) by
+    :func:`check_dates`, not by PyJWT, which can only read the real clock: same order,
+    same errors and texts. ``clock_skew`` widens ``leeway`` for ``iat`` and ``nbf`` only.
 
     Only ``algorithms`` are accepted, whatever the token's own header says. Claims in
     ``required_claims`` get PyJWT's "Token is missing the ..." text; the identity claim,
     unless listed there, FJE's own check (``Missing claim: <key>``).
     """
+    required = list(required_claims)
     options = {
-        "require": list(required_claims),
+        "require": required,
         "verify_aud": audience is not None,
         "verify_sub": verify_sub,
-        "verify_exp": not allow_expired,
+        **_DATES_OFF,
     }
-    result = _jwt.decode_complete(
-        encoded,
-        key,
-        algorithms=list(algorithms),
-        options=options,  # type: ignore[arg-type]
-        audience=audience,
-        issuer=issuer,
-        leeway=max(leeway, clock_skew),
-    )
+    moment = time.time() if now is None else now
+    late: jwt.InvalidTokenError | None = None
+    try:
+        result = _jwt.decode_complete(
+            encoded,
+            key,
+            algorithms=list(algorithms),
+            options=options,  # type: ignore[arg-type]
+            audience=audience,
+            issuer=issuer,
+        )
+    except _AFTER_DATES as error:
+        # A claim missing from ``required`` is found before the dates, as in PyJWT.
+        if isinstance(error, jwt.MissingRequiredClaimError) and error.claim in required:
+            raise
+        late = error
+    if late is not None:
+        # PyJWT checks these after the dates (``_validate_claims``) and after the
+        # signature: a date error of the same token comes first, as it would there.
+        check_dates(unverified_claims(encoded), moment, leeway, clock_skew, allow_expired)
+        raise late
     claims: dict[str, Any] = result["payload"]
-    # PyJWT's own exp check (api_jwt._validate_exp) again, with the exact leeway (exp is
-    # known to be an integer by now).
-    widened = clock_skew > leeway and not allow_expired and "exp" in claims
-    if widened and int(claims["exp"]) <= time.time() - leeway:
-        raise jwt.ExpiredSignatureError("Signature has expired")
+    check_dates(claims, moment, leeway, clock_skew, allow_expired)
     if identity_claim_key not in claims:
         raise JWTDecodeError(f"Missing claim: {identity_claim_key}")
     return result["header"], claims
+
+
+#: PyJWT reads the real clock: the date claims are checked by :func:`check_dates` instead.
+_DATES_OFF = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+#: What PyJWT raises after its date checks (issuer, audience, subject, jti).
+_AFTER_DATES = (
+    jwt.InvalidIssuerError,
+    jwt.InvalidAudienceError,
+    jwt.exceptions.InvalidSubjectError,
+    jwt.exceptions.InvalidJTIError,
+    jwt.MissingRequiredClaimError,
+)
+
+
+def check_dates(
+    claims: Mapping[str, Any],
+    now: float,
+    leeway: float = 0,
+    clock_skew: float = 0,
+    allow_expired: bool = False,
+) -> None:
+    """PyJWT's checks of ``iat``, ``nbf`` and ``exp`` (``api_jwt._validate_iat`` and its
+    siblings: the same conversions, errors and texts), at ``now`` rather than the real
+    time. ``iat``/``nbf`` may lie ``max(leeway, clock_skew)`` ahead, ``exp`` ``leeway``
+    behind; ``allow_expired`` skips ``exp``."""
+    early = max(leeway, clock_skew)
+    if "iat" in claims:
+        try:
+            iat = int(claims["iat"])
+        except (ValueError, TypeError, OverflowError):
+            raise jwt.InvalidIssuedAtError("Issued At claim (iat) must be an integer.") from None
+        if iat > now + early:
+            raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+    if "nbf" in claims:
+        try:
+            nbf = int(claims["nbf"])
+        except (ValueError, TypeError, OverflowError):
+            raise jwt.DecodeError("Not Before claim (nbf) must be an integer.") from None
+        if nbf > now + early:
+            raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+    if "exp" in claims and not allow_expired:
+        try:
+            exp = int(claims["exp"])
+        except (ValueError, TypeError, OverflowError):
+            raise jwt.DecodeError("Expiration Time claim (exp) must be an integer.") from None
+        if exp <= now - leeway:
+            raise jwt.ExpiredSignatureError("Signature has expired")
 
 
 def fill_defaults(claims: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ every loader they call may be a coroutine function.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from quart import Response, current_app
@@ -104,15 +105,20 @@ def _set_cookies(
     domain: str | None,
     refresh: bool,
 ) -> None:
-    config = get_manager(current_app).config
+    manager = get_manager(current_app)
+    config = manager.config
     name = config.refresh_cookie_name if refresh else config.access_cookie_name
     path = config.refresh_cookie_path if refresh else config.access_cookie_path
     # As FJE: a session cookie unless JWT_SESSION_COOKIE is False, then one year.
     max_age = max_age or (None if config.session_cookie else COOKIE_MAX_AGE)
+    # Expires as Werkzeug would derive it from Max-Age, by the manager's clock.
+    seconds = int(max_age.total_seconds()) if isinstance(max_age, timedelta) else max_age
+    expires = None if seconds is None else manager.now() + seconds
     response.set_cookie(
         name,
         value=encoded_token,
         max_age=max_age,
+        expires=expires,
         secure=config.cookie_secure,
         httponly=True,
         domain=domain or config.cookie_domain,
@@ -128,6 +134,7 @@ def _set_cookies(
             csrf_name,
             value=str(claims.get("csrf", "")),
             max_age=max_age,
+            expires=expires,
             secure=config.cookie_secure,
             httponly=False,
             domain=domain or config.cookie_domain,

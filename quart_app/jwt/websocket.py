@@ -75,8 +75,9 @@ def get_registry(app: Quart | None = None) -> SocketRegistry:
     target = app if app is not None else cast(Quart, current_app._get_current_object())  # type: ignore[attr-defined]
     registry = target.extensions.get(REGISTRY_KEY)
     if registry is None:
-        config = get_manager(target).config
-        registry = SocketRegistry(config.identity_claim_key, config.leeway)
+        manager = get_manager(target)
+        config = manager.config
+        registry = SocketRegistry(config.identity_claim_key, config.leeway, manager.now)
         target.extensions[REGISTRY_KEY] = registry
     return cast(SocketRegistry, registry)
 
