@@ -19,7 +19,27 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..accounts.events import (
+    ACCOUNT_DISABLED,
+    ACCOUNT_ENABLED,
+    ADMIN_GRANTED,
+    ADMIN_REVOKED,
+    REGISTER,
+    SESSION_ENDED,
+    SecurityEvent,
+)
+from ..accounts.passwords import PasswordRejected, check_new_password
+from ..errors import describe_validation_error
+from ..jwt import get_manager
+from ..jwt.key_files import KeyDirectory
+from ..mail import OutboxStore
+from ..security.clients import MIN_SECRET_LENGTH
+from ..security.passwords import Passwords
 from ..serving.devcert import dev_cert
+from ..startup.settings import load_settings
+from ..store import UsernameTaken, migrate
+from ..store.oauth import SqlReplayStore
+from ..store.redis_bus import BUS_EXTENSION_KEY
 from .clients import COMMANDS as CLIENT_COMMANDS
 from .context import command_app, one_line, run_with_services
 from .database import db as db_commands
@@ -52,7 +72,6 @@ main.add_command(outbox_command)
 @main.command("init-db")
 def init_db() -> None:
     """Create the tables, or migrate them to this release (the same as ``db upgrade``)."""
-    from ..store import migrate
 
     url = str(command_app().config["DATABASE_URL"])
     try:
@@ -80,9 +99,6 @@ def hash_secret() -> None:
     The secret is prompted for, or read from the first line of stdin; never argv. It
     must have 32 characters at least (as a plain secret in the setting must).
     """
-    from ..security.clients import MIN_SECRET_LENGTH
-    from ..security.passwords import Passwords
-    from ..startup.settings import load_settings
 
     settings = load_settings()
     passwords = Passwords(
@@ -105,11 +121,8 @@ def create_user(username: str) -> None:
     """Create a user; the password is prompted for, or read from the first line of stdin."""
     from pydantic import ValidationError
 
-    from ..accounts.events import REGISTER, SecurityEvent
-    from ..accounts.passwords import PasswordRejected, check_new_password
-    from ..errors import describe_validation_error
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..schemas import Credentials, username_key
-    from ..store import UsernameTaken
 
     try:
         creds = Credentials.model_validate({"username": username, "password": _read_password()})
@@ -163,9 +176,8 @@ def _end_sessions(
     username: str, *, reason: str, disabled: bool | None = None
 ) -> tuple[int, str, int]:
     """End every session of ``username`` (optionally disabling it): (id, name, ended)."""
-    from ..accounts.events import ACCOUNT_DISABLED, SESSION_ENDED, SecurityEvent
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..schemas import username_key
-    from ..store.redis_bus import BUS_EXTENSION_KEY
 
     app = command_app()
     bus = app.extensions.get(BUS_EXTENSION_KEY)
@@ -209,7 +221,7 @@ def admin_revoke(username: str) -> None:
 
 
 def _set_role(username: str, role: str) -> str:
-    from ..accounts.events import ADMIN_GRANTED, ADMIN_REVOKED, SecurityEvent
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..schemas import username_key
 
     async def work(svc: Services) -> str:
@@ -228,6 +240,7 @@ def _set_role(username: str, role: str) -> str:
 @click.argument("username")
 def list_sessions(username: str) -> None:
     """List the live sessions of USERNAME (id, created, last used, client, user agent)."""
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..schemas import username_key
 
     async def work(svc: Services) -> list[str]:
@@ -266,7 +279,7 @@ def disable(username: str) -> None:
 @click.argument("username")
 def enable(username: str) -> None:
     """Let a disabled USERNAME log in again."""
-    from ..accounts.events import ACCOUNT_ENABLED, SecurityEvent
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..schemas import username_key
 
     async def work(svc: Services) -> str:
@@ -288,6 +301,7 @@ def events(username: str | None, event: str | None, limit: int) -> None:
     """Print security events, newest first, one JSON object a line."""
     import json
 
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..schemas import username_key
 
     async def work(svc: Services) -> list[str]:
@@ -336,8 +350,6 @@ def rotate_keys(at_once: bool) -> None:
     caching the JWKS know it before its first token. Tokens signed with older keys keep
     verifying (and their public keys stay in the JWKS) until those tokens expire.
     """
-    from ..jwt import get_manager
-    from ..jwt.key_files import KeyDirectory
 
     app = command_app()
     keys = get_manager(app).keys
@@ -363,9 +375,8 @@ def prune() -> None:
     """Delete revocations whose tokens have all expired anyway, login counters that
     decide nothing any more, expired reset and verification tokens, and security events,
     ended sessions and sent mail older than AUDIT_RETENTION_DAYS."""
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..accounts.recovery import recovery_store
-    from ..mail import OutboxStore
-    from ..store.oauth import SqlReplayStore
 
     app = command_app()
 
@@ -436,6 +447,7 @@ def import_users_command(
     """
     from sqlalchemy.engine import make_url
 
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..accounts.importer import SourceError, import_users, read_source
 
     async def work(svc: Services) -> tuple[list[str], int]:
@@ -491,6 +503,7 @@ def mfa_reset(username: str) -> None:
     An admin's recovery path for a user who lost them: the password alone logs in again
     until the user enrols anew. Recorded as a security event of the account.
     """
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..accounts.mfa import CONSOLE, MFA_RESET
     from ..routes.mfa_step import EXTENSION_KEY, SecondFactorServices
     from ..schemas import username_key
@@ -523,6 +536,7 @@ def mfa_rekey() -> None:
     Run it after putting a new key first in MFA_ENCRYPTION_KEY (the old ones after it);
     once it has run, the old keys can be removed.
     """
+    # Deferred: importing it for every command would slow `quart-app --help`.
     from ..routes.mfa_step import EXTENSION_KEY, SecondFactorServices
 
     app = command_app()
