@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backend_servers import PostgresRun, RedisRun, run, start_postgres, start_redis
 from quart import Quart
 from quart.typing import TestClientProtocol
 
-# Ctrl-C and SIGTERM stop the run at once and leave no process behind (tests/reaper.py).
-from reaper import pytest_configure, pytest_runtest_setup, pytest_sessionfinish  # noqa: F401
-from support import login, make_config, register
-
 from quart_app import create_app
+from tests.helpers.backend_servers import PostgresRun, RedisRun, run, start_postgres, start_redis
+
+# Ctrl-C and SIGTERM stop the run at once and leave no process behind (tests/helpers/reaper.py).
+from tests.helpers.reaper import pytest_configure, pytest_runtest_setup, pytest_sessionfinish  # noqa: F401
+from tests.helpers.support import login, make_config, register
+
+# The fault-injection fixtures: the run's PostgreSQL behind a fault proxy, a small tmpfs.
+pytest_plugins = ["tests.helpers.fault_fixtures"]
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ async def tokens(client: TestClientProtocol) -> dict[str, Any]:
 
 
 # Backends: "sqlite" is SQLite + in-process state, "postgres" is PostgreSQL +
-# Redis (tests/backend_servers.py). A test that asks for ``backend`` runs on both, and its
+# Redis (tests/helpers/backend_servers.py). A test that asks for ``backend`` runs on both, and its
 # ``app``/``client``/``app_factory`` follow; every other test runs on TEST_BACKEND.
 BACKENDS = ("sqlite", "postgres")
 
@@ -116,7 +119,7 @@ def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 # The HTTP/1.1 parser a live server runs with (HTTP1_PARSER, quart_app/serving/http1.py):
 # a live test that asks for ``http1_parser`` runs on both; servers read it from the
-# environment (tests/live.py copies it).
+# environment (tests/helpers/live.py copies it).
 HTTP1_PARSERS = ("httptools", "h11")
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from quart import Quart
-from support import FAST_HASHING, SECRET, Client, bearer, login, make_config, register
 
 from quart_app import create_app
 from quart_app.accounts.events import SecurityEvent
 from quart_app.cli import main
 from quart_app.services import services
+from tests.helpers.support import FAST_HASHING, SECRET, Client, bearer, login, make_config, register
 
 PASSWORD = "correct-horse"
 

@@ -15,12 +15,12 @@ import pytest
 from cryptography.fernet import Fernet
 from quart import Quart
 from sqlalchemy import select
-from support import Client, bearer, login, register
 
 from quart_app.accounts.mfa_crypto import KEY_FILE, SecretCipher, cipher_from_settings
 from quart_app.services import services
 from quart_app.startup.settings import SettingsError
 from quart_app.store.models import RecoveryCode, TotpFactor
+from tests.helpers.support import Client, bearer, login, register
 
 PASSWORD = {"username": "alice", "password": "correct-horse"}
 

@@ -24,9 +24,10 @@ import httpx
 import jwt
 import pyotp
 import pytest
-from debian import ensure_tool
-from live import Server, free_port, server_env
-from support import SECRET
+
+from tests.helpers.debian import ensure_tool
+from tests.helpers.live import Server, free_port, server_env
+from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from quart import Quart
-from support import bearer, login, register
 
 from quart_app.accounts.passwords import (
     CONTAINS_USERNAME,
@@ -19,6 +18,7 @@ from quart_app.accounts.passwords import (
     common_passwords,
 )
 from quart_app.services import services
+from tests.helpers.support import bearer, login, register
 
 DATA = Path(__file__).parents[2] / "quart_app" / "accounts" / "data" / "common-passwords.txt"
 

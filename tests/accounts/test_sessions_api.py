@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from support import Client, bearer, login, register
 
 from quart_app.services import services
+from tests.helpers.support import Client, bearer, login, register
 
 # Introspection client secrets must be at least 32 characters (a shorter one stops start-up).
 GATEWAY_SECRET = "gateway-secret-0123456789abcdefghij"

@@ -11,11 +11,11 @@ import flask
 import flask_jwt_extended as fje
 import jwt as pyjwt
 import pytest
-from jwt_apps import SECRET, mint
 from quart import Quart
-from support import bearer
 
 import quart_app.jwt as qje
+from tests.helpers.jwt_apps import SECRET, mint
+from tests.helpers.support import bearer
 
 
 def app_with(**config: Any) -> Quart:

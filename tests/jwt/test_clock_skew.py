@@ -13,12 +13,12 @@ from typing import Any
 import jwt
 import pytest
 from quart import Quart
-from support import SECRET, bearer
 
 from quart_app.jwt import get_manager
 from quart_app.jwt.fast_verify import Rules, fast_verify
 from quart_app.jwt.keys import KeySet
 from quart_app.jwt.tokens import decode_complete
+from tests.helpers.support import SECRET, bearer
 
 
 def token(*, issued_in: float = 0.0, expires_in: float = 900.0, **extra: Any) -> str:

@@ -9,10 +9,10 @@ from typing import Any
 import flask
 import flask_jwt_extended as fje
 import pytest
-from jwt_apps import SECRET, mint
 from quart import Quart, jsonify
 
 import quart_app.jwt as qje
+from tests.helpers.jwt_apps import SECRET, mint
 
 ACCESS = mint()
 REFRESH = mint(type="refresh")

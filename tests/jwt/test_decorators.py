@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from jwt_apps import SECRET, mint
 from quart import Quart, jsonify, request
 
 import quart_app.jwt as qje
+from tests.helpers.jwt_apps import SECRET, mint
 
 TOKEN = mint()
 

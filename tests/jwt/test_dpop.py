@@ -10,7 +10,6 @@ from typing import Any
 
 import jwt
 import pytest
-from dpop_proofs import ALGORITHMS, ProofKey
 from quart import Quart
 
 from quart_app.jwt import JWTManager, create_access_token, get_jwt, jwt_required
@@ -25,6 +24,7 @@ from quart_app.jwt.dpop import (
     thumbprint,
     verify_proof,
 )
+from tests.helpers.dpop_proofs import ALGORITHMS, ProofKey
 
 URL = "http://localhost/protected"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import flask_jwt_extended as fje
 import pytest
-from jwt_apps import Call, mint
-from twins import twins
 
 import quart_app.jwt as qje
+from tests.helpers.jwt_apps import Call, mint
+from tests.helpers.twins import twins
 
 
 def bearer(token: str, path: str = "/protected") -> Call:

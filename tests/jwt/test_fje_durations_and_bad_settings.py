@@ -12,8 +12,9 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 from dateutil.relativedelta import relativedelta
-from jwt_apps import SECRET, Call, mint, send_flask, send_quart
-from twins import Twins, twins
+
+from tests.helpers.jwt_apps import SECRET, Call, mint, send_flask, send_quart
+from tests.helpers.twins import Twins, twins
 
 
 def request(token: str) -> Call:

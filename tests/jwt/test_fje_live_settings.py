@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jwt_apps import Call, mint
-from support import bearer, login, make_config, register
-from twins import twins
 
 from quart_app import create_app
+from tests.helpers.jwt_apps import Call, mint
+from tests.helpers.support import bearer, login, make_config, register
+from tests.helpers.twins import twins
 
 
 def request(token: str, path: str = "/protected", **headers: str) -> Call:

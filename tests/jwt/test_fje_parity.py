@@ -17,7 +17,17 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
-from jwt_apps import GHOST, SECRET, Call, flask_twin, mint, quart_twin, send_flask, send_quart
+
+from tests.helpers.jwt_apps import (
+    GHOST,
+    SECRET,
+    Call,
+    flask_twin,
+    mint,
+    quart_twin,
+    send_flask,
+    send_quart,
+)
 
 NOW = int(time.time())
 # PyJWT refuses to make it: header {"alg": "HS256", "kid": 5}, signed with SECRET.

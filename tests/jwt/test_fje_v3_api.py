@@ -16,10 +16,10 @@ from typing import Any
 import flask_jwt_extended as fje
 import jwt as pyjwt
 import pytest
-from jwt_apps import GHOST, REVOKED, SECRET, Call, mint
-from twins import Body, twins, whole_token
 
 import quart_app.jwt as qje
+from tests.helpers.jwt_apps import GHOST, REVOKED, SECRET, Call, mint
+from tests.helpers.twins import Body, twins, whole_token
 
 
 def request(token: str | None = None, path: str = "/protected") -> Call:

@@ -8,10 +8,10 @@ from typing import Any
 
 import jwt as pyjwt
 from quart import Quart
-from support import SECRET, bearer, login, register
 
 from quart_app.jwt import JWTManager, create_access_token, jwt_required
 from quart_app.jwt.tokens import is_fresh
+from tests.helpers.support import SECRET, bearer, login, register
 
 
 def fresh_app() -> Quart:

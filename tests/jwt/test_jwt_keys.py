@@ -17,9 +17,7 @@ import flask_jwt_extended as fje
 import httpx
 import jwt as pyjwt
 import pytest
-from live import Server
 from quart import Quart
-from support import SECRET, bearer, login, register
 
 from quart_app.jwt import (
     JWTManager,
@@ -37,6 +35,8 @@ from quart_app.jwt.keys import (
     private_pem,
     public_pem,
 )
+from tests.helpers.live import Server
+from tests.helpers.support import SECRET, bearer, login, register
 
 ASYMMETRIC = sorted(ASYMMETRIC_ALGORITHMS)
 CREDENTIALS = {"username": "alice", "password": "correct-horse"}

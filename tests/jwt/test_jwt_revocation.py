@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from live import Server
 from quart import Quart
 from sqlalchemy import event
-from support import SECRET, bearer, login, register
 
 from quart_app.jwt import JWTManager, get_manager
 from quart_app.services import services
+from tests.helpers.live import Server
+from tests.helpers.support import SECRET, bearer, login, register
 
 CREDENTIALS = {"username": "alice", "password": "correct-horse"}
 BOUND = 1.5

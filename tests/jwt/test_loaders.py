@@ -10,7 +10,6 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 from quart import Quart, jsonify
-from support import SECRET, bearer
 
 from quart_app.jwt import (
     JWTManager,
@@ -24,6 +23,7 @@ from quart_app.jwt import (
     get_jwt_identity,
     jwt_required,
 )
+from tests.helpers.support import SECRET, bearer
 
 Mode = str
 

@@ -13,9 +13,10 @@ from types import ModuleType
 import jwt as pyjwt
 import pytest
 from quart import Quart
-from support import bearer
 
-TUTORIAL_APP = Path(__file__).with_name("tutorial_app.py")
+from tests.helpers.support import bearer
+
+TUTORIAL_APP = Path(__file__).parents[1] / "helpers" / "tutorial_app.py"
 
 
 def load_tutorial_app() -> tuple[Quart, list[str]]:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from smtp_server import SmtpSink
+
+from tests.helpers.smtp_server import SmtpSink
 
 LINKS = {
     "PASSWORD_RESET_URL": "https://app.example/reset?token={token}",

@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner, Result
-from smtp_server import SmtpSink
 from sqlalchemy import update
-from support import FAST_HASHING, SECRET, make_config
 
 from quart_app import create_app
 from quart_app.cli import main
@@ -18,6 +16,8 @@ from quart_app.mail.outbox import OutboxStore
 from quart_app.mail.sender import mail_sender
 from quart_app.services import services
 from quart_app.store.models import OutboxMail
+from tests.helpers.smtp_server import SmtpSink
+from tests.helpers.support import FAST_HASHING, SECRET, make_config
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

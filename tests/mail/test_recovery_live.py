@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from live import Server, server_env
-from smtp_server import SmtpSink, token_in
-from support import SECRET
 
 from quart_app.mail.outbox import OutboxStore
 from quart_app.store import Database
+from tests.helpers.live import Server, server_env
+from tests.helpers.smtp_server import SmtpSink, token_in
+from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
 

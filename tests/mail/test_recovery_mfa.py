@@ -7,9 +7,10 @@ import time
 
 import pyotp
 from quart import Quart
-from smtp_server import SmtpSink, text_of, token_in
-from support import bearer, login
-from test_recovery_routes import NEW_PASSWORD, PASSWORD, forgot, register_with_email
+
+from tests.helpers.smtp_server import SmtpSink, text_of, token_in
+from tests.helpers.support import bearer, login
+from tests.mail.test_recovery_routes import NEW_PASSWORD, PASSWORD, forgot, register_with_email
 
 
 def code_at(secret: str, offset_steps: int = 0) -> str:

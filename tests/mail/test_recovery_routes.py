@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from quart import Quart
-from smtp_server import SmtpSink, html_of, text_of, token_in
-from support import bearer, login
+
+from tests.helpers.smtp_server import SmtpSink, html_of, text_of, token_in
+from tests.helpers.support import bearer, login
 
 PASSWORD = "correct-horse"
 NEW_PASSWORD = "battery-staple-2"

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from smtp_server import SmtpSink, text_of
 
 from quart_app.mail import queue_mail
 from quart_app.mail.outbox import OutboxStore
@@ -23,6 +22,7 @@ from quart_app.services import services
 from quart_app.serving.devcert import write_dev_cert
 from quart_app.startup.settings import SettingsError
 from quart_app.store import Database
+from tests.helpers.smtp_server import SmtpSink, text_of
 
 
 async def queue(app: Quart, count: int, recipient: str = "bob@example.com") -> list[str]:

@@ -20,11 +20,12 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from live import Server
-from support import SECRET
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-from ws_client import CREDENTIALS, WAIT, ws_url
+
+from tests.helpers.live import Server
+from tests.helpers.support import SECRET
+from tests.helpers.ws_client import CREDENTIALS, WAIT, ws_url
 
 pytestmark = pytest.mark.live
 

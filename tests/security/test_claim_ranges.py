@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
-from support import SECRET, make_config
 
 from quart_app import create_app
+from tests.helpers.support import SECRET, make_config
 
 CLIENT_SECRET = "s" * 40
 DATES = ("exp", "iat", "nbf", "auth_time")

@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from live import running
 from quart import Quart
-from support import SECRET, Client, bearer, login, register
+
+from tests.helpers.live import running
+from tests.helpers.support import SECRET, Client, bearer, login, register
 
 REVOKED = {"msg": "Token has been revoked"}
 

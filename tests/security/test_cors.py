@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 from quart import Quart
-from support import Client
 
 from quart_app.security.cors import allowed_origins
+from tests.helpers.support import Client
 
 APP_ORIGIN = "https://app.example.com"
 PREFLIGHT = {

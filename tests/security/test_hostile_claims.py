@@ -15,7 +15,8 @@ from typing import Any
 import jwt
 import pytest
 from quart import Quart
-from support import SECRET, bearer, login, register
+
+from tests.helpers.support import SECRET, bearer, login, register
 
 VALUES: dict[str, Any] = {
     "null": None,

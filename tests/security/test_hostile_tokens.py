@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from quart import Quart
-from support import SECRET, make_config
 
 from quart_app import create_app
+from tests.helpers.support import SECRET, make_config
 
 NOT_ALLOWED = "The specified alg value is not allowed"
 BAD_SIGNATURE = "Signature verification failed"

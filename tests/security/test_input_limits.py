@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from support import Client, bearer, login, register
+
+from tests.helpers.support import Client, bearer, login, register
 
 # --- body size -----------------------------------------------------------------------
 

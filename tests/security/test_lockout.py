@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from support import Client, bearer, login, register
 
 from quart_app.routes import auth, users
+from tests.helpers.support import Client, bearer, login, register
 
 LOCKED = {"msg": "Too many failed login attempts; try later"}
 BLOCKED = {"msg": "Too many failed logins from this address; try later"}

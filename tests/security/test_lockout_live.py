@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from live import Server, server_env
-from support import SECRET
+
+from tests.helpers.live import Server, server_env
+from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
 

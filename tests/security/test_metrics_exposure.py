@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import bearer, make_config
 
 from quart_app import create_app
 from quart_app.startup.settings import SettingsError
+from tests.helpers.support import bearer, make_config
 
 
 def test_metrics_without_a_token_refuse_to_start(tmp_path: Path) -> None:

@@ -21,10 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-from backend_servers import PostgresRun, RedisRun
-from debian import ensure_tool
-from live import Server, server_env
-from support import SECRET, bearer
+
+from tests.helpers.backend_servers import PostgresRun, RedisRun
+from tests.helpers.debian import ensure_tool
+from tests.helpers.live import Server, server_env
+from tests.helpers.support import SECRET, bearer
 
 pytestmark = pytest.mark.live
 

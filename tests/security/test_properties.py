@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from quart import Quart
-from support import SECRET, make_config
 
 from quart_app import create_app
 from quart_app.errors import describe_validation_error
@@ -35,6 +34,7 @@ from quart_app.schemas import (
     normalise_username,
     username_key,
 )
+from tests.helpers.support import SECRET, make_config
 
 MISSING_HEADER = "Missing Authorization Header"
 MISSING_BEARER = (

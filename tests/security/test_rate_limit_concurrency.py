@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from live import running, server_env
 from quart import Quart
-from support import SECRET
 
 from quart_app.security.rate_limits import AtomicRateLimiter
 from quart_app.store.rate_limits import BoundedMemoryStore, Limit
+from tests.helpers.live import running, server_env
+from tests.helpers.support import SECRET
 
 LIMIT, PERIOD = 100, 60
 #: Cheap requests that still pass through the limiter: an invalid body is a 400 at once.

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from support import SECRET, Client, bearer, login, register
+
+from tests.helpers.support import SECRET, Client, bearer, login, register
 
 BOOM = "kaboom: internal detail the client must not see"
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from live import Server, server_env
-from support import SECRET, bearer
+
+from tests.helpers.live import Server, server_env
+from tests.helpers.support import SECRET, bearer
 
 pytestmark = pytest.mark.live
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from quart import Quart
-from support import Client
 
 from quart_app.security.client_address import limit_key
 from quart_app.store.rate_limits import BoundedMemoryStore
+from tests.helpers.support import Client
 
 #: Cheap requests that still pass through the limiter: an empty body is a 400 at once.
 INVALID = {"username": "x"}

@@ -22,11 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from live import Server
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from ws_client import WAIT, session, ws_url
-from wsattack import MiB, deflate_bomb, peak_growth, send_bomb, workers
+
+from tests.helpers.live import Server
+from tests.helpers.ws_client import WAIT, session, ws_url
+from tests.helpers.wsattack import MiB, deflate_bomb, peak_growth, send_bomb, workers
 
 pytestmark = pytest.mark.live
 
@@ -78,7 +79,7 @@ async def test_four_deflate_bombs_at_once_stay_within_the_bound(server: Server) 
 
 
 async def test_a_bomb_is_closed_with_1009(server: Server) -> None:
-    from wsattack import frame, raw_socket
+    from tests.helpers.wsattack import frame, raw_socket
 
     reader, writer, head = await raw_socket("127.0.0.1", server.port)
     assert head.startswith(b"HTTP/1.1 101")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from early_app import MAX_CONTENT_LENGTH
-from early_app import app as early_app
-from tlslive import client_context, serving, tls_pair
 
 from quart_app.serving import guards
+from tests.helpers.early_app import MAX_CONTENT_LENGTH
+from tests.helpers.early_app import app as early_app
+from tests.helpers.tlslive import client_context, serving, tls_pair
 
 
 @pytest.fixture(params=[True, False], ids=["guarded", "unguarded"])

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live import Server
-from rawhttp import Reader
+
+from tests.helpers.live import Server
+from tests.helpers.rawhttp import Reader
 
 pytestmark = pytest.mark.live
 

@@ -1,6 +1,6 @@
 """The HTTP/1.1 seam in-process: httptools against Hypercorn's own h11 protocol, byte for byte.
 
-Every request goes to both protocols in the same pieces (tests/serving/http1_harness.py);
+Every request goes to both protocols in the same pieces (tests/helpers/http1_harness.py);
 the app must see the same requests (method, target, version, headers, body) and the client
 the same statuses, or the httptools side refuses (400, 431) where llhttp is stricter than
 h11 -- and only for the reasons named in :func:`stricter`. httptools never accepts what h11
@@ -17,11 +17,11 @@ from typing import Any
 
 import h11
 import pytest
-from http1_harness import Outcome, exchange
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quart_app.serving import http1
+from tests.helpers.http1_harness import Outcome, exchange
 
 PARSERS = ["httptools", "h11"]
 

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
-from live import ROOT, Server, free_port
-from rawhttp import Reader
-from tlslive import client_context, tls_pair
 
 from quart_app.cli import main as cli
+from tests.helpers.live import ROOT, Server, free_port
+from tests.helpers.rawhttp import Reader
+from tests.helpers.tlslive import client_context, tls_pair
 
 pytestmark = pytest.mark.live
 

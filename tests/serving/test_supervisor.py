@@ -20,10 +20,10 @@ from pathlib import Path
 import held_start
 import httpx
 import pytest
-from live import ROOT, Server, free_port
 
 from benchmarks.studies._recording import Recording, record
 from quart_app.serving.listeners import listening_pids
+from tests.helpers.live import ROOT, Server, free_port
 
 pytestmark = pytest.mark.live
 

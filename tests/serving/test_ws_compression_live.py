@@ -12,10 +12,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from live import Server
 from websockets.asyncio.client import connect
-from ws_client import WAIT, session, ws_url
-from wsattack import raw_socket
+
+from tests.helpers.live import Server
+from tests.helpers.ws_client import WAIT, session, ws_url
+from tests.helpers.wsattack import raw_socket
 
 pytestmark = pytest.mark.live
 

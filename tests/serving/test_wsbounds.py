@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 import wsproto.events
 from hypercorn.protocol.ws_stream import Handshake
-from wsattack import deflate_bomb, frame
 
 from quart_app.serving import wsbounds
+from tests.helpers.wsattack import deflate_bomb, frame
 
 LIMIT = 65536
 HEADERS = [

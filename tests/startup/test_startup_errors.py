@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from backend_servers import PostgresRun
-from live import ROOT, free_port
-from support import FAST_HASHING
 
 from quart_app.startup.settings import BOOT_ERROR_EXIT
+from tests.helpers.backend_servers import PostgresRun
+from tests.helpers.live import ROOT, free_port
+from tests.helpers.support import FAST_HASHING
 
 pytestmark = pytest.mark.live
 

@@ -1,0 +1,75 @@
+"""Helpers shared by every test module: ``from tests.helpers.support import register, login``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from quart import Quart
+from quart.typing import TestClientProtocol
+
+#: The test client's type, under a name pytest does not try to collect.
+Client = TestClientProtocol
+
+#: Cheap argon2 parameters: the tests exercise behaviour, not hashing cost.
+FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
+SECRET = "test-secret-" + "x" * 40
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+        "JWT_SECRET_KEY": SECRET,
+        "REDIS_URL": None,
+        # One pytest process serves hundreds of apps: freezing its heap at every start-up
+        # would keep every test's garbage forever (tests/serving/test_lifecycle.py turns it on).
+        "GC_FREEZE": False,
+        **FAST_HASHING,
+    }
+    config.update(overrides)
+    return config
+
+
+async def register(
+    client: TestClientProtocol, username: str = "alice", password: str = "correct-horse"
+) -> dict[str, Any]:
+    response = await client.post("/register", json={"username": username, "password": password})
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    return await response.get_json()  # type: ignore[no-any-return]
+
+
+async def login(
+    client: TestClientProtocol, username: str = "alice", password: str = "correct-horse"
+) -> dict[str, Any]:
+    response = await client.post("/login", json={"username": username, "password": password})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    return await response.get_json()  # type: ignore[no-any-return]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def count_quart_requests(app: Quart) -> list[str]:
+    """Record every request that reaches Quart's own request handling (not the fast path)."""
+    seen: list[str] = []
+
+    @app.before_request
+    async def record() -> None:
+        from quart import request
+
+        seen.append(request.path)
+
+    return seen
+
+
+async def past_expiry(token: str) -> None:
+    """Wait until ``token``'s ``exp`` has passed (by this host's clock, as the app reads it)."""
+    import asyncio
+    import time
+
+    import jwt
+
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    await asyncio.sleep(max(0.0, exp - time.time()) + 1.05)

@@ -1,0 +1,65 @@
+"""The Makefile's promises: `make clean` never deletes data, and a changed ``PYTHON=``
+makes a new venv by itself. Run on a copy of the Makefile in a scratch directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.live import ROOT
+
+
+def make(where: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["make", "-C", str(where), *args], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    return tmp_path
+
+
+def fake_venv(project: Path, base: str) -> None:
+    """A venv whose python says it was made from ``base``."""
+    bin_dir = project / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"
+    python.write_text(f"#!/bin/sh\necho {base}\n")
+    python.chmod(0o755)
+    (project / ".venv" / "pyvenv.cfg").write_text("home = /x\n")
+
+
+def test_make_clean_keeps_the_instance_directory(project: Path) -> None:
+    instance = project / "instance"
+    instance.mkdir()
+    (instance / "app.db").write_bytes(b"users")
+    (instance / "jwt-secret.key").write_bytes(b"secret")
+    fake_venv(project, "/x")
+    make(project, "clean")
+    assert not (project / ".venv").exists()
+    assert (instance / "app.db").read_bytes() == b"users"
+    assert (instance / "jwt-secret.key").read_bytes() == b"secret"
+
+
+def test_a_changed_python_makes_a_new_venv(project: Path) -> None:
+    fake_venv(project, "/usr/lib/some-other/python3")
+    plan = make(project, "-n", ".venv/pyvenv.cfg", f"PYTHON={sys.executable}")
+    assert "rm -rf .venv" in plan and f"{sys.executable} -m venv .venv" in plan
+
+
+def test_the_same_python_keeps_the_venv(project: Path) -> None:
+    fake_venv(project, os.path.realpath(sys.executable))
+    plan = make(project, "-n", ".venv/pyvenv.cfg", f"PYTHON={sys.executable}")
+    assert "rm -rf" not in plan and "-m venv" not in plan
