@@ -1,7 +1,7 @@
 """What clients get during each dependency fault, and how soon it heals (not a test).
 
-    .venv/bin/python benchmarks/studies/measure_faults.py        # every fault, ~3 minutes
-    .venv/bin/python benchmarks/studies/measure_faults.py redis  # postgres, sqlite or redis
+    .venv/bin/python -m benchmarks.studies._measure_faults        # every fault, ~3 minutes
+    .venv/bin/python -m benchmarks.studies._measure_faults redis  # postgres, sqlite or redis
 
 Live Hypercorn (2 workers, the default settings but cheap argon2 and a high rate limit)
 on loopback. PostgreSQL (``TEST_POSTGRES_URL``, a database of its own, dropped at the
@@ -27,9 +27,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from sqlalchemy.engine import make_url
 
 from tests.helpers.backend_servers import POSTGRES_URL, REDIS_URL, PostgresRun

@@ -1,6 +1,6 @@
 """Restart and fault figures of the supervisor and the database breaker (not a test).
 
-    .venv/bin/python benchmarks/studies/measure_operations.py            # ~2 minutes
+    .venv/bin/python -m benchmarks.studies._measure_operations            # ~2 minutes
 
 Live ``python -m quart_app.serving`` with 2 workers on loopback, side by side in one run:
 
@@ -31,9 +31,6 @@ import time
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from sqlalchemy.engine import make_url
 
 from tests.helpers.backend_servers import POSTGRES_URL, PostgresRun, run

@@ -1,8 +1,8 @@
 """Per-request cost of the request log and metrics on GET /protected (not a test).
 
-    .venv/bin/python benchmarks/studies/measure_overhead.py 2>/dev/null
+    .venv/bin/python -m benchmarks.studies._measure_overhead 2>/dev/null
     PROMETHEUS_MULTIPROC_DIR=$(mktemp -d) \
-        .venv/bin/python benchmarks/studies/measure_overhead.py 2>/dev/null
+        .venv/bin/python -m benchmarks.studies._measure_overhead 2>/dev/null
 
 Times are CPU time of this process (``time.process_time``), so other work on the machine
 does not inflate them. Two measurements, each the median of interleaved rounds:
@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from quart_app import create_app
 from tests.helpers.support import make_config
