@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import held_start
 import httpx
 import pytest
 
 from benchmarks.studies._recording import Recording, record
 from quart_app.serving.listeners import listening_pids
+from tests.helpers import held_start
 from tests.helpers.live import ROOT, Server, free_port
 
 pytestmark = pytest.mark.live
@@ -147,9 +147,6 @@ def test_a_killed_worker_is_logged_and_replaced_while_the_other_serves(tmp_path:
             assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
-HERE = Path(__file__).resolve().parent
-
-
 def connection_owner(port: int, client_port: int, pids: list[int]) -> int | None:
     """Which of ``pids`` holds the server side of the loopback connection from
     ``client_port`` to ``port`` (from /proc)."""
@@ -232,7 +229,7 @@ def test_new_connections_go_to_the_serving_worker_while_a_replacement_starts(
     """A worker's death neither refuses nor delays new connections: from the reap on they
     go to the worker that serves (steering), the replacement held in start-up meanwhile."""
     gate = tmp_path / "hold-new-workers"
-    env = {"HOLD_WORKERS": str(gate), "PYTHONPATH": str(HERE)}
+    env = {"HOLD_WORKERS": str(gate), "PYTHONPATH": str(ROOT)}
     launcher = [sys.executable, "-c", held_start.LAUNCH]
     with Server(tmp_path / "instance", workers=2, launcher=launcher, env=env) as server:
         wait_for(lambda: len(serving_workers(server)) == 2)

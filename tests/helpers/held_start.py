@@ -3,8 +3,8 @@ named by ``HOLD_WORKERS`` exists waits, before it starts serving, until the file
 (or its parent is). A test holds a replacement worker in start-up this way, for as long
 as it needs, instead of racing its start with timers.
 
-Run as ``python -c "import sys, held_start; sys.exit(held_start.main())" ARGS`` with this
-directory on ``PYTHONPATH`` (the workers import this module to run :func:`run`).
+Run as ``python -c "$LAUNCH" ARGS`` with the repository on ``PYTHONPATH`` (the workers
+import this module to run :func:`run`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from quart_app.serving import supervisor
 from quart_app.serving.worker import WorkerSpec, run_worker
 
-LAUNCH = "import sys, held_start; sys.exit(held_start.main())"
+LAUNCH = "import sys; from tests.helpers import held_start; sys.exit(held_start.main())"
 
 
 def run(spec: WorkerSpec) -> None:
