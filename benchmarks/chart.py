@@ -5,8 +5,10 @@ many there are. Each unit has its own axis: /protected requests a second at the 
 logins a second (the storm rows) at the top in another colour, latency in ms on the
 right. An axis whose values span more than 20x is logarithmic, so the small bars stay
 visible (the in-process micro-benchmarks span 2 µs to 60 ms). Black dots are the
-individual rounds; the legend says so. ``python -m benchmarks.chart REPORT.md`` redraws
-the chart of a report already written (its tables hold every figure the chart shows).
+individual rounds; the legend says so. Each figure is written right of its bar and of
+every dot of its row, never over them, with room kept at the axis' end.
+``python -m benchmarks.chart REPORT.md`` redraws the chart of a report already written
+(its tables hold every figure the chart shows).
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ def _log_if_wide(axis: Any, values: list[float]) -> None:
         axis.xaxis.set_minor_formatter(NullFormatter())  # decades only: no label pile-up
 
 
+def _figure(axis: Any, x: float, y: float, text: str, **style: Any) -> None:
+    """``text`` a few points right of ``x`` (the bar's end or its rightmost dot)."""
+    axis.annotate(
+        text, (x, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7, **style
+    )
+
+
+def _room(axis: Any, rightmost: float) -> None:
+    """Widen the axis so a figure written right of ``rightmost`` stays inside it."""
+    if rightmost <= 0:
+        return
+    if axis.get_xscale() == "log":
+        axis.set_xlim(right=rightmost * 4)
+    else:
+        axis.set_xlim(0, rightmost * 1.15)
+
+
 def _label(summary: Summary) -> str:
     return f"{summary.target} {summary.variant} ({summary.tool})"
 
@@ -50,19 +69,24 @@ def _throughput(axis: Any, group: list[Summary]) -> None:
     axis.barh(ys, requests, color=REQUESTS)
     axis.set_xlabel("requests/s", fontsize=8)
     _log_if_wide(axis, [r for r in requests if r])
+    rightmost = 0.0
     for y, s, is_login in zip(ys, group, logins, strict=True):
         if is_login:
             continue
-        axis.text(s.rps, y, f" {s.rps:,.0f}", va="center", fontsize=7)
         if s.rps_rounds:
             axis.plot(s.rps_rounds, [y] * len(s.rps_rounds), "k.", markersize=4)
+        end = max([s.rps, *s.rps_rounds])
+        rightmost = max(rightmost, end)
+        _figure(axis, end, y, f"{s.rps:,.0f}")
+    _room(axis, rightmost)
     if any(logins):
         top = axis.twiny()
         rates = [s.rps if is_login else 0.0 for s, is_login in zip(group, logins, strict=True)]
         top.barh(ys, rates, color=LOGINS)
         for y, rate in zip(ys, rates, strict=True):
             if rate:
-                top.text(rate, y, f" {rate:,.0f}", va="center", fontsize=7, color=LOGINS)
+                _figure(top, rate, y, f"{rate:,.0f}", color=LOGINS)
+        _room(top, max(rates))
         top.set_xlabel("logins/s", fontsize=8, color=LOGINS)
         top.tick_params(axis="x", labelsize=7, colors=LOGINS)
     axis.set_yticks(ys, [_label(s) for s in group], fontsize=7)
@@ -88,10 +112,11 @@ def _micro(axis: Any, rows: list[dict[str, Any]]) -> None:
     values = [float(r["us"]) for r in ok]
     axis.barh(ys, values, color="tab:purple")
     for y, value in zip(ys, values, strict=True):
-        axis.text(value, y, f" {value:,.1f}", va="center", fontsize=7)
+        _figure(axis, value, y, f"{value:,.1f}")
     axis.set_yticks(ys, [r["name"] for r in ok], fontsize=7)
     axis.invert_yaxis()
     _log_if_wide(axis, values)
+    _room(axis, max(values, default=0.0))
     axis.set_xlabel("CPU µs per operation (in-process)", fontsize=8)
     axis.tick_params(axis="x", labelsize=7)
 
