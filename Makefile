@@ -31,7 +31,7 @@ SERVE_ARGS += $(if $(CERTFILE),--certfile $(CERTFILE)) $(if $(KEYFILE),--keyfile
 # missing (root and Debian's package index; `.ci/run` calls it). Tests never install.
 TEST_DEPS := nginx nghttp2-client chromium wrk curl faketime
 
-.PHONY: run test check test-deps lint bench loadtest clean FORCE
+.PHONY: run test check test-deps lint bench loadtest docs clean FORCE
 
 $(VENV)/pyvenv.cfg: $(if $(filter-out $(WANT_PYTHON),$(HAVE_PYTHON)),FORCE)
 	@test -n "$(WANT_PYTHON)" || { echo "Error: PYTHON=$(PYTHON) does not run"; exit 2; }
@@ -82,14 +82,21 @@ test-deps:
 			apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# BENCH_ARGS=--smoke: about a second per scenario, into a temporary folder (everything runs?).
+BENCH_ARGS ?=
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Locust's web UI against a server that `make run` started (another terminal): open
 # http://127.0.0.1:8089. LOCUST_ARGS="--headless -u 50 -r 10 -t 30s" for a run without it.
 LOCUST_ARGS ?=
 loadtest: $(BENCH_STAMP)
 	$(BIN)/locust -f benchmarks --host http://$(HOST):$(PORT) $(LOCUST_ARGS)
+
+# The docs/ site, served with live reload beside a `make run` (which has port 8000).
+DOCS_PORT ?= 8001
+docs: $(STAMP)
+	$(BIN)/mkdocs serve --dev-addr $(HOST):$(DOCS_PORT)
 
 # Build and tool caches only: instance/ (the users' database and the signing secret) is
 # data, never deleted by make.

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.helpers.live import ROOT
 
@@ -77,3 +83,62 @@ def test_every_benchmark_command_names_a_module_that_exists() -> None:
             named += 1
             assert (ROOT / file).is_file(), (page.name, file)
     assert named > 10
+
+
+#: The pages a newcomer follows in order, after the README's `make run`.
+FIRST_PAGES = ("README.md", "docs/index.md", "docs/configuration.md", "docs/benchmarks.md")
+#: Pages whose snippets a newcomer runs beside `make run`.
+SNIPPET_PAGES = (*FIRST_PAGES, "docs/websockets.md")
+
+
+def runtime_distributions() -> set[str]:
+    """What `make run` installs (`pip install -e .`): the dependencies, recursively."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    todo = [Requirement(spec) for spec in project["project"]["dependencies"]]
+    seen: set[str] = set()
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        for spec in metadata.requires(requirement.name) or ():
+            needed = Requirement(spec)
+            if needed.marker is None or needed.marker.evaluate({"extra": ""}):
+                todo.append(needed)
+    return seen
+
+
+def code_blocks(text: str, language: str) -> list[tuple[str, str]]:
+    """Each fenced block in ``language``, with the paragraph before it."""
+    found = re.finditer(rf"((?:[^\n]+\n)*)\n```{language}\n((?:(?!```)[\s\S])*)```", text)
+    return [(match.group(1), match.group(2)) for match in found]
+
+
+def test_every_command_and_snippet_works_after_make_run() -> None:
+    """A tool or library `make run` does not install is reached through the make target
+    that installs it, or the text before the snippet says what to install."""
+    runtime = runtime_distributions()
+    scripts = {"python", "python3", "pip", "activate"} | {
+        entry.name
+        for name in runtime
+        for entry in metadata.distribution(name).entry_points
+        if entry.group == "console_scripts"
+    }
+    scripts |= {"quart-app"}  # the project's own
+    modules = metadata.packages_distributions()
+    for page in SNIPPET_PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        for tool in re.findall(r"\.venv/bin/([\w.-]+)", text):
+            assert tool in scripts, f"{page}: .venv/bin/{tool} is not there after make run"
+        for before, code in code_blocks(text, "python"):
+            imported = {
+                (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+                for node in ast.walk(ast.parse(code))
+                if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in node.names
+            }
+            for module in sorted(imported - set(sys.stdlib_module_names) - {"quart_app"}):
+                dists = {canonicalize_name(d) for d in modules.get(module, [module])}
+                if not dists & runtime:
+                    assert f"pip install {module}" in before, f"{page}: {module} not installed"

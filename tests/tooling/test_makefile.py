@@ -63,3 +63,17 @@ def test_the_same_python_keeps_the_venv(project: Path) -> None:
     fake_venv(project, os.path.realpath(sys.executable))
     plan = make(project, "-n", ".venv/pyvenv.cfg", f"PYTHON={sys.executable}")
     assert "rm -rf" not in plan and "-m venv" not in plan
+
+
+def test_each_tool_target_installs_what_it_runs(project: Path) -> None:
+    """The docs' next steps after `make run` install their own tools first."""
+    fake_venv(project, os.path.realpath(sys.executable))
+    for target, extra, command in (
+        ("docs", '".[dev]"', ".venv/bin/mkdocs serve --dev-addr 127.0.0.1:8001"),
+        ("loadtest", '".[bench]"', ".venv/bin/locust -f benchmarks --host http://127.0.0.1:8000"),
+        ("bench", '".[bench]"', ".venv/bin/python -m benchmarks.run --smoke"),
+    ):
+        plan = make(project, "-n", target, "BENCH_ARGS=--smoke").splitlines()
+        install = next(i for i, line in enumerate(plan) if f"install --quiet -e {extra}" in line)
+        run = next(i for i, line in enumerate(plan) if line.startswith(command))
+        assert install < run, (target, plan)
