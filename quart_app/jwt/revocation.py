@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from ..store.errors import unavailable_reason
 from .tokens import numeric_date
 
 log = logging.getLogger(__name__)
@@ -341,10 +342,19 @@ class RevocationSync:
             await asyncio.sleep(self.interval)
             try:
                 await self.pull()
-            except Exception:
+            except Exception as error:
                 # Keep serving with what we know; say so once, and once when it recovers.
                 if not self._failing:
-                    log.exception("revocation sync failed; retrying every %.1fs", self.interval)
+                    reason = unavailable_reason(error)
+                    if reason is None:
+                        log.exception("revocation sync failed; retrying every %.1fs", self.interval)
+                    else:  # an outage, not a bug: one line
+                        log.warning(
+                            "revocation sync failed (database %s: %s); retrying every %.1fs",
+                            reason,
+                            error,
+                            self.interval,
+                        )
                 self._failing = True
                 continue
             if self._failing:

@@ -39,6 +39,8 @@ T = TypeVar("T")
 REOPEN_AFTER = frozenset({"read-only", "I/O error", "unreachable"})
 #: The longest wait between two attempts to reach a database that was down at start-up.
 RECONNECT_MAX_DELAY = 5.0
+#: SQLite maps its WAL index (``-shm``) in units of this many bytes.
+SHM_REGION = 32768
 
 
 def _bound(limit: float, timeout: float) -> float:
@@ -109,6 +111,8 @@ class Database:
         self._suspect = False
         #: True once the database answered and its schema is at head.
         self.ready = False
+        #: The largest size of the WAL index file seen (what this worker may have mapped).
+        self._shm_size = 0
 
     @property
     def engine(self) -> AsyncEngine:
@@ -119,7 +123,60 @@ class Database:
     def session(self) -> AsyncSession:
         if self._sessions is None:
             raise RuntimeError("the database is not open (is the app serving?)")
+        self.check_shared_memory()
         return self._sessions()
+
+    def check_shared_memory(self) -> None:
+        """Raise OSError (answered 503) instead of letting SQLite touch a WAL index file
+        that would kill this process with SIGBUS.
+
+        In WAL mode every connection maps ``<database>-shm`` and writes to it on every
+        transaction. Made immutable (``chattr +i``), a page the kernel has written back
+        faults on the next write with SIGBUS; truncated, any access past its new end
+        does. Either killed every worker that had it mapped, mid-request. Checked before
+        every use of a connection (two or three system calls): while the file is not
+        writable nothing calls SQLite, so the worker lives and answers 503, and the
+        probes say so (:meth:`_check_writable`); once it is writable again the same
+        connections go on. A truncated file gets its size back before SQLite touches it.
+        Only an operation already running when the file changes can still fault.
+        """
+        path = self._shm_path
+        if path is None:
+            return
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            self._shm_size = 0
+            return
+        except OSError as error:
+            raise OSError(errno.EIO, f"SQLite WAL index {path}: {error}") from None
+        if not os.access(path, os.W_OK):
+            raise OSError(errno.EROFS, f"SQLite WAL index not writable: {path}")
+        if size < self._shm_size:
+            # Past its end the mapping faults: give the file its size back. Zeros make
+            # SQLite rebuild the index from the WAL on the next transaction, as it does
+            # when a first connection finds no index.
+            log.warning(
+                "SQLite WAL index truncated (%d of %d bytes): restoring its size; SQLite"
+                " rebuilds it from the WAL",
+                size,
+                self._shm_size,
+            )
+            try:
+                os.truncate(path, self._shm_size)
+            except OSError as error:
+                raise OSError(errno.EIO, f"SQLite WAL index truncated: {error}") from None
+        elif size >= SHM_REGION:
+            self._shm_size = size
+
+    @property
+    def _shm_path(self) -> Path | None:
+        database = self.url.database
+        if not self.is_sqlite or not database or database == ":memory:":
+            return None
+        if database.startswith("file:"):
+            return None
+        return Path(f"{database}-shm")
 
     async def open(self, create_tables: bool = True, *, in_background: bool = False) -> None:
         """Connect and check the schema is at the migrations' head.
@@ -230,7 +287,14 @@ class Database:
                 await self._connector
             self._connector = None
         if self._engine is not None:
-            await self._engine.dispose()
+            try:
+                self.check_shared_memory()
+            except OSError as error:
+                # Closing the last connection checkpoints through the WAL index: leave
+                # them to the process's exit rather than fault on it.
+                log.warning("SQLite connections left open: %s", error)
+            else:
+                await self._engine.dispose()
         self._engine = None
         self._sessions = None
         self.ready = False
@@ -243,8 +307,15 @@ class Database:
         connection it held, which on a hung server may take seconds more (its graceful
         close), seconds the client does not wait for.
         """
-        if self._suspect:
-            await self._reopen_if_writable()
+        try:
+            if self._suspect:
+                await self._reopen_if_writable()
+            self.check_shared_memory()
+        except OSError:
+            if inspect.iscoroutine(operation):
+                operation.close()  # never started: no "was never awaited" warning
+            self._suspect = True
+            raise
         try:
             return await self._run_bounded(operation)
         except Exception as error:
@@ -297,6 +368,7 @@ class Database:
         await self.run_bounded(self._ping())
 
     async def _ping(self) -> None:
+        self.check_shared_memory()
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         if self.is_sqlite:
@@ -314,9 +386,10 @@ class Database:
         database = self.url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return
-        for path in (Path(database), Path(database).parent):
+        for path in (Path(database), Path(database).parent, Path(f"{database}-wal")):
             if path.exists() and not os.access(path, os.W_OK):
                 raise OSError(errno.EROFS, f"SQLite database not writable: {path}")
+        self.check_shared_memory()
 
 
 class DatabaseBreaker(ProbingBreaker):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +219,71 @@ def test_a_read_only_sqlite_is_seen_by_the_probes_and_heals(
                     assert fresh.get("/healthz").status_code == 200
     finally:
         subprocess.run(["chattr", "-i", str(database)], check=False)
+
+
+SERVE = [sys.executable, "-m", "quart_app.serving"]
+
+
+def wal_index_in_use(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An SQLite database on a disk filesystem (ext4 here: its pages are written back,
+    unlike tmpfs's) and the settings of a server on it."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder / "app.db", env_for(f"sqlite+aiosqlite:///{folder / 'app.db'}")
+
+
+def register_on_new_connections(server: Server, prefix: str, count: int = 6) -> list[int]:
+    statuses = []
+    for n in range(count):  # each on a new connection: both workers
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as fresh:
+            response = fresh.post("/register", json=credentials(f"{prefix}{n}"))
+            if response.status_code == 503:
+                assert_unavailable(response)
+            statuses.append(response.status_code)
+    return statuses
+
+
+def test_an_immutable_wal_index_is_a_503_and_heals_with_every_worker_alive(
+    tmp_path: Path,
+) -> None:
+    """SQLite maps ``app.db-shm`` (its WAL index) into every worker. Made immutable while
+    serving, the next write to a page the kernel had written back killed each worker
+    with SIGBUS. Now no worker dies: writes and probes are 503 until it is writable."""
+    database, env = wal_index_in_use(tmp_path)
+    shm = Path(f"{database}-shm")
+    with Server(tmp_path / "instance", workers=2, launcher=SERVE, env=env) as server:
+        assert register_on_new_connections(server, "before") == [201] * 6
+        assert shm.stat().st_size >= 32768
+        os.sync()  # the mapped pages are clean: the next write to each asks the filesystem
+        chattr("+i", shm)
+        try:
+            assert register_on_new_connections(server, "frozen") == [503] * 6
+            for _ in range(6):
+                with httpx.Client(base_url=server.url, timeout=PATIENCE) as fresh:
+                    assert fresh.get("/readyz").status_code == 503
+        finally:
+            chattr("-i", shm)
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+            assert eventually(lambda: client.get("/readyz").status_code == 200)
+        assert register_on_new_connections(server, "after") == [201] * 6
+    log = server.log_path.read_text(errors="replace")
+    assert " died " not in log and "SIGBUS" not in log, log[-3000:]
+
+
+def test_a_truncated_wal_index_is_restored_with_every_worker_alive(tmp_path: Path) -> None:
+    """Truncated while mapped, the WAL index faulted (SIGBUS) on the next access in every
+    worker. Now the worker gives it its size back and SQLite rebuilds it from the WAL:
+    no write is refused and nothing committed is lost."""
+    database, env = wal_index_in_use(tmp_path)
+    shm = Path(f"{database}-shm")
+    with Server(tmp_path / "instance", workers=2, launcher=SERVE, env=env) as server:
+        assert register_on_new_connections(server, "before") == [201] * 6
+        os.truncate(shm, 0)
+        assert register_on_new_connections(server, "after") == [201] * 6
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as client:
+            for n in range(6):  # what was committed before is still there
+                login = client.post("/login", json=credentials(f"before{n}"))
+                assert login.status_code == 200, login.text
+    log = server.log_path.read_text(errors="replace")
+    assert " died " not in log and "SIGBUS" not in log, log[-3000:]
+    assert "SQLite WAL index truncated" in log
