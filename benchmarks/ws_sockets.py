@@ -201,9 +201,10 @@ async def measure(server: Server, figures: Figures, opts: argparse.Namespace) ->
     password, changed = uuid.uuid4().hex, uuid.uuid4().hex
     user = {"username": f"ws_{uuid.uuid4().hex[:12]}", "password": password}
     async with httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
-        assert (await http.post("/register", json=user)).status_code == 201
-        first = (await http.post("/login", json=user)).json()
-        second = (await http.post("/login", json=user)).json()
+        answers = [await http.post(path, json=user) for path in ("/register", "/login", "/login")]
+        for answer in answers:  # what a busy server said goes to the report
+            assert answer.status_code in (200, 201), f"{answer.status_code} {answer.text[:200]}"
+        first, second = answers[1].json(), answers[2].json()
         # Warm-up: the first handshakes and messages allocate what every later one reuses.
         await close_all(await open_many(base, second["access_token"], 100))
         figures.rss_before_mib = await settle_rss(server)
