@@ -13,6 +13,7 @@ from quart.typing import TestClientProtocol
 
 from quart_app import create_app
 from tests.helpers.backend_servers import PostgresRun, RedisRun, run, start_postgres, start_redis
+from tests.helpers.clock import FrozenClock
 
 # Ctrl-C and SIGTERM stop the run at once and leave no process behind (tests/helpers/reaper.py).
 from tests.helpers.reaper import pytest_configure, pytest_runtest_setup, pytest_sessionfinish  # noqa: F401
@@ -42,6 +43,14 @@ async def app(app_factory: Callable[..., Quart]) -> AsyncIterator[Quart]:
 @pytest.fixture
 def client(app: Quart) -> TestClientProtocol:
     return app.test_client()
+
+
+@pytest.fixture
+def frozen_clock() -> FrozenClock:
+    """A clock at the real time that moves only by ``advance``/``past_expiry``: give it to
+    an app's JWT manager (``JWTManager(app, clock=frozen_clock)`` or
+    ``get_manager(app).clock = frozen_clock``) to cross a lifetime without sleeping."""
+    return FrozenClock()
 
 
 @pytest.fixture

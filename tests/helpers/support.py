@@ -62,14 +62,3 @@ def count_quart_requests(app: Quart) -> list[str]:
         seen.append(request.path)
 
     return seen
-
-
-async def past_expiry(token: str) -> None:
-    """Wait until ``token``'s ``exp`` has passed (by this host's clock, as the app reads it)."""
-    import asyncio
-    import time
-
-    import jwt
-
-    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    await asyncio.sleep(max(0.0, exp - time.time()) + 1.05)

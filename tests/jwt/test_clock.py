@@ -22,23 +22,11 @@ import quart_app.jwt as qje
 from quart_app.jwt import tokens
 from quart_app.jwt.dpop import get_dpop
 from quart_app.jwt.fast_verify import Rules, fast_verify
+from tests.helpers.clock import FrozenClock
 
 SECRET = "clock-secret-" + "c" * 40
 #: Far from any boundary: the real clock moves during a test, never by this much.
 FAR = 100_000
-
-
-class FrozenClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.time = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.time
-
-    def advance(self, seconds: float) -> None:
-        self.time += seconds
 
 
 # -- parity with PyJWT's own date checks ---------------------------------------------------
@@ -273,7 +261,7 @@ async def test_a_socket_ends_when_the_clock_passes_its_token_s_exp() -> None:
     assert registry.ended["expired"] == 1
 
 
-def test_revocation_mirror_and_dpop_follow_the_manager_s_clock() -> None:
+def test_keys_revocation_mirror_and_dpop_follow_the_manager_s_clock() -> None:
     clock = FrozenClock(1_000.0)
     app = clocked_app(clock)
     manager = qje.get_manager(app)
@@ -286,3 +274,8 @@ def test_revocation_mirror_and_dpop_follow_the_manager_s_clock() -> None:
     assert get_dpop(app).clock() == 1_010.0
     clock.advance(5)
     assert get_dpop(app).clock() == 1_015.0
+    manager.keys = keys = qje.KeySet.from_config("HS256", secret=SECRET)
+    assert keys.clock() == 1_015.0
+    own = qje.KeySet(clock=time.time)
+    manager.keys = own
+    assert own.clock is time.time  # made with a clock of its own: kept

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from quart import Quart
 
+from quart_app.jwt import get_manager
 from quart_app.jwt.forward_auth import SubjectHeaders, challenge
-from tests.helpers.support import Client, bearer, count_quart_requests, login, past_expiry, register
+from tests.helpers.clock import FrozenClock
+from tests.helpers.support import Client, bearer, count_quart_requests, login, register
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 BEARER_EXPECTED = "Expected 'Authorization: Bearer <JWT>'"
@@ -132,13 +134,16 @@ async def test_bad_signature_refresh_and_revoked_tokens_are_invalid_token(app: Q
         )
 
 
-async def test_expired_token_is_invalid_token(app_factory: Callable[..., Quart]) -> None:
+async def test_expired_token_is_invalid_token(
+    app_factory: Callable[..., Quart], frozen_clock: FrozenClock
+) -> None:
     app = app_factory(JWT_ACCESS_TOKEN_EXPIRES=5)
+    get_manager(app).clock = frozen_clock
     async with app.test_app():
         client, pair = await started(app)
         headers = bearer(pair["access_token"])
         assert (await client.get("/auth/verify", headers=headers)).status_code == 200
-        await past_expiry(pair["access_token"])
+        frozen_clock.past_expiry(pair["access_token"])
         response = await client.get("/auth/verify", headers=headers)
         assert response.status_code == 401
         assert await response.get_json() == {"msg": "Token has expired"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,13 +12,14 @@ from quart import Quart
 
 from quart_app.jwt import JWTManager, create_access_token, jwt_required
 from quart_app.jwt.tokens import is_fresh
+from tests.helpers.clock import FrozenClock
 from tests.helpers.support import SECRET, bearer, login, register
 
 
-def fresh_app() -> Quart:
+def fresh_app(clock: Callable[[], float] = time.time) -> Quart:
     app = Quart(__name__)
     app.config["JWT_SECRET_KEY"] = SECRET
-    JWTManager(app)
+    JWTManager(app, clock=clock)
 
     @app.get("/fresh")
     @jwt_required(fresh=True)
@@ -47,8 +49,8 @@ async def test_bool_fresh() -> None:
     assert (await answer(app, stale, "/any"))[0] == 200  # fresh only matters where asked
 
 
-async def test_timedelta_fresh_is_a_deadline() -> None:
-    app = fresh_app()
+async def test_timedelta_fresh_is_a_deadline(frozen_clock: FrozenClock) -> None:
+    app = fresh_app(frozen_clock)
     async with app.app_context():
         window = await create_access_token("1", fresh=timedelta(seconds=2))
         closed = await create_access_token("1", fresh=timedelta(seconds=-1))
@@ -57,7 +59,7 @@ async def test_timedelta_fresh_is_a_deadline() -> None:
     assert claims["iat"] + 1.9 < claims["fresh"] <= claims["iat"] + 2.0
     assert (await answer(app, window))[0] == 200
     assert await answer(app, closed) == (401, {"msg": "Fresh token required"})
-    time.sleep(max(0.0, claims["fresh"] - time.time() + 0.05))
+    frozen_clock.advance(max(0.0, claims["fresh"] - frozen_clock() + 0.05))
     assert await answer(app, window) == (401, {"msg": "Fresh token required"})
     assert (await answer(app, window, "/any"))[0] == 200  # still a valid token
 

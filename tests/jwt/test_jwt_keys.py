@@ -35,6 +35,7 @@ from quart_app.jwt.keys import (
     private_pem,
     public_pem,
 )
+from tests.helpers.clock import FrozenClock
 from tests.helpers.live import Server
 from tests.helpers.support import SECRET, bearer, login, register
 
@@ -275,18 +276,19 @@ async def test_rotation_signs_with_the_new_key_and_still_accepts_the_old(tmp_pat
 
 
 async def test_retired_keys_are_dropped_once_their_tokens_have_expired(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frozen_clock: FrozenClock
 ) -> None:
     monkeypatch.setattr(key_files, "RETIREMENT_GRACE", 0.0)
     directory = tmp_path / "keys"
-    key_set = KeyDirectory(directory, "EdDSA", max_token_lifetime=1)
+    key_set = KeyDirectory(directory, "EdDSA", max_token_lifetime=1, clock=frozen_clock)
     app = tiny_app(JWT_ALGORITHM="EdDSA", JWT_DECODE_LEEWAY=0)
+    app.extensions["flask-jwt-extended"].clock = frozen_clock
     app.extensions["flask-jwt-extended"].keys = key_set
     old = await mint(app, expires_delta=1)
     old_kid = pyjwt.get_unverified_header(old)["kid"]
     key_set.rotate()
     assert old_kid in [k["kid"] for k in key_set.jwks()["keys"]]
-    time.sleep(1.1)
+    frozen_clock.advance(1.1)
     key_set.rotate()  # the next rotation deletes what is no longer needed
     kids = [k["kid"] for k in key_set.jwks()["keys"]]
     assert old_kid not in kids and len(kids) == 2

@@ -8,28 +8,34 @@ keeps a set up to 300 s): every new token was refused there until their next fet
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from quart_app.jwt.key_files import KeyDirectory, keys_from_settings
 from quart_app.startup.settings import DEFAULTS
+from tests.helpers.clock import FrozenClock
 
 
 def _kids(keys: KeyDirectory) -> list[str]:
     return [key["kid"] for key in keys.jwks()["keys"]]
 
 
-def test_a_rotated_key_is_published_at_once_and_signs_after_the_delay(tmp_path: Path) -> None:
-    keys = KeyDirectory(tmp_path / "keys", "ES256", max_token_lifetime=900, activation_delay=1.5)
+def test_a_rotated_key_is_published_at_once_and_signs_after_the_delay(
+    tmp_path: Path, frozen_clock: FrozenClock
+) -> None:
+    keys = KeyDirectory(
+        tmp_path / "keys", "ES256", max_token_lifetime=900, activation_delay=1.5, clock=frozen_clock
+    )
     first = keys.signing_key("ES256")  # a directory's first key signs at once
     new = keys.rotate()
     assert new.kid != first.kid
     assert new.kid in _kids(keys) and first.kid in _kids(keys)
     assert keys.signing_key("ES256").kid == first.kid  # published, not signing yet
-    other_worker = KeyDirectory(tmp_path / "keys", "ES256", 900, activation_delay=1.5)
+    other_worker = KeyDirectory(
+        tmp_path / "keys", "ES256", 900, activation_delay=1.5, clock=frozen_clock
+    )
     assert other_worker.signing_key("ES256").kid == first.kid
     assert new.kid in _kids(other_worker)
-    time.sleep(1.6)
+    frozen_clock.advance(1.6)
     assert keys.signing_key("ES256").kid == new.kid
     assert other_worker.signing_key("ES256").kid == new.kid
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from quart_app.jwt import (
     get_jwt_identity,
     jwt_required,
 )
+from tests.helpers.clock import FrozenClock
 from tests.helpers.support import SECRET, bearer
 
 Mode = str
@@ -191,8 +191,11 @@ async def test_token_verification_and_failed_loaders(mode: Mode) -> None:
     assert await get(app, wrong) == (403, {"scope": "web"})
 
 
-async def test_expired_token_loader_gets_the_expired_tokens_header_and_claims(mode: Mode) -> None:
+async def test_expired_token_loader_gets_the_expired_tokens_header_and_claims(
+    mode: Mode, frozen_clock: FrozenClock
+) -> None:
     app, manager = make_app()
+    manager.clock = frozen_clock
     received: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def expired(header: dict[str, Any], claims: dict[str, Any]) -> Any:
@@ -207,7 +210,7 @@ async def test_expired_token_loader_gets_the_expired_tokens_header_and_claims(mo
     live = await mint(app, "6", expires_delta=2)
     assert (await get(app, live))[0] == 200
     exp = pyjwt.decode(live, options={"verify_signature": False})["exp"]
-    time.sleep(max(0.0, exp - time.time() + 0.05))
+    frozen_clock.advance(max(0.0, exp - frozen_clock() + 0.05))
     assert await get(app, live) == (419, {"expired_for": "6"})
     assert [claims["sub"] for _, claims in received] == ["5", "6"]
     assert all(header["alg"] == "HS256" for header, _ in received)

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import jwt as pyjwt
 import pytest
 from quart import Quart, websocket
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
 import quart_app.jwt as qje
 from quart_app.jwt import Revocation, RevocationList
+from tests.helpers.clock import FrozenClock, ShiftedClock
 
 SECRET = "websocket-secret-" + "w" * 40
 ORIGIN = "https://app.example.com"
@@ -316,15 +318,24 @@ async def test_revocations_that_do_not_cover_the_socket_leave_it_open(app: Quart
 
 
 async def test_expiry_closes_the_socket(app: Quart) -> None:
+    clock = ShiftedClock()
+    qje.get_manager(app).clock = clock
     encoded = await token(app, expires_delta=timedelta(seconds=3))
+    exp = pyjwt.decode(encoded, options={"verify_signature": False})["exp"]
     async with app.test_client().websocket("/ws", headers=bearer(encoded)) as ws:
         await ws.receive_json()
+        # 0.2 s before exp: re-armed for the moved clock, the registry's timer fires by itself.
+        clock.advance(exp - clock() - 0.2)
+        qje.get_registry(app).expire_due()
         code, seen = await closed_with(ws)
     assert code == qje.CLOSE_UNAUTHORIZED
     assert seen == [{"type": "expired", "msg": "Token has expired"}]
 
 
-async def test_reauth_with_a_newer_token_extends_the_socket(app: Quart) -> None:
+async def test_reauth_with_a_newer_token_extends_the_socket(
+    app: Quart, frozen_clock: FrozenClock
+) -> None:
+    qje.get_manager(app).clock = frozen_clock
     short = await token(app, expires_delta=timedelta(seconds=4), additional_claims={"jti": "old"})
     longer = await token(app, family="fam-2", additional_claims={"jti": "new"})
     async with app.test_client().websocket("/browser", headers=bearer(short)) as ws:
@@ -334,8 +345,8 @@ async def test_reauth_with_a_newer_token_extends_the_socket(app: Quart) -> None:
         assert again["type"] == "ready"
         assert again["exp"] > first["exp"]
         # The old token's death no longer concerns the socket: neither its expiry...
-        while time.time() < first["exp"] + 0.5:
-            await asyncio.sleep(0.1)
+        frozen_clock.advance(first["exp"] + 0.5 - frozen_clock())
+        qje.get_registry(app).expire_due()  # what its timer does at the old exp
         # ...nor its revocation.
         mirror(app).apply([Revocation("jti", "old", time.time() + 600)])
         await ws.send_json({"type": "echo", "data": "alive"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 from quart import Quart
 
 from quart_app.jwt import get_manager
+from tests.helpers.clock import FrozenClock
 from tests.helpers.support import Client, bearer, count_quart_requests, login, register
 
 
@@ -66,14 +66,15 @@ async def test_revoked_cached_token_gets_quarts_answer(fast_app: Quart) -> None:
 
 
 async def test_expired_cached_token_gets_quarts_answer(
-    app_factory: Callable[..., Quart],
+    app_factory: Callable[..., Quart], frozen_clock: FrozenClock
 ) -> None:
     app = app_factory(JWT_ACCESS_TOKEN_EXPIRES=1)
+    get_manager(app).clock = frozen_clock
     async with app.test_app():
         client, pair = await started(app)
         headers = bearer(pair["access_token"])
         assert (await client.get("/protected", headers=headers)).status_code == 200
-        await asyncio.sleep(2.1)
+        frozen_clock.advance(2.1)
         response = await client.get("/protected", headers=headers)
         assert response.status_code == 401
         assert await response.get_json() == {"msg": "Token has expired"}

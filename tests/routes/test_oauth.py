@@ -11,9 +11,11 @@ from argon2 import PasswordHasher
 from quart import Quart
 
 from quart_app import create_app
+from quart_app.jwt import get_manager
 from quart_app.security.clients import ClientsSettingError, parse_clients
 from quart_app.startup.settings import SettingsError
-from tests.helpers.support import Client, bearer, login, past_expiry, register
+from tests.helpers.clock import FrozenClock
+from tests.helpers.support import Client, bearer, login, register
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ARGON2_SECRET = "hashed-secret"
@@ -96,11 +98,14 @@ async def test_bad_tokens_are_inactive(oauth_app: Quart, token: str) -> None:
     assert await introspect(client, token) == {"active": False}
 
 
-async def test_revoked_and_expired_tokens_are_inactive(app_factory: Callable[..., Quart]) -> None:
+async def test_revoked_and_expired_tokens_are_inactive(
+    app_factory: Callable[..., Quart], frozen_clock: FrozenClock
+) -> None:
     app = app_factory(
         INTROSPECTION_CLIENTS="gateway:s3cret-of-the-gateway-at-least-32-chars",
         JWT_ACCESS_TOKEN_EXPIRES=5,
     )
+    get_manager(app).clock = frozen_clock
     async with app.test_app():
         client, pair = await started(app)
         other = await login(client)
@@ -110,7 +115,7 @@ async def test_revoked_and_expired_tokens_are_inactive(app_factory: Callable[...
         assert await introspect(client, pair["access_token"]) == {"active": False}
         assert await introspect(client, pair["refresh_token"]) == {"active": False}
         assert (await introspect(client, other["access_token"]))["active"] is True
-        await past_expiry(other["access_token"])
+        frozen_clock.past_expiry(other["access_token"])
         assert await introspect(client, other["access_token"]) == {"active": False}
 
 
