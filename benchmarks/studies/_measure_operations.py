@@ -58,24 +58,28 @@ def worker_pids(server: Server) -> list[int]:
     return sorted({pid for pid in pids if pid != master})  # the master holds them too
 
 
+def _running(server: Server) -> int:
+    """How many workers have logged "Running on" (each once it serves)."""
+    return len(re.findall(r"Running on", server.log_path.read_text(errors="replace")))
+
+
 def replacements(preload: bool, root: Path) -> tuple[list[float], list[float], int]:
     env = {"WORKER_PRELOAD": "true" if preload else "false"}
     seconds, slowest, resets = [], [], 0
     with Server(root / f"preload-{preload}", workers=2, launcher=SERVE, env=env) as server:
         for _ in range(KILLS):
-            while listening(server.port) < 2:
+            while listening(server.port) < 2 or len(worker_pids(server)) < 2:
                 time.sleep(0.05)
             victim = worker_pids(server)[0]
+            running = _running(server)
             started = time.monotonic()
             os.kill(victim, signal.SIGKILL)
             served: list[float] = []
 
-            def watch(served: list[float] = served) -> None:
-                # The dead worker's slot stops listening once it is reaped, and listens
-                # again when its replacement serves.
-                while listening(server.port) == 2:
-                    time.sleep(0.005)
-                while listening(server.port) < 2:
+            def watch(served: list[float] = served, running: int = running) -> None:
+                # The dead worker's socket keeps listening in the master: its
+                # replacement serves once it logs "Running on".
+                while _running(server) == running:
                     time.sleep(0.005)
                 served.append(time.monotonic())
 
@@ -126,12 +130,12 @@ def _new_connections(
     return threading.Thread(target=lambda: asyncio.run(main()))
 
 
-def steered_kills(steering: bool, root: Path) -> tuple[list[float], int, int]:
-    """Per kill: the longest wait of a new connection opened between the kill and the
-    replacement serving; and over all kills, the connections refused or reset, and the
-    number opened in those windows."""
+def steered_kills(steering: bool, root: Path) -> dict[str, list[float]]:
+    """Per kill, over the new connections opened between the kill and the replacement
+    serving: how many, the longest wait, how many were answered only after the
+    replacement served (they had waited for it), and how many were refused or reset."""
     env = {"REUSEPORT_STEERING": "true" if steering else "false"}
-    longest, failed, opened_in_windows = [], 0, 0
+    figures: dict[str, list[float]] = {"opened": [], "longest": [], "waited": [], "failed": []}
     with Server(root / f"steering-{steering}", workers=2, launcher=SERVE, env=env) as server:
         found: list[tuple[float, float, str]] = []
         stop = threading.Event()
@@ -143,22 +147,22 @@ def steered_kills(steering: bool, root: Path) -> tuple[list[float], int, int]:
                     time.sleep(0.05)
                 time.sleep(1.0)  # both workers serve and the steering is gone
                 victim = worker_pids(server)[0]
-                text = server.log_path.read_text(errors="replace")
-                running = len(re.findall(r"Running on", text))
+                running = _running(server)
                 killed = time.monotonic()
                 os.kill(victim, signal.SIGKILL)
-                while len(re.findall(r"Running on", server.log_path.read_text())) == running:
+                while _running(server) == running:
                     time.sleep(0.005)
                 served = time.monotonic()
-                time.sleep(0.5)
+                time.sleep(1.0)  # what waited for the replacement is answered by now
                 window = [f for f in found if killed <= f[0] <= served]
-                opened_in_windows += len(window)
-                longest.append(max((wait for _, wait, _ in window), default=0.0))
-                failed += sum(1 for _, _, outcome in window if outcome != "ok")
+                figures["opened"].append(len(window))
+                figures["longest"].append(max((wait for _, wait, _ in window), default=0.0))
+                figures["waited"].append(sum(1 for at, wait, _ in window if at + wait > served))
+                figures["failed"].append(sum(1 for _, _, outcome in window if outcome != "ok"))
         finally:
             stop.set()
             load.join(timeout=180)
-    return longest, failed, opened_in_windows
+    return figures
 
 
 def hung_logins(cooldown: str, root: Path, url: str) -> list[float]:
@@ -189,15 +193,20 @@ def main() -> None:
     if "--steering" in sys.argv:
         with tempfile.TemporaryDirectory() as scratch:
             print(
-                "| REUSEPORT_STEERING | longest wait of a new connection, per kill (s) |"
-                " refused or reset | new connections opened meanwhile |"
+                "| REUSEPORT_STEERING | new connections opened between kill and replacement"
+                " serving | of them answered only once the replacement served | longest wait"
+                " (s) | refused or reset |"
             )
-            print("|---|---|---|---|")
+            print("|---|---|---|---|---|")
             for steering in (False, True):
-                longest, failed, opened = steered_kills(steering, Path(scratch))
+                figures = steered_kills(steering, Path(scratch))
+
+                def cell(key: str, fmt: str = "{:.0f}", f: dict[str, list[float]] = figures) -> str:
+                    return ", ".join(fmt.format(value) for value in f[key])
+
                 print(
-                    f"| {'true' if steering else 'false'} |"
-                    f" {', '.join(f'{s:.3f}' for s in longest)} | {failed} | {opened} |"
+                    f"| {'true' if steering else 'false'} | {cell('opened')} | {cell('waited')}"
+                    f" | {cell('longest', '{:.3f}')} | {cell('failed')} |"
                 )
         print(f"load average: {os.getloadavg()[0]:.1f}")
         return

@@ -12,13 +12,14 @@ One loop in the master; signals are queued by their handlers and handled there.
   replaced at once, from a preloaded process (``WORKER_PRELOAD``: multiprocessing's
   forkserver with the app's modules imported once), so the replacement serves within
   a fraction of a second instead of importing the app anew. A death wakes the loop at
-  once (the worker's sentinel); before it is even logged, new connections are steered
-  to the slots that serve (``REUSEPORT_STEERING``, listeners.py) until the replacement
-  serves, and connections the kernel had queued on the dead worker's socket are served
-  by the replacement. Deaths that come fast (``CRASH_LIMIT``
-  within ``CRASH_WINDOW`` seconds) back off, then stop the server with a message. A
-  worker that exits with :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could
-  not start) stops the server: restarting it would fail the same way.
+  once (the worker's pidfd on Linux, as it exits); before it is even logged, new
+  connections are steered to the slots that serve (``REUSEPORT_STEERING``,
+  listeners.py) until the replacement serves, and connections the kernel had queued on
+  the dead worker's socket are served by the replacement. Deaths that come fast
+  (``CRASH_LIMIT`` within ``CRASH_WINDOW`` seconds) back off, then stop the server
+  with a message. A worker that exits with
+  :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could not start) stops the
+  server: restarting it would fail the same way.
 * **Hung workers**: each worker's event loop beats every 0.1 s; one silent for
   ``WORKER_TIMEOUT`` seconds (default 30) is killed and replaced.
 * **SIGTERM / SIGINT**: graceful stop. New connections are refused; each worker drains
@@ -37,6 +38,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -87,6 +89,9 @@ class Worker:
     started: float = field(default_factory=time.monotonic)
     stopping: bool = False
     killed_because: str = ""
+    #: A file descriptor that becomes readable when the process exits (Linux 5.3+).
+    pidfd: int | None = None
+    gone: bool = False
 
     @property
     def pid(self) -> int:
@@ -95,6 +100,20 @@ class Worker:
     @property
     def serving(self) -> bool:
         return self.spec.beat.value > 0.0
+
+    def exited(self) -> bool:
+        """The process has ended. Its pidfd says so the moment it exits; its sentinel
+        (a forked worker's exit status, relayed by the forkserver) a moment later."""
+        if self.gone:
+            return True
+        if self.pidfd is not None and select.select([self.pidfd], [], [], 0)[0]:
+            self.gone = True
+        return self.gone
+
+    def close_pidfd(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
     def stop(self) -> None:
         self.stopping = True
@@ -171,7 +190,9 @@ class Supervisor:
             self._spawn_missing()
             while self.workers or not self.stopping:
                 sentinels: list[Any] = [w.process.sentinel for w in self.workers]
-                wait([wakeup_r, *sentinels], timeout=TICK)
+                pidfds = [w.pidfd for w in self.workers if w.pidfd is not None and not w.gone]
+                wait([wakeup_r, *sentinels, *pidfds], timeout=TICK)
+                self._steer()  # a worker that just exited gets no new connection
                 try:
                     while os.read(wakeup_r, 512):
                         pass
@@ -252,7 +273,7 @@ class Supervisor:
         )
         process = ctx.Process(target=run_worker, kwargs={"spec": spec}, daemon=False)  # type: ignore[attr-defined]
         process.start()
-        worker = Worker(process, spec, slot, generation, forked=forked)
+        worker = Worker(process, spec, slot, generation, forked=forked, pidfd=_pidfd(process))
         self.workers.append(worker)
         log.info("worker %d started (slot %d)", worker.pid, slot)
         return worker
@@ -274,7 +295,7 @@ class Supervisor:
         """New connections only to the slots whose worker serves (listeners.py)."""
         if self.listeners is None or self.stopping:
             return
-        serving = {w.slot for w in self.workers if w.serving and not w.stopping}
+        serving = {w.slot for w in self.workers if w.serving and not w.stopping and not w.exited()}
         was_started = self.started
         self.started = self.started or len(serving) >= self.config.workers
         if not self.listeners.steer(serving) or not was_started:
@@ -292,6 +313,7 @@ class Supervisor:
         for worker in dead:
             worker.process.join()
             self.workers.remove(worker)
+            worker.close_pidfd()
         if dead:
             self._steer()  # before anything else: new connections to the live slots
         for worker in dead:
@@ -405,6 +427,17 @@ class Supervisor:
             if worker.generation == self.reloading:
                 worker.stop()
         self.reloading = None
+
+
+def _pidfd(process: SpawnProcess | ForkServerProcess) -> int | None:
+    """A pidfd of the started ``process`` (None where the platform has none)."""
+    open_pidfd = getattr(os, "pidfd_open", None)
+    if open_pidfd is None or not process.pid:
+        return None
+    try:
+        return int(open_pidfd(process.pid))
+    except OSError:  # already gone (its sentinel says so), or no pidfd here
+        return None
 
 
 # -- command line -------------------------------------------------------------------------
