@@ -20,6 +20,7 @@ from .mail.sender import init_mail
 from .middleware.claims_fast_path import install_fast_path
 from .middleware.connection import DrainRequestBody, ServingHeaders
 from .middleware.json_responses import OrjsonProvider, install_fast_responses
+from .middleware.websockets import init_websocket_bounds
 from .observability import init_observability
 from .routes import THROTTLED_ENDPOINTS, register_blueprints
 from .routes.mfa_step import init_mfa
@@ -33,8 +34,6 @@ from .security.login_limits import LoginGuard, LoginPolicy
 from .security.passwords import Passwords
 from .security.rate_limits import init_rate_limits
 from .services import EXTENSION_KEY, Services
-from .serving.worker_hooks import init_lifecycle
-from .serving.wsbounds import init_websocket_bounds
 from .startup.preflight import preflight
 from .startup.settings import NOTES_KEY, SNAPSHOT_FILE, resolve_secret
 from .store import Database, SqlRevocationStore, UserStore
@@ -196,7 +195,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
 
     init_observability(app)
     register_observability_routes(app)
-    init_lifecycle(app)
     init_websocket_bounds(app)
     app.asgi_app = DrainRequestBody(app.asgi_app, max_body_size=app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     # Answers claims-only routes for cached tokens before any layer below it.

@@ -12,6 +12,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol
 
 from quart_app import create_app
+from quart_app.serving.worker_hooks import install_worker_hooks
 from tests.helpers.backend_servers import PostgresRun, RedisRun, run, start_postgres, start_redis
 from tests.helpers.clock import FrozenClock
 
@@ -25,10 +26,12 @@ pytest_plugins = ["tests.helpers.fault_fixtures"]
 
 @pytest.fixture
 def app_factory(tmp_path: Path, backend_config: dict[str, Any]) -> Callable[..., Quart]:
-    """``app_factory(**overrides)`` builds an app on this test's own database."""
+    """``app_factory(**overrides)`` builds an app on this test's own database, with what a
+    server's worker adds to it (as ``quart_app.asgi`` does)."""
 
     def factory(**overrides: Any) -> Quart:
-        return create_app(make_config(tmp_path, **{**backend_config, **overrides}))
+        config = make_config(tmp_path, **{**backend_config, **overrides})
+        return install_worker_hooks(create_app(config))
 
     return factory
 

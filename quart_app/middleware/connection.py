@@ -48,7 +48,7 @@ from hypercorn.typing import (
     Scope,
 )
 
-from ..serving.drain import CURRENT, STATE, DrainState, InFlight
+from .inflight import CURRENT, REQUESTS, InFlight, Registry
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "DrainRequestBody", "ServingHeaders"]
 
@@ -258,14 +258,15 @@ class ServingHeaders:
       connection with GOAWAY instead).
     * Responses served over TLS carry ``Strict-Transport-Security`` (``hsts``; empty
       for none).
-    * Every request and WebSocket is known to the drain (:data:`~.drain.STATE`), which
-      may cut it: a request cut at the drain deadline is answered 503 with
-      ``Retry-After`` here, a WebSocket closed with 1001 (going away).
+    * Every request and WebSocket is known to the drain (:data:`~.inflight.REQUESTS`,
+      which quart_app/serving/drain.py reads), which may cut it: a request cut at the
+      drain deadline is answered 503 with ``Retry-After`` here, a WebSocket closed with
+      1001 (going away).
     """
 
     __slots__ = ("app", "hsts", "state")
 
-    def __init__(self, app: ASGIFramework, *, hsts: str = "", state: DrainState = STATE) -> None:
+    def __init__(self, app: ASGIFramework, *, hsts: str = "", state: Registry = REQUESTS) -> None:
         self.app = app
         self.hsts = hsts.encode("latin1")
         self.state = state

@@ -17,7 +17,7 @@ from quart import Blueprint, Response, current_app, jsonify, websocket
 from quart_cors import cors_exempt
 
 from ..jwt import get_websocket_session, jwt_required, websocket_auth, websocket_reauth
-from ..serving.wsbounds import ClientNotReading, pending_slot
+from ..middleware.websockets import ClientNotReading, pending_slot
 
 bp = Blueprint("ws", __name__)
 

@@ -12,7 +12,7 @@ Under the supervisor a worker drains *before* it fires Hypercorn's trigger:
    kernel sends new connections to the other workers, or refuses them when every
    worker is stopping;
 2. every HTTP/1.x response from now on carries ``Connection: close``
-   (:class:`quart_app.middleware.connection.ServingHeaders` asks :data:`STATE`), so each
+   (:class:`quart_app.middleware.connection.ServingHeaders` asks :data:`STATE`'s requests), so each
    client is told, and h11 closes the connection after that response;
 3. open connections keep being served; idle ones still end by ``keep_alive_timeout`` as
    at any other time;
@@ -22,10 +22,10 @@ Under the supervisor a worker drains *before* it fires Hypercorn's trigger:
 6. at the ``graceful_timeout`` deadline, every request still running is *cut*: its
    handler is cancelled (a transaction it had open rolls back) and it is answered 503
    with ``Retry-After`` -- never Hypercorn's empty 500 for a cancelled app. A request
-   that has already committed a write (:func:`mark_committed`, called by the database
-   layer) or started its response is not cut: it finishes, for up to ``CUT_GRACE``
-   more seconds, so a write that happened is always answered as such. Then the
-   trigger fires.
+   that has already committed a write (``mark_committed`` in
+   quart_app/middleware/inflight.py, called by the database layer) or started its
+   response is not cut: it finishes, for up to ``CUT_GRACE`` more seconds, so a write
+   that happened is always answered as such. Then the trigger fires.
 
 This is per-process state (one worker process, one drain), not per-app state: every app
 the process serves drains with it.
@@ -34,12 +34,12 @@ the process serves drains with it.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+
+from ..middleware.inflight import REQUESTS, InFlight, InFlightRequests
 
 log = logging.getLogger(__name__)
 
@@ -50,51 +50,25 @@ CUT_GRACE = 5.0
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 
 
-class InFlight:
-    """One HTTP request or WebSocket being served by this process."""
-
-    __slots__ = ("committed", "cut", "send", "started", "task", "websocket")
-
-    def __init__(self, send: Callable[[Any], Awaitable[None]], websocket: bool) -> None:
-        self.task = asyncio.current_task()
-        self.send = send
-        self.websocket = websocket
-        self.started = False  # the response (or the WebSocket handshake answer) began
-        self.committed = False  # a database transaction of this request committed
-        self.cut = False  # cancelled by the drain: the middleware answers for it
-
-    def stop(self) -> None:
-        self.cut = True
-        if self.task is not None:
-            self.task.cancel("drain")
-
-
-#: The request the running task serves (set by the outermost middleware).
-CURRENT: contextvars.ContextVar[InFlight | None] = contextvars.ContextVar(
-    "quart_app_in_flight", default=None
-)
-
-
-def mark_committed() -> None:
-    """Say that the current request has committed (or is committing) a write: a drain
-    lets it finish instead of answering 503 for a write that happened.
-    """
-    flight = CURRENT.get()
-    if flight is not None:
-        flight.committed = True
-
-
 class DrainState:
     """Listening servers and open connections of this process, and whether it drains."""
 
-    def __init__(self) -> None:
-        self.draining = False
+    def __init__(self, requests: InFlightRequests | None = None) -> None:
+        #: What the app's outermost layer registers (quart_app/middleware/inflight.py).
+        self.requests = InFlightRequests() if requests is None else requests
         self.connections = 0
         self.servers: weakref.WeakSet[asyncio.AbstractServer] = weakref.WeakSet()
         self.deadline = 0.0
-        #: Requests and WebSockets being served now.
-        self.in_flight: set[InFlight] = set()
         self.cut_done = False
+
+    @property
+    def draining(self) -> bool:
+        return self.requests.draining
+
+    @property
+    def in_flight(self) -> set[InFlight]:
+        """Requests and WebSockets being served now."""
+        return self.requests.in_flight
 
     def track(self, callback: ClientConnected) -> ClientConnected:
         """Wrap a ``start_server`` callback so that open connections are counted."""
@@ -120,7 +94,7 @@ class DrainState:
         """Stop accepting and start announcing the close; at most ``grace`` seconds."""
         if self.draining:
             return
-        self.draining = True
+        self.requests.draining = True
         self.deadline = time.monotonic() + grace
         for server in list(self.servers):
             accept_pending = getattr(server, "accept_pending", None)
@@ -166,5 +140,5 @@ class DrainState:
         return max(0.0, self.deadline - time.monotonic())
 
 
-#: This process's drain state.
-STATE = DrainState()
+#: This process's drain state, over the requests the app registers.
+STATE = DrainState(REQUESTS)

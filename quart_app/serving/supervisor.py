@@ -69,6 +69,7 @@ HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGTTIN", "SIGTTOU
 #: modules and what they load, not the app itself (its settings are read in each worker).
 PRELOAD = (
     "quart_app.app",
+    "quart_app.serving.worker_hooks",
     "quart_app.serving.worker",
     "hypercorn.asyncio.run",
     "uvloop",

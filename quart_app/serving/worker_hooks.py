@@ -1,4 +1,5 @@
-"""Graceful shutdown with several Hypercorn workers.
+"""What a Hypercorn worker adds to the app it serves (:func:`install_worker_hooks`, called by
+``quart_app.asgi``), first of all a graceful shutdown with several plain Hypercorn workers.
 
 On SIGTERM the Hypercorn master (0.17/0.18, ``hypercorn/run.py``) sets a shared event that
 every worker polls; each worker stops accepting, lets in-flight requests finish within
@@ -36,7 +37,7 @@ from types import FrameType
 
 from quart import Quart
 
-from . import acceptor, guards, http1
+from . import acceptor, guards, http1, wsbounds
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,13 @@ def freeze_heap() -> int:
     return count
 
 
-def init_lifecycle(app: Quart) -> None:
+def install_worker_hooks(app: Quart) -> Quart:
+    """Give ``app`` what a Hypercorn worker serving it needs, and return it: the bounded
+    WebSocket inflation (now), and at start-up the guards, the HTTP/1.1 parser and the
+    accept loop; the start-up heap frozen last. ``quart_app.asgi`` calls it: the app
+    itself never imports this package."""
+    wsbounds.install()
+
     @app.before_serving
     async def guard_worker() -> None:
         install_sigterm_guard()
@@ -105,3 +112,5 @@ def init_lifecycle(app: Quart) -> None:
     async def unfreeze_heap() -> None:
         if app.config["GC_FREEZE"]:
             gc.unfreeze()
+
+    return app

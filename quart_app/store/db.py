@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from ..serving.drain import mark_committed
+from ..middleware.inflight import mark_committed
 from .breaker import ProbingBreaker
 from .errors import CircuitOpen, OperationTimeout, unavailable_reason
 from .migrate import SchemaError, create_private, ensure_schema

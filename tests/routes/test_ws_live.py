@@ -25,6 +25,7 @@ from websockets.exceptions import InvalidStatus
 
 from quart_app import create_app
 from quart_app.jwt import get_registry
+from quart_app.serving.worker_hooks import install_worker_hooks
 from tests.helpers.live import ROOT, Server, free_port
 from tests.helpers.support import bearer, make_config
 from tests.helpers.ws_client import (
@@ -206,7 +207,7 @@ async def test_the_readme_python_client_runs_as_written(two_workers: Server) -> 
 
 @pytest.fixture
 async def in_process(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
-    app = create_app(make_config(tmp_path, JWT_ACCESS_TOKEN_EXPIRES=5))
+    app = install_worker_hooks(create_app(make_config(tmp_path, JWT_ACCESS_TOKEN_EXPIRES=5)))
     config = Config()
     port = free_port()
     config.bind = [f"127.0.0.1:{port}"]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from quart_app.middleware.connection import ServingHeaders
-from quart_app.serving.drain import DrainState, mark_committed
+from quart_app.middleware.inflight import mark_committed
+from quart_app.serving.drain import DrainState
 
 
 async def ok_app(scope: Any, receive: Any, send: Any) -> None:
