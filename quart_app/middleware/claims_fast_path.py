@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hypercorn.typing import HTTPScope
+from hypercorn.typing import ASGIFramework, HTTPScope
 from quart import Quart
 
 from ..jwt import get_manager
@@ -24,12 +24,13 @@ from ..security.client_address import peer_client
 
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
-#: What app.py's ``security_headers`` adds to an answer that sets no Cache-Control itself.
+#: What ``security_headers`` (quart_app/security/headers.py) adds to an answer that sets
+#: no Cache-Control itself.
 _NO_STORE = (b"cache-control", b"no-store")
 
 
-def install_fast_path(app: Quart) -> None:
-    """Wrap ``app.asgi_app`` (outermost) with the claims fast path and the service's hooks."""
+def claims_fast_path(app: Quart, asgi: ASGIFramework) -> ClaimsFastPath:
+    """``asgi`` behind the claims fast path of ``app``, with the service's hooks."""
 
     def enabled() -> bool:
         return bool(
@@ -74,6 +75,4 @@ def install_fast_path(app: Quart) -> None:
             user_id=None if sub is None else str(sub),
         )
 
-    app.asgi_app = ClaimsFastPath(  # type: ignore[method-assign]
-        app.asgi_app, app, enabled=enabled, headers=headers, observe=observe
-    )
+    return ClaimsFastPath(asgi, app, enabled=enabled, headers=headers, observe=observe)

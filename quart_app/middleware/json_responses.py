@@ -77,3 +77,10 @@ def install_fast_responses(app: Quart) -> None:
         return await schema_make_response(result)
 
     app.make_response = make_response  # type: ignore[method-assign]
+
+
+def init_json_responses(app: Quart) -> None:
+    """orjson for the app's JSON, and plain values answered without quart-schema's
+    conversion (after QuartSchema is set up: it wraps ``make_response`` first)."""
+    app.json = OrjsonProvider(app)
+    install_fast_responses(app)

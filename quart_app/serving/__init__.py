@@ -1,6 +1,6 @@
-"""What faces Hypercorn: the supervisor, worker start-up and drain, the accept loop, the
-ASGI middleware for connection handling, and guards for Hypercorn bugs.
+"""What faces Hypercorn: the supervisor (``python -m quart_app.serving``), worker start-up
+and drain, the accept loop, the HTTP/1.1 parser, and guards for Hypercorn bugs.
 
-``python -m quart_app.serving`` (the supervisor) runs Hypercorn's own workers. The app
-imports only the pieces it installs on itself (middleware, the worker lifecycle hooks).
+The app never imports this package: ``quart_app.asgi`` adds what a worker needs to the
+app it builds (:func:`~quart_app.serving.worker_hooks.install_worker_hooks`).
 """
