@@ -1,6 +1,6 @@
 """A tiny Quart app that answers before reading the body: a deterministic fixture.
 
-Served by Hypercorn in tests/serving/test_early_answer.py
+Served by Hypercorn in tests/middleware/test_early_answer.py
 (``hypercorn tests/helpers/early_app.py:app``).
 ``EARLY_APP_DRAIN=0`` serves it without ``DrainRequestBody``, to show the bug itself.
 """

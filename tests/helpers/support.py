@@ -23,7 +23,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "JWT_SECRET_KEY": SECRET,
         "REDIS_URL": None,
         # One pytest process serves hundreds of apps: freezing its heap at every start-up
-        # would keep every test's garbage forever (tests/serving/test_lifecycle.py turns it on).
+        # would keep every test's garbage forever (tests/serving/test_worker_hooks.py turns it on).
         "GC_FREEZE": False,
         **FAST_HASHING,
     }

@@ -4,7 +4,7 @@ the tokens, clients and proofs it has seen. One test per bound; docs/operations.
 them with what each entry costs.
 
 Bounds tested elsewhere: the rate limiter's in-memory store
-(tests/security/test_throttling.py), the revocation mirror's pruning
+(tests/security/test_rate_limits.py), the revocation mirror's pruning
 (tests/unit/test_revocation_list.py) and the metrics' route label for unknown paths
 (tests/ops/test_observability.py).
 """
