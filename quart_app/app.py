@@ -34,7 +34,7 @@ from .routes.openapi import OpenAPIDocument
 from .routes.ws import DESCRIPTION as WS_DESCRIPTION
 from .security.cors import allowed_origins, init_cors
 from .security.headers import init_security_headers
-from .security.input_limits import init_request_limits
+from .security.input_limits import init_input_limits
 from .security.rate_limits import init_rate_limits
 from .services import init_services
 from .startup.preflight import preflight
@@ -65,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     init_oauth(app, resources.passwords)
     init_rate_limits(app, THROTTLED_ENDPOINTS)
     register_error_handlers(app)
-    init_request_limits(app)
+    init_input_limits(app)
     init_cors(app)
     init_security_headers(app)
     app.before_serving(resources.open)

@@ -1,9 +1,10 @@
 """Blueprints: auth (register, login, tokens), users (listing, me), sessions (a user's
-sessions and events), admin (administration), meta (health, keys), gateway (forward
+sessions and events), admin (administration), meta (``/healthz``, keys), gateway (forward
 auth), oauth (introspection, revocation, metadata), ws (the authenticated WebSocket),
 apidocs (the /docs page, from local files), mfa and webauthn (second factors), account
 (the /account page), recovery (password reset by mail), email (the user's address and
-its verification)."""
+its verification). Also here, registered by ``create_app`` on their own: observability
+(``/readyz``, ``/metrics``) and openapi (the error answers of ``/openapi.json``)."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def _one_authorization(headers: Any) -> None:
         raise AppError(400, TWO_AUTHORIZATIONS)
 
 
-def init_request_limits(app: Quart) -> None:
+def init_input_limits(app: Quart) -> None:
     """413 for a declared body over ``MAX_CONTENT_LENGTH``, before anything else runs;
     400 for a JSON body that is not UTF-8.
 
