@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from quart import Quart, current_app
 
-from .jwt import RevocationList, RevocationSync
+from .jwt import RevocationList, RevocationSync, get_manager
 from .jwt.revocation import Snapshot
 from .mail.sender import MailSender
 from .security.login_limits import LoginGuard, LoginPolicy
@@ -155,7 +155,8 @@ def init_services(
         passwords=passwords,
         revocations=revocations,
         logins=LoginGuard(LoginLimitStore(db), LoginPolicy.from_config(app.config)),
-        sessions=SessionStore(db, session_lifetimes(settings)),
+        # Sessions' lifetimes and the tokens they sign follow one clock.
+        sessions=SessionStore(db, session_lifetimes(settings), clock=get_manager(app).now),
         events=EventStore(db),
         config=app.config,
     )

@@ -11,7 +11,6 @@ closes its WebSockets; the fast path (/protected, /auth/verify) reads only its m
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,7 +77,7 @@ async def _pair(
     identity = str(session.user_id)
     access = await create_access_token(identity, fresh=fresh, additional_claims=claims)
     remaining = min(
-        float(svc.config["JWT_REFRESH_TOKEN_EXPIRES"]), session.expires_at - time.time()
+        float(svc.config["JWT_REFRESH_TOKEN_EXPIRES"]), session.expires_at - svc.sessions.clock()
     )
     refresh = await create_refresh_token(
         identity,
@@ -197,7 +196,9 @@ async def revoke_token(
     family = claims.get(FAMILY_CLAIM)
     user_id = user_id_of(claims.get("sub"))
     if login and isinstance(family, str) and family and user_id is not None:
-        entries.append(Revocation("family", family, time.time() + svc.sessions.lifetimes.horizon))
+        entries.append(
+            Revocation("family", family, svc.sessions.clock() + svc.sessions.lifetimes.horizon)
+        )
         await end_session(
             user_id,
             family,

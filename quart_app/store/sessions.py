@@ -134,9 +134,13 @@ _COLUMNS = (
 
 @bounded_store
 class SessionStore:
-    def __init__(self, db: Database, lifetimes: Lifetimes) -> None:
+    def __init__(
+        self, db: Database, lifetimes: Lifetimes, clock: Callable[[], float] = time.time
+    ) -> None:
         self.db = db
         self.lifetimes = lifetimes
+        #: What "now" is for sessions' lifetimes (the app passes its JWT manager's clock).
+        self.clock = clock
 
     # -- what is live ---------------------------------------------------------------
 
@@ -220,7 +224,7 @@ class SessionStore:
         :class:`SessionRefused`; records the ``login`` event. Also ends the least
         recently used sessions beyond the limit (returned: announce their revocations).
         """
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         clipped = client.clipped()
         async with recording(self.db) as tx:
             state = await self._lock_user(tx, user_id)
@@ -327,7 +331,7 @@ class SessionStore:
         spending either one rotates the session). Any other token of the session is
         reuse: the session ends. A session that idled or aged out ends as "expired".
         """
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         this = and_(SessionRow.id == session_id, SessionRow.user_id == user_id)
         async with recording(self.db) as tx:
             result = await tx.session.execute(
@@ -423,7 +427,7 @@ class SessionStore:
     ) -> Ended:
         """End one live session of ``user_id`` (nothing when it is not one); ``extra``
         revocations (the logout's access token) are recorded with it."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         async with recording(self.db) as tx:
             ended = await self._end(
                 tx,
@@ -462,7 +466,7 @@ class SessionStore:
         ``within`` runs first in that transaction (e.g. a password reset using up its
         token): whatever it raises rolls everything back. Raises :class:`UserNotFound`.
         """
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         values: dict[str, Any] = {"credential_epoch": User.credential_epoch + 1}
         if password_hash is not None:
             values["password_hash"] = password_hash
@@ -485,7 +489,7 @@ class SessionStore:
 
     async def live(self, user_id: int, now: float | None = None) -> list[SessionRecord]:
         """The user's live sessions, most recent activity first."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         async with self.db.session() as session:
             rows = await session.execute(
                 select(*_COLUMNS)
@@ -497,7 +501,7 @@ class SessionStore:
     async def spendable(self, session_id: str, user_id: int, jti: str) -> bool:
         """Whether ``jti`` is a refresh token a refresh would accept now (the current one
         of a live session, or the previous one within the grace)."""
-        now = time.time()
+        now = self.clock()
         tokens = SessionRow.current_jti == jti
         if self.lifetimes.grace > 0:
             tokens = or_(

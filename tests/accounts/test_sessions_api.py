@@ -3,14 +3,15 @@ refresh rotation, reuse and lifetimes, disabling; on both storage profiles."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from quart import Quart
 
+from quart_app.jwt import get_manager
 from quart_app.services import services
+from tests.helpers.clock import FrozenClock
 from tests.helpers.support import Client, bearer, login, register
 
 # Introspection client secrets must be at least 32 characters (a shorter one stops start-up).
@@ -156,17 +157,21 @@ async def test_session_limit_ends_the_least_recently_used(
         assert (await _refresh(client, middle["refresh_token"])).status_code == 401
 
 
-async def test_idle_and_absolute_lifetimes(app_factory: Callable[..., Quart], backend: str) -> None:
+async def test_idle_and_absolute_lifetimes(
+    app_factory: Callable[..., Quart], backend: str, frozen_clock: FrozenClock
+) -> None:
     app = app_factory(SESSION_IDLE_TIMEOUT=1, SESSION_MAX_AGE=3)
+    get_manager(app).clock = frozen_clock  # the sessions' clock too
     async with app.test_app():
         client = app.test_client()
         await register(client)
         idle = await login(client)
-        await asyncio.sleep(1.2)
+        frozen_clock.advance(1.2)
         expired = await _refresh(client, idle["refresh_token"])
         assert expired.status_code == 401
         assert await expired.get_json() == {"msg": "Session has expired"}
     app = app_factory(SESSION_IDLE_TIMEOUT=100, SESSION_MAX_AGE=2)
+    get_manager(app).clock = frozen_clock
     async with app.test_app():
         client = app.test_client()
         pair = await login(client)
@@ -174,15 +179,16 @@ async def test_idle_and_absolute_lifetimes(app_factory: Callable[..., Quart], ba
 
         claims = jwt.decode(pair["refresh_token"], options={"verify_signature": False})
         assert claims["exp"] - claims["iat"] <= 2  # no refresh token outlives the session
-        await asyncio.sleep(2.2)
+        frozen_clock.advance(2.2)
         # The token itself expired with the session.
         assert (await _refresh(client, pair["refresh_token"])).status_code == 401
 
 
 async def test_grace_accepts_only_the_previous_token_within_the_window(
-    app_factory: Callable[..., Quart], backend: str
+    app_factory: Callable[..., Quart], backend: str, frozen_clock: FrozenClock
 ) -> None:
     app = app_factory(REFRESH_REUSE_GRACE_SECONDS=1)
+    get_manager(app).clock = frozen_clock
     async with app.test_app():
         client = app.test_client()
         await register(client)
@@ -202,7 +208,7 @@ async def test_grace_accepts_only_the_previous_token_within_the_window(
         # Outside the window the previous token is reuse too.
         s0 = await login(client)
         s1 = await (await _refresh(client, s0["refresh_token"])).get_json()
-        await asyncio.sleep(1.3)
+        frozen_clock.advance(1.3)
         assert (await _refresh(client, s0["refresh_token"])).status_code == 401
         assert (await _refresh(client, s1["refresh_token"])).status_code == 401
 
