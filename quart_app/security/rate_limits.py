@@ -23,7 +23,7 @@ from typing import Any
 from quart import Quart, request
 from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded, rate_limit
 
-from ..store.rate_limits import BoundedMemoryStore, Limit, RedisLimitStore
+from ..store.rate_limits import Limit, MemoryRateLimitStore, RedisRateLimitStore
 from ..store.redis_breaker import breaker
 from .client_address import client_address, limit_key
 
@@ -64,11 +64,11 @@ def init_rate_limits(app: Quart, endpoints: Iterable[str]) -> None:
     """
     store: Any
     if app.config["REDIS_URL"]:
-        store = RedisLimitStore(
+        store = RedisRateLimitStore(
             app.config["REDIS_URL"], prefix=app.config["REDIS_PREFIX"], breaker=breaker(app)
         )
     else:
-        store = BoundedMemoryStore()
+        store = MemoryRateLimitStore()
     AtomicRateLimiter(
         app,
         key_function=_client_key,

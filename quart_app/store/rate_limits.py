@@ -1,12 +1,12 @@
 """Where rate limits are kept: a bounded in-memory store per worker, or Redis, shared by
 every worker and host and failing open (the policy: quart_app/security/rate_limits.py).
 
-:class:`RedisLimitStore` replaces the library's ``RedisStore`` for four reasons:
+:class:`RedisRateLimitStore` replaces the library's ``RedisStore`` for four reasons:
 
 * **Atomic.** The library reads a key, decides, and writes it back in separate round
   trips, so N requests in flight at once all read the same state and all pass (three
   bursts of 300 logins from one address once passed 900 of 900 against a limit of 100).
-  :meth:`RedisLimitStore.consume` checks and updates every limit of a request in one Lua
+  :meth:`RedisRateLimitStore.consume` checks and updates every limit of a request in one Lua
   script (GCRA, the library's own algorithm), which Redis runs alone: whatever the
   concurrency, no more than the limit passes. The script reads Redis's clock, so hosts
   whose clocks disagree still share one limit.
@@ -93,7 +93,7 @@ class AtomicStore(Protocol):
         TATs advanced), else the seconds until the refusing limit admits (nothing kept)."""
 
 
-class BoundedMemoryStore(MemoryStore):
+class MemoryRateLimitStore(MemoryStore):
     """The library's in-memory store, atomic, and without its leak (one entry per key,
     for ever).
 
@@ -182,7 +182,7 @@ class _Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-class RedisLimitStore(RateLimiterStoreABC):
+class RedisRateLimitStore(RateLimiterStoreABC):
     def __init__(
         self,
         url: str,
@@ -196,7 +196,7 @@ class RedisLimitStore(RateLimiterStoreABC):
         self.breaker = breaker
         self.prefix = f"{prefix}limits:"
         self.timeout = timeout
-        self.fallback = BoundedMemoryStore()
+        self.fallback = MemoryRateLimitStore()
         self.failing = False
         self._redis: Redis | None = None
         self._batcher: _Batcher | None = None

@@ -21,7 +21,7 @@ import pytest
 from quart import Quart
 
 from quart_app.security.rate_limits import AtomicRateLimiter
-from quart_app.store.rate_limits import BoundedMemoryStore, Limit
+from quart_app.store.rate_limits import Limit, MemoryRateLimitStore
 from tests.helpers.live import running, server_env
 from tests.helpers.support import SECRET
 
@@ -47,7 +47,7 @@ async def test_memory_store_holds_under_concurrency(app_factory: Callable[..., Q
     assert LIMIT <= passed <= allowance(LIMIT, elapsed), (passed, elapsed)
 
 
-class YieldingStore(BoundedMemoryStore):
+class YieldingStore(MemoryRateLimitStore):
     """An in-memory store whose every operation awaits, as a networked store's does."""
 
     async def get(self, key: str, default: Any) -> Any:

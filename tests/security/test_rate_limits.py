@@ -10,7 +10,7 @@ import pytest
 from quart import Quart
 
 from quart_app.security.client_address import limit_key
-from quart_app.store.rate_limits import BoundedMemoryStore
+from quart_app.store.rate_limits import MemoryRateLimitStore
 from tests.helpers.support import Client
 
 #: Cheap requests that still pass through the limiter: an empty body is a 400 at once.
@@ -159,12 +159,12 @@ async def test_disabled(app_factory: Callable[..., Quart]) -> None:
 
 
 async def test_memory_store_forgets_clients_whose_budget_is_back() -> None:
-    store = BoundedMemoryStore()
+    store = MemoryRateLimitStore()
     past = datetime.now(UTC) - timedelta(seconds=1)
     future = datetime.now(UTC) + timedelta(seconds=60)
     await store.set("still-limited", future)
-    for n in range(BoundedMemoryStore.MIN_SWEEP * 4):
+    for n in range(MemoryRateLimitStore.MIN_SWEEP * 4):
         await store.set(f"client-{n}", past)
     # Expired entries are swept; what still limits is kept.
-    assert len(store._tats) < BoundedMemoryStore.MIN_SWEEP
+    assert len(store._tats) < MemoryRateLimitStore.MIN_SWEEP
     assert await store.get("still-limited", past) == future
