@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import contextvars
 import json
 import os
 import random
@@ -58,6 +59,8 @@ SOURCES = 250
 MAX_CONNECTIONS = 96
 #: A connection idle this long is not reused (the server closes idle ones after 5 s).
 IDLE_REUSE_S = 3.0
+#: The ``msg`` of the last answer in this task (a failure is counted with it).
+_last_msg: contextvars.ContextVar[str] = contextvars.ContextVar("last_msg", default="")
 #: Seconds after a logout before its tokens are sent (expecting 401).
 ENDED_AFTER_S = 10.0
 #: Users registered before the clock starts.
@@ -283,6 +286,8 @@ class Traffic:
         if raw[:1] in (b"{", b"["):
             with contextlib.suppress(ValueError):
                 parsed = json.loads(raw)
+        msg = parsed.get("msg") if isinstance(parsed, dict) else None
+        _last_msg.set(msg if isinstance(msg, str) else "")
         return status, parsed
 
     # -- state helpers --
@@ -445,7 +450,8 @@ class Traffic:
         self.tally.sent[name] += 1
         if status not in EXPECT[name]:
             self.tally.failed[name] += 1
-            self.tally.statuses[f"{name} {status}"] += 1
+            msg = _last_msg.get()
+            self.tally.statuses[f"{name} {status}" + (f" {msg[:48]!r}" if msg else "")] += 1
 
     async def ws_session(self) -> None:
         from websockets.asyncio.client import connect
