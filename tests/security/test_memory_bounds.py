@@ -18,6 +18,7 @@ import importlib
 import inspect
 import json
 import pkgutil
+import threading
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ from quart_app.jwt.socket_sessions import SocketRegistry
 from quart_app.observability.metrics import Metrics
 from quart_app.security import clients as client_auth
 from quart_app.security.clients import IntrospectionClients
+from quart_app.security.passwords import Passwords
 
 SECRET = "bounds-secret-" + "s" * 50
 
@@ -172,3 +174,24 @@ def test_every_lru_cache_with_arguments_has_a_maxsize() -> None:
         and inspect.signature(cache.__wrapped__).parameters
     ]
     assert unbounded == []
+
+
+# -- password hashing: argon2's working memory stays with each pool thread ---------------
+
+
+async def test_password_hashes_run_on_at_most_the_pool_threads() -> None:
+    # Each thread that has hashed keeps ARGON2_MEMORY_COST resident (glibc keeps a freed
+    # block that large for reuse): the pool's size is what bounds that memory.
+    passwords = Passwords(time_cost=1, memory_cost=8, parallelism=1, threads=2)
+    await passwords.start()
+    seen: set[int] = set()
+
+    def note(password: str) -> str:
+        seen.add(threading.get_ident())
+        return str(passwords.hasher.hash(password))
+
+    try:
+        await asyncio.gather(*(passwords._run(note, f"password-{n}") for n in range(40)))
+    finally:
+        await passwords.stop()
+    assert 1 <= len(seen) <= 2
