@@ -58,7 +58,8 @@ class TlsServer(Server):
     def __init__(self, workdir: Path, secret: str) -> None:
         folder = workdir / "quart-serve-tls"
         self.cert, self.key = folder / "dev-cert.pem", folder / "dev-key.pem"
-        argv = (sys.executable, "-m", "quart_app.serving", "--config", "hypercorn.toml")
+        argv: tuple[str, ...] = (sys.executable, "-m", "quart_app.serving")
+        argv += ("--config", "hypercorn.toml")
         argv += ("--bind", "127.0.0.1:{port}", "--certfile", str(self.cert))
         argv += ("--keyfile", str(self.key), "quart_app.asgi:app")
         spec = TargetSpec("quart-serve-tls", "quart_app serve, TLS", "quart", argv)

@@ -299,7 +299,7 @@ def run_load(
 ) -> LoadResult:
     """Drive `url` with `connections` keep-alive connections for `duration` seconds."""
     processes = max(1, min(processes, connections))
-    ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
+    ctx = mp.get_context("spawn") if sys.platform == "win32" else mp.get_context("fork")
     queue: mp.Queue[tuple[bytes, dict[int, int], int, int, int, int]] = ctx.Queue()
     raw_specs = [asdict(spec) for spec in specs]
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]

@@ -611,13 +611,13 @@ def evaluate(summaries: list[Summary], micro: list[dict[str, Any]]) -> list[tupl
             )
         )
     by_name = {row["name"]: row.get("us") for row in micro}
-    ours = by_name.get("quart_app verify_jwt_in_request")
-    if ours is not None:
+    cost = by_name.get("quart_app verify_jwt_in_request")
+    if cost is not None:
         pyjwt, floor = by_name.get("PyJWT jwt.decode"), by_name.get("HMAC-SHA256 floor")
         checks.append(
             (
                 "verification µs per request (decorator included)",
-                f"{ours:.1f} µs; PyJWT decode {pyjwt or 0:.1f} µs; HMAC floor {floor or 0:.1f} µs",
+                f"{cost:.1f} µs; PyJWT decode {pyjwt or 0:.1f} µs; HMAC floor {floor or 0:.1f} µs",
                 "reported",
             )
         )

@@ -92,7 +92,7 @@ def target_specs() -> dict[str, TargetSpec]:
     # Every server gets 2 workers, whatever the host's cores (hypercorn.toml sets none).
     hypercorn_conf = ("--config", "hypercorn.toml", "--workers", "2", "--bind", bind)
     hypercorn_args = (*hypercorn_conf, "quart_app.asgi:app")
-    uvicorn_args = ("--host", "127.0.0.1", "--port", "{port}", "--workers", "2")
+    uvicorn_args: tuple[str, ...] = ("--host", "127.0.0.1", "--port", "{port}", "--workers", "2")
     uvicorn_args += ("--no-access-log", "--log-level", "warning", "--backlog", "2048")
     # granian: same worker count, loop (uvloop, which "auto" would pick too) and backlog as
     # hypercorn; its access log is off by default, said explicitly all the same.

@@ -18,7 +18,16 @@ from quart_app import create_app
 from quart_app.accounts.events import SecurityEvent
 from quart_app.cli import main
 from quart_app.services import services
-from tests.helpers.support import FAST_HASHING, SECRET, Client, bearer, login, make_config, register
+from tests.helpers.support import (
+    FAST_HASHING,
+    SECRET,
+    Client,
+    bearer,
+    login,
+    make_config,
+    register,
+    send,
+)
 
 PASSWORD = "correct-horse"
 
@@ -64,7 +73,7 @@ async def test_non_admins_get_403_and_a_demoted_admin_at_once(app: Quart, tmp_pa
         ("POST", f"/admin/users/{user['id']}/enable"),
         ("GET", "/admin/events"),
     ]:
-        response = await client.open(path, method=method, headers=bearer(pair["access_token"]))
+        response = await send(client, path, method, headers=bearer(pair["access_token"]))
         assert response.status_code == 403, path
         assert await response.get_json() == {"msg": "Admin rights required"}
     root = await _admin(app, tmp_path)

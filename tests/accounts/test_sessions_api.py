@@ -120,7 +120,7 @@ async def test_reuse_of_a_rotated_token_ends_the_session(client: Client) -> None
     assert await replay.get_json() == {"msg": "Token has been revoked"}
     # The whole session ended: the pair the thief's replay would have raced is dead too.
     assert (await _refresh(client, new["refresh_token"])).status_code == 401
-    events = await services(client.app).events.page(limit=10, event="refresh_reuse")  # type: ignore[attr-defined]
+    events = await services(client.app).events.page(limit=10, event="refresh_reuse")
     assert len(events) == 1
 
 

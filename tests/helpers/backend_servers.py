@@ -286,7 +286,11 @@ async def kill_clients(url: str, name_prefix: str) -> int:
         killed = 0
         for info in await client.client_list():
             if str(info.get("name", "")).startswith(name_prefix):
-                killed += int(await client.execute_command("CLIENT", "KILL", "ID", info["id"]))
+                # redis-py leaves execute_command unannotated
+                reply = await client.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "KILL", "ID", info["id"]
+                )
+                killed += int(reply)
         return killed
     finally:
         await client.aclose()

@@ -28,5 +28,5 @@ def run(spec: WorkerSpec) -> None:
 
 
 def main() -> int:
-    supervisor.run_worker = run  # type: ignore[assignment]
+    supervisor.run_worker = run  # type: ignore[attr-defined]  # the function each worker runs
     return supervisor.main(sys.argv[1:])

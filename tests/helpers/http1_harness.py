@@ -105,8 +105,8 @@ async def exchange(parser: str, pieces: list[bytes], *, settle: float = 0.02) ->
         protocol: Any = cls(
             ASGIWrapper(recording_app(outcome)),
             config,
-            context,  # type: ignore[arg-type]
-            task_group,  # type: ignore[arg-type]
+            context,
+            task_group,
             ConnectionState({}),
             False,
             ("127.0.0.1", 5000),

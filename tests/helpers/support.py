@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from quart import Quart
+from quart import Quart, Response
 from quart.typing import TestClientProtocol
 
 #: The test client's type, under a name pytest does not try to collect.
@@ -45,6 +47,22 @@ async def login(
     response = await client.post("/login", json={"username": username, "password": password})
     assert response.status_code == 200, await response.get_data(as_text=True)
     return await response.get_json()  # type: ignore[no-any-return]
+
+
+async def send(client: Client, path: str, method: str, **kwargs: Any) -> Response:
+    """``client.open(path, method=method, ...)``, for a method chosen at run time.
+
+    Quart's ``TestClientProtocol`` declares ``open``'s ``json`` without the default the
+    client has, so a call without a JSON body does not type-check as written."""
+    return await client.open(path, method=method, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def started(app: Quart) -> AsyncIterator[None]:
+    """``app.test_app()`` (the start-up and shutdown hooks around the block) as a context
+    an ``AsyncExitStack`` accepts: Quart declares its ``__aexit__`` arguments never None."""
+    async with app.test_app():
+        yield
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -53,9 +53,10 @@ class AlreadyStarted:
             return
         while True:
             message = await receive()
-            kind = str(message["type"]).rsplit(".", 1)[-1]  # startup / shutdown
-            await send({"type": f"lifespan.{kind}.complete"})  # type: ignore[misc,typeddict-item]
-            if kind == "shutdown":
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
                 return
 
 

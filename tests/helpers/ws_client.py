@@ -44,7 +44,7 @@ async def open_socket(
 
 async def ending(
     ws: ClientConnection, budget: float = WAIT
-) -> tuple[dict[str, Any], int | None, str]:
+) -> tuple[dict[str, Any], int | None, str | None]:
     """The last message before the server closes, its close code and reason."""
     last: dict[str, Any] = {}
     with pytest.raises(ConnectionClosed):

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 
 import jwt as pyjwt
 import pytest
+from jwt.types import Options
 from quart import Quart, Response, websocket
 
 import quart_app.jwt as qje
@@ -73,28 +75,35 @@ def test_date_checks_give_pyjwt_s_verdicts(allow_expired: bool) -> None:
     """Same error, same text, same precedence as PyJWT's decode, with the real clock and
     with a clock a day behind for a token made then."""
     plain = pyjwt.PyJWT()
-    options = {"require": ["scope"], "verify_exp": not allow_expired}
+    options: Options = {"require": ["scope"], "verify_exp": not allow_expired}
     combos = itertools.product(DATES["iat"], DATES["nbf"], DATES["exp"], OTHERS)
     for iat, nbf, exp, others in combos:
         dates = {"iat": iat, "nbf": nbf, "exp": exp}
         encoded = pyjwt.encode(_claims(dates, others, 0), SECRET, algorithm="HS256")
         expected = _outcome(
-            lambda encoded=encoded: plain.decode_complete(
-                encoded, SECRET, ["HS256"], options=options, audience="api", issuer="us"
+            partial(
+                lambda encoded: plain.decode_complete(
+                    encoded, SECRET, ["HS256"], options=options, audience="api", issuer="us"
+                ),
+                encoded=encoded,
             )
         )
         for shift in (0, 86_400):
             shifted = pyjwt.encode(_claims(dates, others, shift), SECRET, algorithm="HS256")
             now = None if shift == 0 else time.time() - shift
             got = _outcome(
-                lambda shifted=shifted, now=now: tokens.decode_complete(
-                    shifted,
-                    key=SECRET,
-                    algorithms=["HS256"],
-                    audience="api",
-                    issuer="us",
-                    required_claims=["scope"],
-                    allow_expired=allow_expired,
+                partial(
+                    lambda shifted, now: tokens.decode_complete(
+                        shifted,
+                        key=SECRET,
+                        algorithms=["HS256"],
+                        audience="api",
+                        issuer="us",
+                        required_claims=["scope"],
+                        allow_expired=allow_expired,
+                        now=now,
+                    ),
+                    shifted=shifted,
                     now=now,
                 )
             )

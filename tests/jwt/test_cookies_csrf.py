@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -13,11 +14,13 @@ from quart import Quart, jsonify
 
 import quart_app.jwt as qje
 from tests.helpers.jwt_apps import SECRET, mint
+from tests.helpers.support import send
 
 ACCESS = mint()
 REFRESH = mint(type="refresh")
 
-HELPERS = {
+#: Each helper, called on the library (FJE or quart_app.jwt) and a response.
+HELPERS: dict[str, Callable[[Any, Any], object]] = {
     "set-access": lambda m, r: m.set_access_cookies(r, ACCESS),
     "set-refresh": lambda m, r: m.set_refresh_cookies(r, REFRESH),
     "set-both-max-age-domain": lambda m, r: (
@@ -157,17 +160,17 @@ async def test_double_submit_flow() -> None:
     ok = await client.get("/data")  # GET is not a CSRF method
     assert (ok.status_code, await ok.get_json()) == (200, {"user": "alice", "where": "cookies"})
     for method in ("POST", "PUT", "PATCH", "DELETE"):
-        missing = await client.open("/data", method=method)
+        missing = await send(client, "/data", method)
         assert (missing.status_code, await missing.get_json()) == (
             401,
             {"msg": "Missing CSRF token"},
         )
-        wrong = await client.open("/data", method=method, headers={"X-CSRF-TOKEN": "forged"})
+        wrong = await send(client, "/data", method, headers={"X-CSRF-TOKEN": "forged"})
         assert (wrong.status_code, await wrong.get_json()) == (
             401,
             {"msg": "CSRF double submit tokens do not match"},
         )
-        right = await client.open("/data", method=method, headers={"X-CSRF-TOKEN": csrf})
+        right = await send(client, "/data", method, headers={"X-CSRF-TOKEN": csrf})
         assert right.status_code == 200
     # The refresh cookie has its own CSRF value, which the access one does not replace.
     refresh_csrf = cookie(client, "csrf_refresh_token")

@@ -300,7 +300,7 @@ async def test_malformed_proofs_are_refused(
                 headers[k] = v
         alg = how.get("alg", "ES256")
         if alg == "none":
-            proof = jwt.encode(body, None, algorithm="none", headers=headers)
+            proof = jwt.encode(body, "", algorithm="none", headers=headers)
         elif alg == "HS256":
             proof = jwt.encode(body, "s" * 32, algorithm="HS256", headers=headers)
         else:

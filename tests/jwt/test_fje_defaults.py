@@ -84,9 +84,10 @@ async def test_tokens_without_expiry_are_accepted_by_the_app_that_made_them() ->
 
 async def test_expired_token_loader_sees_the_defaults() -> None:
     def setup(lib: Any, manager: Any) -> None:
-        @manager.expired_token_loader
         def expired(jwt_header: dict[str, Any], jwt_data: dict[str, Any]) -> Any:
             return {"expired": jwt_data}, 401
+
+        manager.expired_token_loader(expired)
 
     token = bare(sub="alice", exp=int(time.time()) - 30)
     status, body = await twins(setup=setup).same(bearer(token))

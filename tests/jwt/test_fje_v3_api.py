@@ -199,11 +199,12 @@ async def test_token_in_blacklist_loader_and_the_3x_blacklist_settings(
                 manager.token_in_blacklist_loader(lambda decoded: decoded["jti"] in REVOKED)
         else:
 
-            @manager.token_in_blocklist_loader
             def check(jwt_header: Any, jwt_data: Any) -> bool:
                 if not enabled or jwt_data["type"] not in checks:
                     return False
                 return jwt_data["jti"] in REVOKED
+
+            manager.token_in_blocklist_loader(check)
 
     pair = twins(setup=setup, JWT_IDENTITY_CLAIM="sub")
     pair.quart_app.config.update(settings)

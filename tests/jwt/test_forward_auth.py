@@ -12,7 +12,7 @@ from quart import Quart
 from quart_app.jwt import get_manager
 from quart_app.jwt.forward_auth import SubjectHeaders, challenge
 from tests.helpers.clock import FrozenClock
-from tests.helpers.support import Client, bearer, count_quart_requests, login, register
+from tests.helpers.support import Client, bearer, count_quart_requests, login, register, send
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 BEARER_EXPECTED = "Expected 'Authorization: Bearer <JWT>'"
@@ -28,9 +28,7 @@ async def started(app: Quart) -> tuple[Client, dict[str, Any]]:
 async def test_every_method_gets_200_with_the_subject_headers(app: Quart, method: str) -> None:
     client, pair = await started(app)
     for _ in range(2):  # the first through Quart, the second on the fast path
-        response = await client.open(
-            "/auth/verify", method=method, headers=bearer(pair["access_token"])
-        )
+        response = await send(client, "/auth/verify", method, headers=bearer(pair["access_token"]))
         assert response.status_code == 200
         assert await response.get_data() == b""
         assert response.headers["X-Auth-Subject"] == "1"
@@ -102,7 +100,7 @@ async def test_seen_tokens_are_answered_below_quart_with_the_same_headers(app: Q
 async def test_failures_are_401_with_the_challenge(
     client: Client, method: str, headers: dict[str, str], msg: str, www_authenticate: str
 ) -> None:
-    response = await client.open("/auth/verify", method=method, headers=headers)
+    response = await send(client, "/auth/verify", method, headers=headers)
     assert response.status_code == 401
     assert await response.get_json() == {"msg": msg}
     assert response.headers["WWW-Authenticate"] == www_authenticate
@@ -126,7 +124,7 @@ async def test_bad_signature_refresh_and_revoked_tokens_are_invalid_token(app: Q
     assert (await client.get("/auth/verify", headers=bearer(token))).status_code == 200
     assert (await client.post("/logout", headers=bearer(token))).status_code == 200
     for method in ("GET", "OPTIONS"):
-        response = await client.open("/auth/verify", method=method, headers=bearer(token))
+        response = await send(client, "/auth/verify", method, headers=bearer(token))
         assert response.status_code == 401
         assert await response.get_json() == {"msg": "Token has been revoked"}
         assert response.headers["WWW-Authenticate"] == (

@@ -21,8 +21,8 @@ def _imports(tree: ast.Module) -> set[str]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _type_checking(node):
-            for child in node.orelse:
-                visit(child)
+            for statement in node.orelse:
+                visit(statement)
             return
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             if node.module:

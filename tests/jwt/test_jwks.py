@@ -21,6 +21,12 @@ from quart_app.jwt.keys import Key, generate_private_key
 JWKS_URL = "http://issuer.test/.well-known/jwks.json"
 
 
+def public_jwk(key: Key) -> dict[str, Any]:
+    """The JWK of an asymmetric key (an HMAC secret has none)."""
+    assert key.jwk is not None
+    return key.jwk
+
+
 class Issuer:
     """A JWKS endpoint we can rotate, break and count."""
 
@@ -151,13 +157,15 @@ async def test_the_algorithm_comes_from_the_configuration() -> None:
     claims = {"sub": "1", "exp": now + 60, "jti": "x", "type": "access"}
     # HS256 with the published key's modulus as the secret (algorithm confusion): the key
     # is RSA, so it is never offered to HMAC, and HS256 is not configured anyway.
-    confused = pyjwt.encode(claims, key.jwk["n"], algorithm="HS256", headers={"kid": key.kid})
+    confused = pyjwt.encode(
+        claims, public_jwk(key)["n"], algorithm="HS256", headers={"kid": key.kid}
+    )
     assert (await get(app, confused))[0] == 422
     # A token with an algorithm outside the configuration, valid key or not.
     rs512 = pyjwt.encode(claims, key.signing_key, algorithm="RS512", headers={"kid": key.kid})
     status, body = await get(app, rs512)
     assert status == 422 and body == {"msg": "The specified alg value is not allowed"}
-    none = pyjwt.encode(claims, None, algorithm="none")
+    none = pyjwt.encode(claims, "", algorithm="none")
     assert (await get(app, none))[0] == 422
 
 
@@ -166,12 +174,12 @@ def test_jwks_entries_are_used_for_configured_algorithms_of_their_type_only() ->
     ec_key = Key("ES256", private=ec.generate_private_key(ec.SECP256R1()))
     document = {
         "keys": [
-            {**rsa_key.jwk, "kid": "pinned-rs512", "alg": "RS512"},  # not configured
-            {**rsa_key.jwk, "kid": "encryption", "use": "enc"},
+            {**public_jwk(rsa_key), "kid": "pinned-rs512", "alg": "RS512"},  # not configured
+            {**public_jwk(rsa_key), "kid": "encryption", "use": "enc"},
             {"kty": "oct", "k": "c2VjcmV0", "kid": "secret"},
-            {**ec_key.jwk, "kid": "ec-unpinned"},  # no ES* configured
-            {**rsa_key.jwk, "kid": "rsa-unpinned"},
-            {**rsa_key.jwk, "kid": "ps-pinned", "alg": "PS256"},
+            {**public_jwk(ec_key), "kid": "ec-unpinned"},  # no ES* configured
+            {**public_jwk(rsa_key), "kid": "rsa-unpinned"},
+            {**public_jwk(rsa_key), "kid": "ps-pinned", "alg": "PS256"},
             {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
             "not an object",
         ]

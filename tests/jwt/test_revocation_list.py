@@ -71,6 +71,9 @@ class FakeStore:
     async def contains(self, kind: Kind, value: str) -> bool:
         return any(row.kind == kind and row.value == value for row in self.rows)
 
+    async def ends_session(self, sub: str, family: str | None, started: float | None) -> bool:
+        raise NotImplementedError  # the sync loop never asks
+
     async def changes_since(self, cursor: int | None) -> tuple[list[Revocation], int]:
         if self.fail:
             raise ConnectionError("store down")

@@ -29,7 +29,13 @@ async def answer(
     async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    scope = {"type": "http", "http_version": version, "scheme": scheme, "headers": list(headers)}
+    # A partial ASGI scope: what ServingHeaders reads.
+    scope: Any = {
+        "type": "http",
+        "http_version": version,
+        "scheme": scheme,
+        "headers": list(headers),
+    }
     await layer(scope, receive, send)
     start = sent[0]
     return {"status": start["status"], "headers": dict(start["headers"]), "body": sent[1]["body"]}
@@ -90,7 +96,7 @@ async def cut_at_the_deadline(app: Any, state: DrainState) -> list[dict[str, Any
     async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "headers": []}
+    scope: Any = {"type": "http", "http_version": "1.1", "scheme": "http", "headers": []}
     served = asyncio.ensure_future(ServingHeaders(app, state=state)(scope, receive, send))
     await asyncio.sleep(0.05)  # the app is running
     state.begin(grace=0.0)
@@ -145,8 +151,9 @@ async def test_a_websocket_is_closed_1001_when_the_drain_starts() -> None:
         await send({"type": "websocket.accept"})
         await asyncio.sleep(60)  # waiting for the next message
 
-    scope = {"type": "websocket", "headers": []}
-    served = asyncio.ensure_future(ServingHeaders(echo, state=state)(scope, None, send))
+    scope: Any = {"type": "websocket", "headers": []}
+    no_receive: Any = None  # the app never reads
+    served = asyncio.ensure_future(ServingHeaders(echo, state=state)(scope, no_receive, send))
     await asyncio.sleep(0.05)
     state.begin(grace=30.0)
     await asyncio.wait_for(served, 5)  # not the 30 s of the grace period

@@ -13,7 +13,7 @@ from quart import Quart
 from quart_schema import QuartSchema, validate_request
 
 from quart_app.routes.openapi import OpenAPIDocument
-from tests.helpers.support import Client
+from tests.helpers.support import Client, send
 
 
 async def document(client: Client) -> dict[str, Any]:
@@ -147,7 +147,7 @@ async def test_auth_verify_is_listed_once_per_use_and_says_every_method(
     # What the document says is what the route does.
     for method in accepted:
         for path in ("/auth/verify", "/auth/verify/api/items"):
-            response = await client.open(path, method=method)
+            response = await send(client, path, method)
             assert response.status_code == 401, (method, path)
             assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert (await client.open("/auth/verify", method="TRACE")).status_code == 405
+    assert (await send(client, "/auth/verify", "TRACE")).status_code == 405

@@ -22,6 +22,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from quart_app import create_app
 from quart_app.jwt import get_registry
@@ -149,8 +150,8 @@ async def test_cookies_only_from_an_allowed_origin(tmp_path: Path) -> None:
         async with connect(
             ws_url(server.url),
             additional_headers=cookie,
-            origin=ORIGIN,
-            open_timeout=WAIT,  # type: ignore[arg-type]
+            origin=Origin(ORIGIN),
+            open_timeout=WAIT,
         ) as ws:
             assert json.loads(await ws.recv())["type"] == "ready"
         for origin in ("https://evil.example", None):
@@ -214,7 +215,7 @@ async def in_process(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
     config.accesslog = None
     config.graceful_timeout = 1
     stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:
         async with asyncio.timeout(WAIT):

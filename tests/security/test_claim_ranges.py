@@ -26,7 +26,7 @@ from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 
 from quart_app import create_app
-from tests.helpers.support import SECRET, make_config
+from tests.helpers.support import SECRET, make_config, send
 
 CLIENT_SECRET = "s" * 40
 DATES = ("exp", "iat", "nbf", "auth_time")
@@ -113,7 +113,7 @@ async def _answers(app: Quart, access: str, refresh: str) -> list[tuple[str, int
         ("GET", "/auth/verify"),
         ("GET", "/me"),
     ]:
-        response = await client.open(path, method=method, headers=auth)
+        response = await send(client, path, method, headers=auth)
         answers.append((path, response.status_code))
     response = await client.post("/token/refresh", headers={"Authorization": f"Bearer {refresh}"})
     answers.append(("/token/refresh", response.status_code))

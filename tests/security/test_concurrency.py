@@ -15,7 +15,7 @@ import pytest
 from quart import Quart
 
 from tests.helpers.live import running
-from tests.helpers.support import SECRET, Client, bearer, login, register
+from tests.helpers.support import SECRET, Client, bearer, login, register, started
 
 REVOKED = {"msg": "Token has been revoked"}
 
@@ -59,7 +59,7 @@ async def test_refresh_race_across_two_workers(app_factory: Callable[..., Quart]
     async with AsyncExitStack() as stack:
         apps = [app_factory(REVOCATION_SYNC_INTERVAL=0.1) for _ in "ab"]
         for app in apps:
-            await stack.enter_async_context(app.test_app())
+            await stack.enter_async_context(started(app))
         a, b = (app.test_client() for app in apps)
         await register(a)
         pair = await login(a)
@@ -76,7 +76,7 @@ async def test_registration_race_across_two_workers(app_factory: Callable[..., Q
     async with AsyncExitStack() as stack:
         apps = [app_factory() for _ in "ab"]
         for app in apps:
-            await stack.enter_async_context(app.test_app())
+            await stack.enter_async_context(started(app))
         clients = [app.test_client() for app in apps]
         names = ["mallory", "MALLORY", "Mallory", "\uff4d\uff41\uff4c\uff4c\uff4f\uff52\uff59"] * 3
         responses = await asyncio.gather(

@@ -146,7 +146,9 @@ async def run_cli(app: Quart, *args: str) -> Any:
 async def _create_client(app: Quart, name: str) -> str:
     result = await run_cli(app, "create-client", name)
     assert result.exit_code == 0, result.output
-    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    lines: dict[str, str] = dict(
+        line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line
+    )
     assert lines["client_id"] == name
     return lines["client_secret"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from quart import Quart
 
-from tests.helpers.support import Client, bearer, login, register
+from tests.helpers.support import Client, bearer, login, register, send
 
 # --- body size -----------------------------------------------------------------------
 
@@ -36,7 +36,7 @@ async def test_declared_body_over_the_limit_is_413_everywhere(
     headers = {"Content-Length": str(len(body))}
     if content_type:
         headers["Content-Type"] = content_type
-    response = await client.open(path, method=method, data=body, headers=headers)
+    response = await send(client, path, method, data=body, headers=headers)
     assert response.status_code == 413
     assert await response.get_json() == {"msg": "Request body too large"}
 

@@ -13,7 +13,7 @@ from quart import Quart
 from redis.asyncio import Redis
 
 from tests.helpers.backend_servers import REDIS_URL
-from tests.helpers.support import Client, bearer, login, register
+from tests.helpers.support import Client, bearer, login, register, started
 
 #: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.
 POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
@@ -32,7 +32,7 @@ async def test_per_address_limit_is_shared_through_redis_only(
     async with AsyncExitStack() as stack:
         apps = [app_factory(RATELIMIT_AUTH_LIMIT=4, RATELIMIT_AUTH_PERIOD=60) for _ in "ab"]
         for app in apps:
-            await stack.enter_async_context(app.test_app())
+            await stack.enter_async_context(started(app))
         a, b = (app.test_client() for app in apps)
         assert await _statuses([a, b, a, b], BAD) == [401, 401, 401, 401]
         fifth = await a.post("/login", json=BAD)
@@ -51,7 +51,7 @@ async def test_account_lockout_is_shared_by_every_host(
     async with AsyncExitStack() as stack:
         apps = [app_factory(LOGIN_LOCKOUT_THRESHOLD=3) for _ in "ab"]
         for app in apps:
-            await stack.enter_async_context(app.test_app())
+            await stack.enter_async_context(started(app))
         a, b = (app.test_client() for app in apps)
         await register(a)
         wrong = {"username": "alice", "password": "not-her-password"}
@@ -63,7 +63,7 @@ async def test_account_lockout_is_shared_by_every_host(
 
 @POSTGRES_ONLY
 async def test_limit_keys_carry_the_prefix_and_expire(client: Client, backend: str) -> None:
-    prefix = client.app.config["REDIS_PREFIX"]  # type: ignore[attr-defined]
+    prefix = client.app.config["REDIS_PREFIX"]
     assert (await client.post("/login", json=BAD)).status_code == 401
     redis = Redis.from_url(REDIS_URL)
     try:

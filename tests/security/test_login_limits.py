@@ -15,7 +15,7 @@ import pytest
 from quart import Quart
 
 from quart_app.routes import auth, users
-from tests.helpers.support import Client, bearer, login, register
+from tests.helpers.support import Client, bearer, login, register, started
 
 LOCKED = {"msg": "Too many failed login attempts; try later"}
 BLOCKED = {"msg": "Too many failed logins from this address; try later"}
@@ -154,7 +154,7 @@ async def test_lock_is_shared_by_workers(app_factory: Callable[..., Quart], cloc
     async with AsyncExitStack() as stack:
         first, second = (app_factory(RATELIMIT_AUTH_LIMIT=10_000) for _ in "ab")
         for app in (first, second):
-            await stack.enter_async_context(app.test_app())
+            await stack.enter_async_context(started(app))
         a, b = first.test_client(), second.test_client()
         await register(a)
         await fail(a, 5)

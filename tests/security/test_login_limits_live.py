@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ BLOCKED = {"msg": "Too many failed logins from this address; try later"}
 
 
 @pytest.fixture
-def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> AsyncIterator[Server]:
+def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Iterator[Server]:
     env = {
         "JWT_SECRET_KEY": SECRET,
         "RATELIMIT_AUTH_LIMIT": "100000",  # these tests are about the limits behind it
@@ -47,7 +47,7 @@ def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Asyn
     }
     live = Server(tmp_path / "instance", workers=2, env=env)
     live.start(timeout=60)
-    yield live  # type: ignore[misc]
+    yield live
     live.stop()
 
 

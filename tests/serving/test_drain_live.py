@@ -66,7 +66,7 @@ def test_websockets_get_1001_at_the_start_of_a_drain_which_does_not_wait_for_the
         assert server.process is not None
         process = server.process
 
-        async def open_then_stop() -> tuple[int | None, str, float]:
+        async def open_then_stop() -> tuple[int | None, str | None, float]:
             pair = await session(server.url)
             ws, _ready = await open_socket(server.url, pair["access_token"])
             started = time.monotonic()

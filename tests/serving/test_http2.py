@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import h2.config
@@ -32,14 +33,16 @@ SERVE = [sys.executable, "-m", "quart_app.serving"]
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> object:
+def tls_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     cert, key = tls_pair(tmp_path)
     with Server(tmp_path / "instance", workers=1, launcher=SERVE, tls=(cert, key)) as server:
         yield server, cert
 
 
-async def test_http2_by_alpn_with_hsts_and_no_connection_header(tls_server: object) -> None:
-    server, cert = tls_server  # type: ignore[misc]
+async def test_http2_by_alpn_with_hsts_and_no_connection_header(
+    tls_server: tuple[Server, Path],
+) -> None:
+    server, cert = tls_server
     async with httpx.AsyncClient(http2=True, verify=client_context(cert)) as client:
         response = await client.get(f"{server.url}/healthz")
     assert response.http_version == "HTTP/2"
@@ -49,9 +52,9 @@ async def test_http2_by_alpn_with_hsts_and_no_connection_header(tls_server: obje
 
 
 async def test_a_413_among_http2_streams_leaves_the_others_and_the_connection(
-    tls_server: object,
+    tls_server: tuple[Server, Path],
 ) -> None:
-    server, cert = tls_server  # type: ignore[misc]
+    server, cert = tls_server
     big = {"username": "alice", "password": "x" * (200 * 1024)}  # over MAX_CONTENT_LENGTH
     async with httpx.AsyncClient(
         http2=True, verify=client_context(cert), base_url=server.url, timeout=30
@@ -62,8 +65,8 @@ async def test_a_413_among_http2_streams_leaves_the_others_and_the_connection(
             await asyncio.sleep(0.05)
             return (await client.get("/healthz")).status_code
 
-        too_big, *others = await asyncio.gather(
-            client.post("/register", json=big), *(healthz() for _ in range(20))
+        too_big, others = await asyncio.gather(
+            client.post("/register", json=big), asyncio.gather(*(healthz() for _ in range(20)))
         )
         assert too_big.status_code == 413
         assert others == [200] * 20
@@ -73,9 +76,9 @@ async def test_a_413_among_http2_streams_leaves_the_others_and_the_connection(
 
 
 def test_a_rapid_reset_burst_ends_that_connection_with_goaway_not_a_traceback(
-    tls_server: object,
+    tls_server: tuple[Server, Path],
 ) -> None:
-    server, cert = tls_server  # type: ignore[misc]
+    server, cert = tls_server
     context = client_context(cert)
     context.set_alpn_protocols(["h2"])
     with (

@@ -134,7 +134,7 @@ def test_metrics_add_up_across_workers_and_logs_hold_no_secrets(tmp_path: Path) 
             f"{server.url}/login", json={"username": "erin", "password": password}
         ).json()
         access = tokens["access_token"]
-        sent, pids = 0, set()
+        sent, pids = 0, set[int]()
         while sent < 300 and (sent < 40 or len(pids) < 2):
             # A new connection each time, so both workers get some.
             response = httpx.get(

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -438,7 +439,7 @@ def test_workers_that_keep_dying_stop_the_server_with_a_message(tmp_path: Path) 
     try:
         assert server.process is not None
         for deaths in range(1, 6):
-            wait_for(lambda n=deaths: len(serving_workers(server)) == n, timeout=120)
+            wait_for(partial(lambda n: len(serving_workers(server)) == n, n=deaths), timeout=120)
             os.kill(serving_workers(server)[-1], signal.SIGKILL)
         assert server.process.wait(timeout=120) == 1
         assert "workers died 5 times within 60 s" in log(server)

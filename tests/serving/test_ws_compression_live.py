@@ -65,6 +65,7 @@ async def test_a_client_offering_deflate_gets_what_the_setting_says(
         compression="deflate",
         open_timeout=WAIT,
     ) as ws:
+        assert ws.response is not None  # set once the handshake is done
         answered = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
         assert answered.startswith("permessage-deflate") is compression, answered
         assert json.loads(await ws.recv())["type"] == "ready"

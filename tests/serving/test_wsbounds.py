@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import wsproto.events
 from hypercorn.protocol.ws_stream import Handshake
+from wsproto.connection import Connection
 
 from quart_app.serving import wsbounds
 from tests.helpers.wsattack import deflate_bomb, frame
@@ -38,7 +39,7 @@ def bounded(request: pytest.FixtureRequest) -> Iterator[bool]:
         wsbounds.install()
 
 
-def _server_connection() -> wsproto.Connection:
+def _server_connection() -> Connection:
     token = wsbounds._limit.set(LIMIT)
     try:
         status, headers, connection = Handshake(HEADERS, "1.1").accept(None, [])
@@ -49,7 +50,7 @@ def _server_connection() -> wsproto.Connection:
     return connection
 
 
-def _feed(connection: wsproto.Connection, data: bytes) -> tuple[int, list[object]]:
+def _feed(connection: Connection, data: bytes) -> tuple[int, list[object]]:
     """Feed ``data`` in 64 KiB reads (as Hypercorn does); the largest message payload
     produced at once, and the events."""
     largest = 0

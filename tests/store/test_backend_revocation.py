@@ -18,7 +18,7 @@ from quart import Quart
 
 from quart_app.store.redis_bus import BUS_EXTENSION_KEY, RedisRevocationBus
 from tests.helpers.backend_servers import PrivateRedis, kill_clients
-from tests.helpers.support import Client, bearer, login, register
+from tests.helpers.support import Client, bearer, login, register, started
 
 #: Redis-only behaviour, or PostgreSQL-only: the SQLite backend has nothing to test.
 POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"])
@@ -59,7 +59,7 @@ async def two_hosts(
     async with AsyncExitStack() as stack:
         apps = (app_factory(**overrides), app_factory(**overrides))
         for app in apps:
-            await stack.enter_async_context(app.test_app())
+            await stack.enter_async_context(started(app))
         yield apps
 
 
@@ -187,7 +187,7 @@ async def test_a_redis_restart_loses_no_revocation(
             host_a = app_factory(REDIS_URL=redis.url, REVOCATION_SYNC_INTERVAL=0.5)
             host_b = app_factory(REDIS_URL=redis.url, REVOCATION_SYNC_INTERVAL=60.0)
             for app in (host_a, host_b):
-                await stack.enter_async_context(app.test_app())
+                await stack.enter_async_context(started(app))
             await connected(host_a, host_b)
             a, b = host_a.test_client(), host_b.test_client()
             await register(a)

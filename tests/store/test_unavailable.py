@@ -26,7 +26,7 @@ def wrapped(orig: BaseException, cls: type[DBAPIError] = OperationalError) -> DB
 
 def sqlite_error(code: int, text: str) -> sqlite3.OperationalError:
     error = sqlite3.OperationalError(text)
-    error.sqlite_errorcode = code  # type: ignore[attr-defined]
+    error.sqlite_errorcode = code
     return error
 
 
