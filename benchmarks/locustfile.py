@@ -50,8 +50,9 @@ def new_credentials() -> tuple[str, str]:
 
 def failure_message(status: int, body: Any, text: str | None, error: Any) -> str:
     """The response's JSON ``msg`` when it has one, else a short description."""
-    if isinstance(body, dict) and isinstance(body.get("msg"), str):
-        return body["msg"]
+    msg = body.get("msg") if isinstance(body, dict) else None
+    if isinstance(msg, str):
+        return msg
     if status == 0 or error is not None:
         return f"connection error: {error}"
     snippet = (text or "").strip().replace("\n", " ")[:120]

@@ -49,6 +49,10 @@ SECRET = "micro-" + secrets.token_hex(32)
 REQUIRED = ["exp", "sub", "jti", "type"]
 
 
+def _discard(data: bytes) -> None:
+    """A WSGI ``write`` callable that drops what it is given (Flask never calls it)."""
+
+
 def _time_sync(fn: Callable[[], object], n: int, repeat: int = 5) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -125,12 +129,19 @@ def bench_flask(n: int) -> list[dict[str, Any]]:
                 )
             )
         for path, auth in (("/protected", True), ("/noop", False)):
-            headers = {"Authorization": f"Bearer {token}"} if auth else {}
+            headers = [("Authorization", f"Bearer {token}")] if auth else []
             environ = EnvironBuilder(path=path, headers=headers).get_environ()
 
             def call(environ: dict[str, Any] = environ, path: str = path) -> None:
                 status: list[str] = []
-                body = app.wsgi_app(dict(environ), lambda s, h, e=None: status.append(s))
+
+                def start_response(
+                    line: str, headers: list[tuple[str, str]], exc_info: Any = None
+                ) -> Callable[[bytes], object]:
+                    status.append(line)
+                    return _discard
+
+                body = app.wsgi_app(dict(environ), start_response)
                 b"".join(body)
                 if not status or not status[0].startswith("200"):
                     raise RuntimeError(f"Flask {path} answered {status}")

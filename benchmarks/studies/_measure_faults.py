@@ -133,13 +133,13 @@ def measure_postgres(tmp: Path) -> None:
             with Server(tmp / "pg-start", workers=WORKERS, env=env, healthz=503) as server:
                 up = time.perf_counter() - started
                 ready = httpx.get(f"{server.url}/readyz", timeout=60)
-                protected = httpx.get(f"{server.url}/protected", headers=bearer, timeout=60)
+                checked = httpx.get(f"{server.url}/protected", headers=bearer, timeout=60)
                 proxy.restore()
                 healed = until(lambda: httpx.get(f"{server.url}/readyz", timeout=60), 200)
                 row(
                     "PostgreSQL down while workers start",
                     "workers start (as fast as with it); /healthz 503, /readyz"
-                    f" {ready.status_code}, token checks {protected.status_code} until"
+                    f" {ready.status_code}, token checks {checked.status_code} until"
                     " revocations load; no worker exits",
                     f"{ms(up)} to start (busy machine)",
                     f"{ms(healed)} to /readyz 200",
