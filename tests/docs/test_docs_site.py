@@ -133,7 +133,9 @@ def test_every_command_and_snippet_works_after_make_run() -> None:
             assert tool in scripts, f"{page}: .venv/bin/{tool} is not there after make run"
         for before, code in code_blocks(text, "python"):
             imported = {
-                (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+                ((node.module or "") if isinstance(node, ast.ImportFrom) else alias.name).split(
+                    "."
+                )[0]
                 for node in ast.walk(ast.parse(code))
                 if isinstance(node, ast.Import | ast.ImportFrom)
                 for alias in node.names

@@ -52,8 +52,8 @@ def _imports(name: str, path: Path, modules: set[str]) -> set[str]:
 
     def visit(node: ast.AST, deferred: bool) -> None:
         if isinstance(node, ast.If) and _type_checking(node):
-            for child in node.orelse:
-                visit(child, deferred)
+            for statement in node.orelse:
+                visit(statement, deferred)
             return
         if isinstance(node, ast.ImportFrom | ast.Import) and not (
             deferred and _for_help(lines, node)
