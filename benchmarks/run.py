@@ -724,7 +724,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, list[str] | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.chart import draw_chart
+    from benchmarks.chart import draw_chart, from_report
     from benchmarks.report import (
         machine_info,
         source_revision,
@@ -774,7 +774,8 @@ def main(argv: list[str] | None = None) -> int:
         settings=settings,
         chart_name=CHART,
     )
-    title = f"quart_app benchmarks: {machine['cores']} cores, {machine['cpu']}, {machine['python']}"
+    # The title a redraw from the report gets: the run's length and whether the machine was busy.
+    title = from_report(opts.out / "REPORT.md")[3]
     draw_chart(opts.out / CHART, listed, summaries, runner.micro, title)
     runner.progress(f"wrote {opts.out / 'REPORT.md'} and {opts.out / CHART}")
     return 1 if runner.failures else 0
