@@ -77,3 +77,11 @@ def test_each_tool_target_installs_what_it_runs(project: Path) -> None:
         install = next(i for i, line in enumerate(plan) if f"install --quiet -e {extra}" in line)
         run = next(i for i, line in enumerate(plan) if line.startswith(command))
         assert install < run, (target, plan)
+
+
+def test_the_documented_start_up_error_names_the_run_recipe_line() -> None:
+    """docs/configuration.md shows make's own line for a refused start: it is this one."""
+    lines = (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+    recipe = lines.index("run: $(RUN_STAMP)") + 2  # 1-based line of its command
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert f"make: *** [Makefile:{recipe}: run] Error 3" in page
