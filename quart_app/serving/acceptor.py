@@ -17,6 +17,10 @@ the same ``StreamReaderProtocol`` that ``asyncio.start_server`` builds. TLS sock
 without ``sock=`` and every other event loop go to ``asyncio.start_server`` unchanged.
 ``DRAIN_ACCEPT_QUEUE=false`` leaves asyncio's accept loop alone.
 
+Connections the master took from a dead sibling's socket arrive on the worker's end of
+a socket pair (``SCM_RIGHTS``) and are served like accepted ones, by the server of the
+same address (:func:`_receive_handoffs`).
+
 Every server started through :func:`start_server` is also recorded, with its open
 connections counted, in :data:`quart_app.serving.drain.STATE`, so that a worker's
 graceful drain can stop accepting at once (quart_app/serving/drain.py).
@@ -54,10 +58,16 @@ def is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
 _drain_queue = True
 
 
-def install(*, drain_queue: bool = True) -> bool:
+#: Where the master hands this worker connections it took from a dead sibling's socket.
+_handoff: socket.socket | None = None
+
+
+def install(*, drain_queue: bool = True, handoff: socket.socket | None = None) -> bool:
     """Route ``asyncio.start_server`` through :func:`start_server`; True if newly installed."""
-    global _drain_queue
+    global _drain_queue, _handoff
     _drain_queue = drain_queue
+    if handoff is not None:
+        _handoff = handoff
     if asyncio.start_server is start_server:
         return False
     asyncio.start_server = start_server  # type: ignore[assignment]
@@ -94,8 +104,48 @@ async def start_server(
             return asyncio.StreamReaderProtocol(reader, callback, loop=loop)
 
         server = DrainingServer(loop, sock, protocol_factory, backlog)
+        _receive_handoffs(loop)
     STATE.servers.add(server)
     return server
+
+
+def _receive_handoffs(loop: asyncio.AbstractEventLoop) -> None:
+    """Serve the connections the master hands over (quart_app/serving/supervisor.py): it
+    takes them from the socket of a slot whose worker died, where they would otherwise
+    wait for the replacement. Each goes to this worker's server on the same address."""
+    global _handoff
+    channel, _handoff = _handoff, None
+    if channel is None:
+        return
+    channel.setblocking(False)
+
+    def receive() -> None:
+        while True:
+            try:
+                _data, fds, _flags, _addr = socket.recv_fds(channel, 16, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                loop.remove_reader(channel.fileno())
+                return
+            if not fds and not _data:
+                loop.remove_reader(channel.fileno())  # the master is gone
+                return
+            for fd in fds:
+                _serve_handed(socket.socket(fileno=fd))
+
+    loop.add_reader(channel.fileno(), receive)
+
+
+def _serve_handed(conn: socket.socket) -> None:
+    local = conn.getsockname()
+    for server in list(STATE.servers):
+        if isinstance(server, DrainingServer) and server.is_serving():
+            listening = server.sockets[0]
+            if listening.family == conn.family and listening.getsockname() == local:
+                server.take(conn)
+                return
+    conn.close()  # no server of this address here (TLS, or draining): reset
 
 
 class DrainingServer(asyncio.AbstractServer):
@@ -140,10 +190,14 @@ class DrainingServer(asyncio.AbstractServer):
                 self._loop.remove_reader(sock.fileno())
                 self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume)
                 return
-            conn.setblocking(False)
-            task = self._loop.create_task(self._connect(conn))
-            self._connecting.add(task)
-            task.add_done_callback(self._connecting.discard)
+            self.take(conn)
+
+    def take(self, conn: socket.socket) -> None:
+        """Serve an accepted connection (from this socket, or handed over)."""
+        conn.setblocking(False)
+        task = self._loop.create_task(self._connect(conn))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
 
     def _resume(self) -> None:
         self._retry = None

@@ -13,8 +13,10 @@ its successor is starting), the master attaches a classic BPF program to each ad
 reuseport group (``SO_ATTACH_REUSEPORT_CBPF``) that hands every new connection to a
 random socket among the slots that serve; once every slot serves again it detaches it
 (``SO_DETACH_REUSEPORT_BPF``). So no new connection waits for a replacement and none is
-refused. The program returns an index into the kernel's array of the group's sockets,
-which is in ``listen()`` order, and closing a socket moves the last one into its place
+refused; what the kernel queued on a dead worker's socket before the program was in
+place, the master takes and hands over (supervisor.py, :meth:`idle_sockets`). The
+program returns an index into the kernel's array of the group's sockets, which is in
+``listen()`` order, and closing a socket moves the last one into its place
 (net/core/sock_reuseport.c); :attr:`Listeners._order` follows both. An index the
 kernel does not have falls back to its hash, as without a program. A group holds one
 program: one attached by another tool on these sockets would be replaced
@@ -107,6 +109,17 @@ class Listeners:
         self._slots.clear()
         self._order.clear()
         self.steered_to = None
+
+    def idle_sockets(self, serving: set[int]) -> list[socket.socket]:
+        """The plain-TCP sockets of the slots not in ``serving`` (non-blocking: the
+        master only takes what is queued; a TLS connection is left to the replacement)."""
+        found = []
+        for key, sockets in self._slots.items():
+            if key not in serving:
+                for sock in sockets.insecure_sockets:
+                    sock.setblocking(False)
+                    found.append(sock)
+        return found
 
     def steer(self, serving: set[int]) -> bool:
         """New connections to the sockets of the ``serving`` slots only, while another

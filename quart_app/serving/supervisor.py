@@ -14,8 +14,10 @@ One loop in the master; signals are queued by their handlers and handled there.
   a fraction of a second instead of importing the app anew. A death wakes the loop at
   once (the worker's pidfd on Linux, as it exits); before it is even logged, new
   connections are steered to the slots that serve (``REUSEPORT_STEERING``,
-  listeners.py) until the replacement serves, and connections the kernel had queued on
-  the dead worker's socket are served by the replacement. Deaths that come fast
+  listeners.py) until the replacement serves; connections the kernel had queued on the
+  dead worker's socket are accepted by the master and handed to a worker that serves
+  (a socket pair per worker, ``SCM_RIGHTS``; acceptor.py serves them), plain TCP under
+  the uvloop worker (a TLS one waits for the replacement). Deaths that come fast
   (``CRASH_LIMIT`` within ``CRASH_WINDOW`` seconds) back off, then stop the server
   with a message. A worker that exits with
   :data:`~quart_app.serving.worker.BOOT_ERROR_EXIT` (it could not start) stops the
@@ -40,6 +42,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -93,6 +96,8 @@ class Worker:
     #: A file descriptor that becomes readable when the process exits (Linux 5.3+).
     pidfd: int | None = None
     gone: bool = False
+    #: The master's end of a socket pair: connections handed to this worker (acceptor.py).
+    handoff: socket.socket | None = None
 
     @property
     def pid(self) -> int:
@@ -115,6 +120,9 @@ class Worker:
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
+        if self.handoff is not None:
+            self.handoff.close()
+            self.handoff = None
 
     def stop(self) -> None:
         self.stopping = True
@@ -159,6 +167,9 @@ class Supervisor:
         self.respawn_at = 0.0
         self.listeners: Listeners | None = None
         self.steering = steering
+        #: The slots whose worker serves (as of the last _steer), and connections handed.
+        self._serving: set[int] = set()
+        self._handed = 0
         #: Every slot has served once (steering at the first start is not logged).
         self.started = False
 
@@ -192,8 +203,10 @@ class Supervisor:
             while self.workers or not self.stopping:
                 sentinels: list[Any] = [w.process.sentinel for w in self.workers]
                 pidfds = [w.pidfd for w in self.workers if w.pidfd is not None and not w.gone]
-                wait([wakeup_r, *sentinels, *pidfds], timeout=TICK)
+                queued = self._orphaned_sockets()
+                wait([wakeup_r, *sentinels, *pidfds, *queued], timeout=TICK)
                 self._steer()  # a worker that just exited gets no new connection
+                self._hand_off()
                 try:
                     while os.read(wakeup_r, 512):
                         pass
@@ -272,9 +285,19 @@ class Supervisor:
             master=os.getpid(),
             drain_queue=self.drain_queue,
         )
+        ours = None
+        # Handed connections are served by the uvloop worker's draining accept loop.
+        if self.listeners.steering and self.drain_queue and config.worker_class == "uvloop":
+            ours, spec.handoff = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            ours.setblocking(False)  # a worker that does not read is passed over
         process = ctx.Process(target=run_worker, kwargs={"spec": spec}, daemon=False)  # type: ignore[attr-defined]
-        process.start()
+        try:
+            process.start()
+        finally:
+            if spec.handoff is not None:
+                spec.handoff.close()  # the worker has its copy
         worker = Worker(process, spec, slot, generation, forked=forked, pidfd=_pidfd(process))
+        worker.handoff = ours
         self.workers.append(worker)
         log.info("worker %d started (slot %d)", worker.pid, slot)
         return worker
@@ -297,6 +320,7 @@ class Supervisor:
         if self.listeners is None or self.stopping:
             return
         serving = {w.slot for w in self.workers if w.serving and not w.stopping and not w.exited()}
+        self._serving = serving
         was_started = self.started
         self.started = self.started or len(serving) >= self.config.workers
         if not self.listeners.steer(serving) or not was_started:
@@ -308,6 +332,46 @@ class Supervisor:
                 "new connections go to slot(s) %s only until the others serve",
                 ", ".join(map(str, sorted(serving))),
             )
+
+    def _orphaned_sockets(self) -> list[socket.socket]:
+        """While new connections are steered: the sockets of the slots that do not serve."""
+        if self.listeners is None or self.stopping or self.listeners.steered_to is None:
+            return []
+        return self.listeners.idle_sockets(self._serving)
+
+    def _hand_off(self) -> None:
+        """Connections that reached a dead worker's socket before the steering (or whose
+        handshake ended after it) are taken from it and handed to a worker that serves,
+        instead of waiting for the replacement."""
+        sockets = self._orphaned_sockets()
+        if not sockets:
+            return
+        targets = [
+            w
+            for w in self.workers
+            if w.slot in self._serving and w.handoff is not None and not w.stopping
+        ]
+        if not targets:
+            return
+        for sock in sockets:
+            while True:
+                try:
+                    conn, _address = sock.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break
+                except OSError as error:
+                    log.warning("taking a connection from a dead worker's socket: %s", error)
+                    break
+                with conn:
+                    self._handed += 1
+                    for attempt in range(len(targets)):
+                        target = targets[(self._handed + attempt) % len(targets)]
+                        try:
+                            assert target.handoff is not None
+                            socket.send_fds(target.handoff, [b"c"], [conn.fileno()])
+                            break
+                        except OSError:
+                            continue
 
     def _reap(self) -> None:
         dead = [w for w in self.workers if w.process.exitcode is not None]

@@ -26,6 +26,7 @@ import ctypes.util
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -59,6 +60,8 @@ class WorkerSpec:
     beat: Synchronized[float]
     master: int
     drain_queue: bool = True
+    #: The worker's end of a socket pair: connections handed over by the master.
+    handoff: socket.socket | None = None
 
 
 class WorkerControl:
@@ -178,7 +181,7 @@ def run_worker(spec: WorkerSpec) -> None:
     # Ctrl+C in a terminal reaches the whole process group: the master decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     start_watchdog(control)
-    acceptor.install(drain_queue=spec.drain_queue)
+    acceptor.install(drain_queue=spec.drain_queue, handoff=spec.handoff)
     guards.install()
     try:
         worker = _worker_function(spec.config)

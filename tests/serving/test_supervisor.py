@@ -188,6 +188,7 @@ class NewConnections:
         self.port = port
         self.clients = clients
         self.results: list[tuple[float, str]] = []  # (monotonic time opened, outcome)
+        self.opening: dict[int, float] = {}  # client -> when its open request was opened
         self.stop = threading.Event()
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()))
 
@@ -207,13 +208,19 @@ class NewConnections:
             writer.close()
         return "ok" if answer.startswith(b"HTTP/1.1 200") else "reset"
 
-    async def _client(self) -> None:
+    async def _client(self, client: int) -> None:
         while not self.stop.is_set():
-            opened = time.monotonic()
-            self.results.append((opened, await self._one()))
+            opened = self.opening[client] = time.monotonic()
+            outcome = await self._one()
+            del self.opening[client]
+            self.results.append((opened, outcome))
+
+    def waiting(self, start: float, end: float) -> int:
+        """How many requests opened between ``start`` and ``end`` have no outcome yet."""
+        return sum(1 for opened in list(self.opening.values()) if start <= opened <= end)
 
     async def _run(self) -> None:
-        await asyncio.gather(*(self._client() for _ in range(self.clients)))
+        await asyncio.gather(*(self._client(client) for client in range(self.clients)))
 
     def __enter__(self) -> NewConnections:
         self.thread.start()
@@ -239,10 +246,12 @@ def test_new_connections_go_to_the_serving_worker_while_a_replacement_starts(
             wait_for(lambda: sum(1 for _, outcome in load.results if outcome == "ok") >= 50)
             gate.touch()  # the replacement waits in start-up until the gate is gone
             try:
+                killed_at = time.monotonic()
                 os.kill(victim, signal.SIGKILL)
                 wait_for(lambda: not alive(victim), timeout=30)
                 dead_at = time.monotonic()
                 wait_for(lambda: f"worker {victim} died" in log(server))
+                steered_at = time.monotonic()  # the steering was in place before that line
                 wait_for(lambda: len(re.findall(r"worker \d+ started \(slot", log(server))) == 3)
                 replacement = int(re.findall(r"worker (\d+) started \(slot", log(server))[-1])
                 assert replacement not in (victim, survivor)
@@ -250,6 +259,9 @@ def test_new_connections_go_to_the_serving_worker_while_a_replacement_starts(
                 # replacement (held: a connection queued for it would get no answer).
                 owners = [ask_on_new_connection(server.port, [survivor]) for _ in range(30)]
                 assert owners == [survivor] * 30
+                # Those that reached the dead worker's socket before the steering are
+                # handed to the survivor: none waits for the replacement.
+                wait_for(lambda: load.waiting(killed_at, steered_at) == 0)
                 assert len(serving_workers(server)) == 2  # the replacement still held
             finally:
                 gate.unlink(missing_ok=True)
