@@ -19,6 +19,7 @@ from .security.login_limits import LoginGuard, LoginPolicy
 from .security.passwords import Passwords
 from .startup.settings import NOTES_KEY, SNAPSHOT_FILE
 from .store import Database, SqlRevocationStore, UserStore
+from .store.errors import unavailable_reason
 from .store.events import EventStore
 from .store.login_limits import LoginLimitStore
 from .store.oauth import RedisReplayStore
@@ -148,6 +149,7 @@ def init_services(
         snapshot=Snapshot(Path(settings["INSTANCE_PATH"]) / SNAPSHOT_FILE, snapshot_age)
         if snapshot_age > 0
         else None,
+        outage_reason=unavailable_reason,
     )
     app.extensions[EXTENSION_KEY] = Services(
         db=db,

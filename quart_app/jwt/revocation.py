@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ..store.errors import unavailable_reason
 from .tokens import numeric_date
 
 log = logging.getLogger(__name__)
@@ -266,11 +265,15 @@ class RevocationSync:
         mirror: RevocationList,
         interval: float = 1.0,
         snapshot: Snapshot | None = None,
+        outage_reason: Callable[[BaseException], str | None] = lambda error: None,
     ) -> None:
         self.store = store
         self.mirror = mirror
         self.interval = interval
         self.snapshot = snapshot
+        #: Names an error that is the store being unreachable (logged in one line, not
+        #: as a traceback); None for anything else. The service passes its store's.
+        self.outage_reason = outage_reason
         self._cursor: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -345,7 +348,7 @@ class RevocationSync:
             except Exception as error:
                 # Keep serving with what we know; say so once, and once when it recovers.
                 if not self._failing:
-                    reason = unavailable_reason(error)
+                    reason = self.outage_reason(error)
                     if reason is None:
                         log.exception("revocation sync failed; retrying every %.1fs", self.interval)
                     else:  # an outage, not a bug: one line
