@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -100,15 +100,19 @@ class RemoteKeySet(KeySet):
         min_refresh: float = 60.0,
         max_age: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
+        #: Seconds that only move forward, for ``min_refresh`` and ``max_age`` (intervals,
+        #: not dates: not the manager's clock). Tests replace it to skip a window.
+        self.timer = timer
         self.url = url
         self.algorithms = tuple(algorithms)
         self.timeout = timeout
         self.min_refresh = min_refresh
         self.max_age = max_age
         self._transport = transport
-        self._fetched_at: float | None = None  # monotonic time of the last good fetch
+        self._fetched_at: float | None = None  # timer() of the last good fetch
         self._attempted_at: float | None = None  # of the last attempt, good or not
         self._inflight: asyncio.Task[bool] | None = None
         self._background: asyncio.Task[bool] | None = None
@@ -119,7 +123,7 @@ class RemoteKeySet(KeySet):
     async def fetch(self) -> bool:
         """Fetch the JWKS now; True if it was read. On failure the old keys stay."""
         self.fetches += 1
-        self._attempted_at = time.monotonic()
+        self._attempted_at = self.timer()
         try:
             async with httpx.AsyncClient(
                 timeout=self.timeout, transport=self._transport, follow_redirects=False
@@ -143,14 +147,14 @@ class RemoteKeySet(KeySet):
             log.warning("JWKS %s reachable again (%d keys)", self.url, len(keys))
         self._failing = False
         self._set(keys)
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self.timer()
         return True
 
     async def refetch(self, header: Mapping[str, Any]) -> bool:
         """For a token whose key is unknown: fetch once (shared by concurrent callers,
         at most once per ``min_refresh``); True if the set changed hands since."""
         attempted = self._attempted_at
-        if attempted is not None and time.monotonic() - attempted < self.min_refresh:
+        if attempted is not None and self.timer() - attempted < self.min_refresh:
             inflight = self._inflight
             return bool(inflight is not None and await asyncio.shield(inflight))
         if self._inflight is None or self._inflight.done():
@@ -165,12 +169,12 @@ class RemoteKeySet(KeySet):
 
     def _revalidate_if_old(self) -> None:
         fetched = self._fetched_at
-        if fetched is None or time.monotonic() - fetched < self.max_age:
+        if fetched is None or self.timer() - fetched < self.max_age:
             return
         if self._background is not None and not self._background.done():
             return
         attempted = self._attempted_at
-        if attempted is not None and time.monotonic() - attempted < self.min_refresh:
+        if attempted is not None and self.timer() - attempted < self.min_refresh:
             return
         with contextlib.suppress(RuntimeError):  # no running loop: the next request does it
             self._background = asyncio.get_running_loop().create_task(
