@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..jwt import get_manager
 from ..mail import queue_mail, queue_notification
 from ..mail.sender import MailSender
 from ..store.db import Database, bounded_store
@@ -110,6 +111,7 @@ async def issue_token(
     *,
     email: str | None = None,
     stamp: str | None = None,
+    now: float | None = None,
 ) -> str:
     """A new token for ``purpose``, voiding the user's older ones of that purpose."""
     await session.execute(
@@ -125,7 +127,7 @@ async def issue_token(
             purpose=purpose,
             email=email,
             password_stamp=stamp,
-            expires_at=time.time() + ttl,
+            expires_at=(time.time() if now is None else now) + ttl,
         )
     )
     return token
@@ -135,8 +137,16 @@ async def issue_token(
 class RecoveryStore:
     """Every read and write of addresses and tokens (the routes call these)."""
 
-    def __init__(self, db: Database, config: Mapping[str, Any], sender: MailSender) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Mapping[str, Any],
+        sender: MailSender,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
+        #: What "now" is for tokens' lifetimes and the mail limit (the app's JWT manager clock).
+        self.clock = clock
         self.config = config
         self.sender = sender
         self.signins = SigninNotices(db) if config.get("NOTIFY_NEW_SIGNIN") else None
@@ -180,7 +190,7 @@ class RecoveryStore:
             )
         )
         ttl = float(self.config["EMAIL_VERIFY_TTL"])
-        token = await issue_token(session, user_id, VERIFY, ttl, email=email)
+        token = await issue_token(session, user_id, VERIFY, ttl, email=email, now=self.clock())
         await queue_mail(
             session,
             recipient=email,
@@ -240,7 +250,7 @@ class RecoveryStore:
         """Use a verification token; False when it is unknown, used, expired or for an
         address the user has replaced since. :class:`EmailTaken` when another account
         verified the address first (the token is then left unused)."""
-        now = time.time()
+        now = self.clock()
         try:
             async with recording(self.db) as tx:
                 session = tx.session
@@ -267,7 +277,7 @@ class RecoveryStore:
         """Queue a reset mail to the account's verified address, unless it has had three
         within the hour; False when nothing is sent (no such account, no verified
         address, or the limit). The limit and the mail are one transaction."""
-        now = time.time()
+        now = self.clock()
         if username_key is not None:
             account = select(User.id).where(User.username_key == username_key)
             owner = UserEmail.user_id == account.scalar_subquery()
@@ -302,7 +312,12 @@ class RecoveryStore:
                 return False
             ttl = float(self.config["PASSWORD_RESET_TTL"])
             token = await issue_token(
-                session, user.id, RESET, ttl, stamp=password_stamp(user.password_hash)
+                session,
+                user.id,
+                RESET,
+                ttl,
+                stamp=password_stamp(user.password_hash),
+                now=self.clock(),
             )
             await queue_mail(
                 session,
@@ -329,7 +344,7 @@ class RecoveryStore:
                     .where(
                         RecoveryToken.token_hash == token_digest(token),
                         RecoveryToken.purpose == RESET,
-                        RecoveryToken.expires_at > time.time(),
+                        RecoveryToken.expires_at > self.clock(),
                     )
                 )
             ).first()
@@ -346,7 +361,7 @@ class RecoveryStore:
         async def spend(tx: Recording) -> None:
             session = tx.session
             row = await use_up_token(session, token, RESET)
-            if row is None or row.user_id != user_id or row.expires_at <= time.time():
+            if row is None or row.user_id != user_id or row.expires_at <= self.clock():
                 raise TokenInvalid
             current = select(User.password_hash).where(User.id == user_id)
             if not self.db.is_sqlite:  # SQLite's writer holds the whole file already
@@ -406,7 +421,7 @@ class SigninNotices:
 
 
 def init_recovery(app: Quart, db: Database, sender: MailSender) -> RecoveryStore:
-    store = RecoveryStore(db, app.config, sender)
+    store = RecoveryStore(db, app.config, sender, clock=get_manager(app).now)
     app.extensions[EXTENSION_KEY] = store
     return store
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from quart import Quart
 
+from quart_app.jwt import get_manager
+from tests.helpers.clock import FrozenClock
 from tests.helpers.smtp_server import SmtpSink, html_of, text_of, token_in
 from tests.helpers.support import bearer, login
 
@@ -184,15 +186,19 @@ async def test_a_password_change_voids_a_reset_token(mail_app: Quart, smtp: Smtp
 
 
 async def test_an_expired_token_is_refused(
-    app_factory: Callable[..., Quart], mail_settings: dict[str, Any], smtp: SmtpSink
+    app_factory: Callable[..., Quart],
+    mail_settings: dict[str, Any],
+    smtp: SmtpSink,
+    frozen_clock: FrozenClock,
 ) -> None:
     app = app_factory(**mail_settings, PASSWORD_RESET_TTL=1)
+    get_manager(app).clock = frozen_clock
     async with app.test_app():
         await register_with_email(app, smtp)
         await forgot(app, username="alice")
         mail = (await smtp.wait_for(2))[-1]
         assert "1 minutes" in text_of(mail)
-        await asyncio.sleep(1.2)
+        frozen_clock.advance(1.2)
         response = await app.test_client().post(
             "/password/reset", json={"token": token_in(mail), "new_password": NEW_PASSWORD}
         )
