@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
     "JWT_CLOCK_SKEW_SECONDS": 30.0,
     "JWT_ACCESS_TOKEN_EXPIRES": 900,
     "JWT_REFRESH_TOKEN_EXPIRES": 30 * 24 * 3600,
+    # Tokens each worker remembers as verified (a token seen before skips its signature
+    # check until its exp): about 3 KiB each, so 10,000 are 25-30 MiB per worker. 0: off.
+    "JWT_VERIFIED_CACHE_SIZE": 10_000,
     # Claims every token must carry (RFC 8725), refused with 422 'Token is missing the "exp"
     # claim' otherwise; comma-separated in the environment. The JWT extension alone, like
     # Flask-JWT-Extended, requires only the identity claim.

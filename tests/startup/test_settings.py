@@ -112,3 +112,15 @@ def test_a_bad_jwt_setting_stops_start_up(
     with pytest.raises(SettingsError) as raised:
         create_app(config)
     assert raised.value.problems == [line]
+
+
+def test_verified_token_cache_size_is_a_setting(tmp_path: Path) -> None:
+    from quart_app.jwt import get_manager
+    from quart_app.startup.preflight import preflight
+
+    environ = {"INSTANCE_PATH": str(tmp_path), "JWT_VERIFIED_CACHE_SIZE": "250"}
+    assert load_settings(environ=environ)["JWT_VERIFIED_CACHE_SIZE"] == 250
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "JWT_VERIFIED_CACHE_SIZE": 250})
+    assert get_manager(app).config.verified_cache_size == 250
+    with pytest.raises(SettingsError, match="JWT_VERIFIED_CACHE_SIZE must be at least 0"):
+        preflight(environ={**environ, "JWT_VERIFIED_CACHE_SIZE": "-1"})
