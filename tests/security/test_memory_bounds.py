@@ -1,12 +1,12 @@
 """Every in-process table that traffic fills has a bound (a size, or a lifetime after
 which it is swept): a long-running worker's memory levels off instead of growing with
-the tokens, clients and proofs it has seen. One test per bound; docs/operations.md lists
+the tokens, clients and proofs it has seen. One test per bound; docs/operating.md lists
 them with what each entry costs.
 
 Bounds tested elsewhere: the rate limiter's in-memory store
 (tests/security/test_rate_limits.py), the revocation mirror's pruning
-(tests/unit/test_revocation_list.py) and the metrics' route label for unknown paths
-(tests/ops/test_observability.py).
+(tests/jwt/test_revocation_list.py) and the metrics' route label for unknown paths
+(tests/observability/test_observability.py).
 """
 
 from __future__ import annotations
