@@ -254,6 +254,31 @@ async def test_token_endpoint_errors(client: Client, body: str, error: str) -> N
     assert answer["error"] == error and answer["error_description"]
 
 
+async def test_the_address_limit_on_the_token_endpoint_answers_as_rfc_6749(
+    app_factory: Any,
+) -> None:
+    """Over RATELIMIT_AUTH_LIMIT, /oauth/token's 429 is its documented TokenError."""
+    app = app_factory(RATELIMIT_AUTH_LIMIT=2)
+    async with app.test_app():
+        client = app.test_client()
+        statuses = []
+        for _ in range(3):
+            response = await client.post("/oauth/token", data="", headers=FORM)
+            statuses.append(response.status_code)
+        assert statuses == [400, 400, 429]
+        assert await response.get_json() == {
+            "error": "invalid_request",
+            "error_description": "Too many requests",
+        }
+        assert int(response.headers["Retry-After"]) >= 1
+        assert response.headers["Cache-Control"] == "no-store"
+        # The other limited routes keep the service's own answer.
+        for _ in range(3):
+            response = await client.post("/login", json={"username": "a", "password": "b"})
+        assert response.status_code == 429
+        assert await response.get_json() == {"msg": "Too many requests"}
+
+
 async def test_introspection_returns_cnf(app_factory: Any, key: ProofKey) -> None:
     secret = "g" * 40
     app = app_factory(INTROSPECTION_CLIENTS=f"gateway:{secret}")
