@@ -64,15 +64,31 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Tests run side by side (pytest-xdist): `make check` one process per core; `make test`
+# more, since live tests mostly wait on their servers. Tests marked `serial` (what they
+# check depends on timing) run after the others, alone; an interrupted first phase ends the
+# run there. `make check CHECK_WORKERS=0` runs everything in one process.
+CORES := $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+CHECK_WORKERS ?= $(CORES)
+TEST_WORKERS ?= $(shell echo $$(( $(CORES) * 2 )))
+# $(1): workers, $(2): "not X and " to leave X out, $(3): further pytest options.
+define side_by_side_then_serial
+	$(BIN)/pytest -n $(1) --dist loadgroup -m "$(2)not serial" $(3); first=$$?; \
+	if [ $$first -gt 1 ]; then exit $$first; fi; \
+	$(BIN)/pytest -m "$(2)serial" $(3); second=$$?; \
+	if [ $$second -eq 5 ]; then second=0; fi; \
+	if [ $$first -ne 0 ]; then exit $$first; fi; exit $$second
+endef
+
 # Everything: the live tests (real Hypercorn, nginx, Chromium...) and the benchmark smoke
 # run included; what `.ci/run` runs.
 test: lint $(BENCH_STAMP)
-	$(BIN)/pytest
+	$(call side_by_side_then_serial,$(TEST_WORKERS),,)
 
 # The edit loop: the tests marked `live` (they start servers) and `bench` (they need the
 # bench extra) are left to `make test`.
 check: lint
-	$(BIN)/pytest -m "not live and not bench" -q
+	$(call side_by_side_then_serial,$(CHECK_WORKERS),not live and not bench and ,-q)
 
 test-deps:
 	@missing=$$(for p in $(TEST_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

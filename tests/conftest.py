@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from quart import Quart
+from quart.testing import TestApp
 from quart.typing import TestClientProtocol
 
 from quart_app import create_app
@@ -22,6 +23,18 @@ from tests.helpers.support import login, make_config, register
 
 # The fault-injection fixtures: the run's PostgreSQL behind a fault proxy, a small tmpfs.
 pytest_plugins = ["tests.helpers.fault_fixtures"]
+
+
+class PatientTestApp(TestApp):
+    """``app.test_app()`` waiting up to a minute for the app's start-up and shutdown, not
+    Quart's 6 s: on a busy machine (tests side by side, other runs) a start-up that
+    migrates a database can take longer, and a deadline is not what a test checks."""
+
+    def __init__(self, app: Quart, startup_timeout: int = 60, shutdown_timeout: int = 60) -> None:
+        super().__init__(app, startup_timeout, shutdown_timeout)
+
+
+Quart.test_app_class = PatientTestApp
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Iter
     live = Server(
         tmp_path / "instance", workers=2, port=port, env=env, access_log=tmp_path / "access.log"
     )
-    live.start(timeout=90)
+    live.start()
     try:
         yield live
     finally:

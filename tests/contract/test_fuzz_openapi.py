@@ -97,38 +97,53 @@ def send(case: schemathesis.Case[Any]) -> None:
     SENT[f"{operation.method.upper()} {operation.path} {response.status_code}"] += 1
 
 
+#: The operations are dealt round-robin into this many tests, so that they run side by side
+#: (pytest-xdist); each operation gets both modes in one test, positive first, on one app,
+#: as in a run of them all in one test.
+SHARDS = 8
+
+
 # schemathesis' own pytest integration (``schema.parametrize()``) reads a private
 # attribute pytest 9 no longer has, so the operations are driven with plain hypothesis.
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+@pytest.mark.parametrize("shard", range(SHARDS))
 def test_every_operation_conforms_to_the_openapi_document(
-    api: schemathesis.BaseSchema, mode: GenerationMode
+    api: schemathesis.BaseSchema, shard: int
 ) -> None:
     operations = []
     for result in api.get_all_operations():
         assert isinstance(result, Ok), result  # an operation the document cannot describe
         operations.append(result.ok())
     assert len(operations) >= 10, "the document lost operations"
-    for operation in operations:
-        before = sum(SENT.values())
+    operations.sort(key=lambda operation: (operation.path, operation.method))
+    for operation in operations[shard::SHARDS]:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            fuzz_operation(operation, mode)
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-        )
-        @given(case=operation.as_strategy(generation_mode=mode))
-        def fuzz(case: schemathesis.Case[Any]) -> None:
-            send(case)
 
-        try:
-            fuzz()
-        except Unsatisfiable:
-            # Nothing to make invalid (no parameters, no body): positive runs cover it.
-            assert mode is GenerationMode.NEGATIVE, operation.path
-            continue
-        except Exception as error:
-            error.add_note(f"{mode.value} data for {operation.method.upper()} {operation.path}")
-            raise
-        assert sum(SENT.values()) > before, f"nothing sent to {operation.path}"
+def fuzz_operation(
+    operation: schemathesis.APIOperation[Any, Any, Any, Any], mode: GenerationMode
+) -> None:
+    """EXAMPLES cases of ``mode`` data for ``operation``, each answer checked."""
+    before = sum(SENT.values())
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+        database=None,
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def fuzz(case: schemathesis.Case[Any]) -> None:
+        send(case)
+
+    try:
+        fuzz()
+    except Unsatisfiable:
+        # Nothing to make invalid (no parameters, no body): positive runs cover it.
+        assert mode is GenerationMode.NEGATIVE, operation.path
+        return
+    except Exception as error:
+        error.add_note(f"{mode.value} data for {operation.method.upper()} {operation.path}")
+        raise
+    assert sum(SENT.values()) > before, f"nothing sent to {operation.path}"

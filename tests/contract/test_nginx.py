@@ -39,7 +39,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     ensure_tool(nginx_binary, "nginx")
     base = tmp_path_factory.mktemp("nginx-front")
     server = Server(base / "instance", workers=2, env={"JWT_SECRET_KEY": SECRET})
-    server.start(timeout=60)
+    server.start()
     try:
         with Nginx(base / "nginx", f"127.0.0.1:{server.port}") as nginx:
             yield nginx

@@ -48,7 +48,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     protected = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     threading.Thread(target=protected.serve_forever, daemon=True).start()
     server = Server(base / "instance", workers=2, env={"JWT_SECRET_KEY": SECRET})
-    server.start(timeout=60)
+    server.start()
     port = free_port()
     recipe = RECIPE.read_text()
     for old, new in (

@@ -85,7 +85,11 @@ class Server:
         self.healthz = healthz
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> None:
+    #: How long a start may take: generous, since on a busy machine (tests side by side,
+    #: other runs) importing the app in the master and each worker takes a while.
+    START_TIMEOUT = 180.0
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT

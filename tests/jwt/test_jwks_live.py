@@ -25,7 +25,7 @@ QUART_APP = str(Path(sys.executable).parent / "quart-app")
 def servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     issuer_env = {"JWT_ALGORITHM": "RS256"}
     issuer = Server(tmp_path / "issuer", env=issuer_env)
-    issuer.start(timeout=60)
+    issuer.start()
     resource = Server(
         tmp_path / "resource",
         target="tests.helpers.jwks_resource_app:app",
@@ -36,7 +36,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
         },
     )
     try:
-        resource.start(timeout=60)
+        resource.start()
         yield issuer, resource
     finally:
         resource.stop()

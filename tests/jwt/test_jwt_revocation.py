@@ -40,8 +40,9 @@ def counting_statements(app: Quart) -> Iterator[list[str]]:
 
 
 async def test_protected_issues_no_database_query(app_factory: Callable[..., Quart]) -> None:
-    # No background pull during the measurement: only request-driven statements count.
-    app = app_factory(REVOCATION_SYNC_INTERVAL=3600)
+    # No background pull during the measurement (the revocation sync, the outbox sender's
+    # poll): only request-driven statements count.
+    app = app_factory(REVOCATION_SYNC_INTERVAL=3600, MAIL_POLL_INTERVAL=3600)
     async with app.test_app():
         client = app.test_client()
         await register(client)
@@ -181,6 +182,7 @@ def _wait_refused(url: str, headers: dict[str, str], start: float) -> float:
 
 
 @pytest.mark.live
+@pytest.mark.serial  # a propagation deadline
 def test_revocation_reaches_another_process_within_the_bound(tmp_path: Path) -> None:
     """Logout on one Hypercorn process, refused by the other within 1.5 s (docs/jwt.md)."""
     instance = tmp_path / "instance"

@@ -50,6 +50,7 @@ def hosts(
         yield a, b, {**env, "INSTANCE_PATH": str(instance)}
 
 
+@pytest.mark.serial  # a closing deadline
 async def test_logout_on_another_host_closes_every_socket_in_time(
     hosts: tuple[Server, Server, dict[str, str]], backend: str
 ) -> None:
@@ -65,6 +66,7 @@ async def test_logout_on_another_host_closes_every_socket_in_time(
     assert max(delays) <= BOUND[backend], delays
 
 
+@pytest.mark.serial  # a closing deadline
 async def test_revoke_user_closes_every_socket_of_the_user_in_time(
     hosts: tuple[Server, Server, dict[str, str]], backend: str
 ) -> None:

@@ -80,6 +80,7 @@ async def test_a_message_over_the_limit_closes_1009(two_workers: Server) -> None
     assert (await ending(ws))[1] == 1009
 
 
+@pytest.mark.serial  # a closing deadline
 async def test_logout_closes_the_sockets_on_every_worker_in_time(two_workers: Server) -> None:
     pair = await session(two_workers.url)
     # Sixteen connections: the kernel spreads them over both workers (all on one: 2**-15).
@@ -98,6 +99,7 @@ async def test_logout_closes_the_sockets_on_every_worker_in_time(two_workers: Se
     await bystander.close()
 
 
+@pytest.mark.serial  # a closing deadline
 async def test_a_revocation_on_another_host_closes_the_socket_in_time(tmp_path: Path) -> None:
     """Two Hypercorn masters on one database are two hosts: the socket is on one, the
     password change on the other."""
@@ -244,6 +246,7 @@ async def quiet() -> int:
     return last
 
 
+@pytest.mark.serial  # its tokens live 5 s, across the whole test
 async def test_no_task_outlives_its_socket(in_process: tuple[str, Any]) -> None:
     base, app = in_process
     pair = await session(base)

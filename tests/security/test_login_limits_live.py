@@ -46,7 +46,7 @@ def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Iter
         **server_env(backend_config),
     }
     live = Server(tmp_path / "instance", workers=2, env=env)
-    live.start(timeout=60)
+    live.start()
     yield live
     live.stop()
 

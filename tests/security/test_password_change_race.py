@@ -80,9 +80,9 @@ async def hosts(
         faked = {"LD_PRELOAD": library, "FAKETIME": f"+{skew}s"}
     host_a = Server(tmp_path / "a", workers=2, env=env)
     host_b = Server(tmp_path / "b", workers=2, env={**env, **faked})
-    host_a.start(timeout=90)
+    host_a.start()
     try:
-        host_b.start(timeout=90)
+        host_b.start()
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
         async with (
             httpx.AsyncClient(base_url=host_a.url, timeout=60, limits=limits) as a,

@@ -50,6 +50,7 @@ async def test_unknown_user_is_verified_against_a_dummy_hash() -> None:
         await passwords.stop()
 
 
+@pytest.mark.serial  # the loop's ticks are compared with the wall time
 async def test_hashing_runs_in_the_pool_not_on_the_loop() -> None:
     passwords = make(time_cost=3, memory_cost=32 * 1024)
     await passwords.start()

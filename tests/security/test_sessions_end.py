@@ -39,7 +39,7 @@ async def live(
         **server_env(backend_config),
     }
     server = Server(tmp_path / "instance", workers=2, env=env)
-    server.start(timeout=60)
+    server.start()
     # No keep-alive: every request is a new connection, which the kernel spreads over
     # both workers' sockets.
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)

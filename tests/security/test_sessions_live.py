@@ -48,7 +48,7 @@ async def live(
         **server_env(backend_config),
     }
     server = Server(tmp_path / "instance", workers=2, env=env)
-    server.start(timeout=90)
+    server.start()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:

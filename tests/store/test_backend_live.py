@@ -125,6 +125,7 @@ def two_hosts(
         yield a, b, prefix
 
 
+@pytest.mark.serial  # propagation deadlines
 def test_tokens_and_revocations_cross_hosts(two_hosts: tuple[Server, Server, str]) -> None:
     a, b, _ = two_hosts
     assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
@@ -152,6 +153,7 @@ def test_tokens_and_revocations_cross_hosts(two_hosts: tuple[Server, Server, str
     )
 
 
+@pytest.mark.serial  # propagation deadlines
 def test_dropped_redis_connections_lose_no_revocation(
     two_hosts: tuple[Server, Server, str], redis_server: RedisRun
 ) -> None:
@@ -168,6 +170,7 @@ def test_dropped_redis_connections_lose_no_revocation(
         pytest.fail("the Redis fast path did not come back")
 
 
+@pytest.mark.serial  # propagation deadlines
 def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresRun) -> None:
     redis = PrivateRedis(tmp_path)
     redis.start()
@@ -203,6 +206,7 @@ def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresR
         redis.stop()
 
 
+@pytest.mark.serial  # propagation deadlines
 def test_without_redis_the_sql_poll_bounds_propagation(
     tmp_path: Path, postgres: PostgresRun
 ) -> None:

@@ -63,6 +63,7 @@ async def two_hosts(
         yield apps
 
 
+@pytest.mark.serial  # a propagation deadline of 100 ms
 async def test_logout_on_one_host_is_enforced_by_the_other(
     two_hosts: tuple[Quart, Quart], backend: str
 ) -> None:
@@ -81,6 +82,7 @@ async def test_logout_on_one_host_is_enforced_by_the_other(
     assert refresh.status_code == 401  # the whole family went with it
 
 
+@pytest.mark.serial  # a propagation deadline of 100 ms
 @POSTGRES_ONLY
 @pytest.mark.parametrize("two_hosts", [{"REVOCATION_SYNC_INTERVAL": 60.0}], indirect=True)
 async def test_redis_alone_carries_revocations_within_100ms(

@@ -51,6 +51,7 @@ def proxied(
         yield server, proxy
 
 
+@pytest.mark.serial  # fast answers are told from timeouts by their time
 def test_a_hung_postgresql_is_a_503_within_the_bound_and_heals(
     proxied: tuple[Server, FaultProxy],
 ) -> None:
