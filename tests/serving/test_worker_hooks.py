@@ -6,11 +6,15 @@ import asyncio
 import gc
 from collections.abc import Callable
 
+import pytest
 from quart import Quart
 
 from quart_app.serving import acceptor
 
 
+# The process-wide GC freeze count, which other tests run in the same process may leave
+# raised: run in the serial phase's own process.
+@pytest.mark.serial
 async def test_start_up_objects_are_frozen_while_serving(app_factory: Callable[..., Quart]) -> None:
     assert gc.get_freeze_count() == 0
     app = app_factory(GC_FREEZE=True)
@@ -24,6 +28,9 @@ async def test_start_up_objects_are_frozen_while_serving(app_factory: Callable[.
     assert gc.get_freeze_count() == 0  # after_serving gives the objects back
 
 
+# The process-wide GC freeze count, which other tests run in the same process may leave
+# raised: run in the serial phase's own process.
+@pytest.mark.serial
 async def test_nothing_is_frozen_when_disabled(app_factory: Callable[..., Quart]) -> None:
     app = app_factory(GC_FREEZE=False)
     async with app.test_app():
