@@ -25,10 +25,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from ..middleware.inflight import mark_committed
+from . import aiosqlite_stop
 from .breaker import ProbingBreaker
 from .errors import CircuitOpen, OperationTimeout, unavailable_reason
 from .migrate import SchemaError, create_private, ensure_schema
 from .models import Base
+
+aiosqlite_stop.install()
 
 log = logging.getLogger(__name__)
 
