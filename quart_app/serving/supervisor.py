@@ -96,6 +96,8 @@ class Worker:
     #: A file descriptor that becomes readable when the process exits (Linux 5.3+).
     pidfd: int | None = None
     gone: bool = False
+    #: Its exit status was lost: the preloaded process that forked it ended first.
+    status_lost: bool = False
     #: The master's end of a socket pair: connections handed to this worker (acceptor.py).
     handoff: socket.socket | None = None
 
@@ -116,6 +118,18 @@ class Worker:
             self.gone = True
         return self.gone
 
+    def ended(self) -> bool:
+        """The process has ended and its exit status is in. A preloaded process that ends
+        first (a signal to the whole process group: Ctrl-C, ``timeout``, systemd's stop)
+        answers 255 for every worker it forked while they are still draining; only their
+        pidfds say when they end."""
+        if self.process.exitcode is None:
+            return False
+        if self.pidfd is not None and not self.exited():
+            self.status_lost = True
+            return False
+        return True
+
     def close_pidfd(self) -> None:
         if self.pidfd is not None:
             os.close(self.pidfd)
@@ -130,7 +144,7 @@ class Worker:
 
     def kill(self, reason: str) -> None:
         self.killed_because = reason
-        if self.process.exitcode is None and self.pid:
+        if not self.ended() and self.pid:
             os.kill(self.pid, signal.SIGKILL)
 
 
@@ -201,7 +215,10 @@ class Supervisor:
         try:
             self._spawn_missing()
             while self.workers or not self.stopping:
-                sentinels: list[Any] = [w.process.sentinel for w in self.workers]
+                # A sentinel that has answered stays readable: wait on it only until then.
+                sentinels: list[Any] = [
+                    w.process.sentinel for w in self.workers if w.process.exitcode is None
+                ]
                 pidfds = [w.pidfd for w in self.workers if w.pidfd is not None and not w.gone]
                 queued = self._orphaned_sockets()
                 wait([wakeup_r, *sentinels, *pidfds, *queued], timeout=TICK)
@@ -374,7 +391,7 @@ class Supervisor:
                             continue
 
     def _reap(self) -> None:
-        dead = [w for w in self.workers if w.process.exitcode is not None]
+        dead = [w for w in self.workers if w.ended()]
         for worker in dead:
             worker.process.join()
             self.workers.remove(worker)
@@ -393,8 +410,10 @@ class Supervisor:
 
     def _reaped(self, worker: Worker, exitcode: int) -> None:
         how = describe_exit(exitcode)
+        if worker.status_lost:
+            how = "exit status unknown: the preloaded process that forked it ended first"
         if worker.stopping or self.stopping:
-            level = logging.INFO if exitcode == 0 else logging.WARNING
+            level = logging.INFO if exitcode == 0 or worker.status_lost else logging.WARNING
             log.log(level, "worker %d stopped (%s)", worker.pid, how)
             return
         if exitcode == BOOT_ERROR_EXIT and not worker.serving:

@@ -49,8 +49,12 @@ class Server:
         healthz: int | None = 200,
         target: str = "quart_app.asgi:app",
         tls: tuple[Path, Path] | None = None,
+        own_group: bool = False,
     ) -> None:
         self.port = port or free_port()
+        #: In a process group of its own, as under systemd or a shell: a signal can then
+        #: reach the master, its preloaded process and its workers at once.
+        self.own_group = own_group
         self.tls = tls
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.access_log = access_log
@@ -92,7 +96,12 @@ class Server:
     def start(self, timeout: float = START_TIMEOUT) -> None:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+            self.args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            process_group=0 if self.own_group else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

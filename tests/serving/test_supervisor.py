@@ -358,6 +358,37 @@ def test_sigterm_under_load_leaves_no_request_unanswered(tmp_path: Path) -> None
         assert recording.closes_announced >= 1
 
 
+def test_sigterm_to_the_whole_process_group_waits_for_the_workers(tmp_path: Path) -> None:
+    """Ctrl-C, ``timeout`` and systemd's stop signal every process of the server at once,
+    the preloaded process that forks the workers included; when it ends first, it reports
+    every worker as ended (255) while they still drain. The master waits for the workers
+    themselves: every request is answered, and none outlives the master."""
+    server = Server(tmp_path / "instance", workers=2, launcher=SERVE, own_group=True)
+    server.start()
+    try:
+        wait_for(lambda: len(serving_workers(server)) == 2)
+        workers = serving_workers(server)
+        token = token_for(server)
+        process = server.process
+        assert process is not None
+
+        still_running: list[int] = []
+
+        def stop(process: subprocess.Popen[bytes] = process) -> None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+            still_running.extend(pid for pid in workers if alive(pid))
+
+        recording = asyncio.run(under_load(server, token, stop))
+    finally:
+        server.stop()
+    assert process.returncode == 0
+    assert still_running == [], f"workers outlived the master: {still_running}"
+    assert recording.answered > 100
+    assert recording.lost == 0, recording.outcomes
+    assert "exit status 255" not in log(server)
+
+
 @pytest.mark.usefixtures("http1_parser")
 def test_sighup_reloads_with_new_workers_and_no_failed_request(tmp_path: Path) -> None:
     config = tmp_path / "hypercorn.toml"
