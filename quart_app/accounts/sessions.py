@@ -11,6 +11,7 @@ closes its WebSockets; the fast path (/protected, /auth/verify) reads only its m
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,8 +77,12 @@ async def _pair(
     }
     identity = str(session.user_id)
     access = await create_access_token(identity, fresh=fresh, additional_claims=claims)
+    # In whole seconds, as ``exp`` is: a session started the moment before this pair is
+    # signed leaves a hair less than the full lifetime, which must not take a second off
+    # it (the session's own end is checked at every refresh anyway).
     remaining = min(
-        float(svc.config["JWT_REFRESH_TOKEN_EXPIRES"]), session.expires_at - svc.sessions.clock()
+        float(svc.config["JWT_REFRESH_TOKEN_EXPIRES"]),
+        math.ceil(session.expires_at - svc.sessions.clock()),
     )
     refresh = await create_refresh_token(
         identity,

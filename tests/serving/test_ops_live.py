@@ -46,6 +46,7 @@ def import_users(tmp_path: Path, env: dict[str, str], users: list[tuple[int, str
     assert f"imported {len(users)}," in result.stdout
 
 
+@pytest.mark.serial  # the slow hash must end within graceful_timeout
 def test_sigterm_lets_the_in_flight_request_finish(tmp_path: Path) -> None:
     env = cli_env(tmp_path, LOG_FORMAT="json")
     slow = generate_password_hash(SLOW_PASSWORD, "pbkdf2:sha256:4000000")

@@ -333,6 +333,7 @@ def test_a_port_held_with_so_reuseport_by_anything_else_is_named(tmp_path: Path)
 
 
 @pytest.mark.usefixtures("http1_parser")
+@pytest.mark.serial  # a drain against 30 clients on a machine it has to itself
 def test_sigterm_under_load_leaves_no_request_unanswered(tmp_path: Path) -> None:
     """Every request written on an open connection gets its response, and the close is
     announced; new connections are refused once the server stops accepting."""
