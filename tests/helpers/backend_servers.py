@@ -29,6 +29,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 
+from quart_app.serving.worker import alive
 from quart_app.store import migrate
 
 T = TypeVar("T")
@@ -169,16 +170,6 @@ class RedisRun:
         return run(cleanup())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def sweep_stale_databases(admin_url: str) -> list[str]:
     """Drop ``qa_<pid>_*`` databases left by runs that were killed before cleaning up:
     their process is gone from this machine and nobody is connected to them.
@@ -191,7 +182,7 @@ async def sweep_stale_databases(admin_url: str) -> list[str]:
         )
         dropped = []
         for (name,) in rows:
-            if not _alive(int(name.split("_")[1])):
+            if not alive(int(name.split("_")[1])):
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 dropped.append(name)
         return dropped
