@@ -55,19 +55,21 @@ def test_two_workers_share_users_tokens_and_revocations(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     with Server(instance, workers=2, access_log=log) as server:
         base = server.url
-        assert httpx.post(f"{base}/register", json=CREDENTIALS).status_code == 201
-        pair = httpx.post(f"{base}/login", json=CREDENTIALS).json()
+        assert httpx.post(f"{base}/register", json=CREDENTIALS, timeout=60).status_code == 201
+        pair = httpx.post(f"{base}/login", json=CREDENTIALS, timeout=60).json()
         access = {"Authorization": f"Bearer {pair['access_token']}"}
         protected = httpx.Request("GET", f"{base}/protected", headers=access)
         assert on_every_worker(server, protected) == [200, 200]
 
         rotated = httpx.post(
-            f"{base}/token/refresh", headers={"Authorization": f"Bearer {pair['refresh_token']}"}
+            f"{base}/token/refresh",
+            headers={"Authorization": f"Bearer {pair['refresh_token']}"},
+            timeout=60,
         )
         assert rotated.status_code == 200
         new_access = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
 
-        assert httpx.post(f"{base}/logout", headers=new_access).status_code == 200
+        assert httpx.post(f"{base}/logout", headers=new_access, timeout=60).status_code == 200
         time.sleep(1.5)  # the documented bound for every worker to learn a revocation
         revoked = httpx.Request("GET", f"{base}/protected", headers=new_access)
         assert on_every_worker(server, revoked) == [401, 401]
@@ -75,7 +77,7 @@ def test_two_workers_share_users_tokens_and_revocations(tmp_path: Path) -> None:
         assert on_every_worker(server, protected) == [401, 401]
 
         # A login that survives the restart below.
-        kept = httpx.post(f"{base}/login", json=CREDENTIALS).json()
+        kept = httpx.post(f"{base}/login", json=CREDENTIALS, timeout=60).json()
 
     # No JWT_SECRET_KEY: a secret was generated once, private to its owner.
     secret = instance / "jwt-secret.key"
@@ -85,11 +87,11 @@ def test_two_workers_share_users_tokens_and_revocations(tmp_path: Path) -> None:
     with Server(instance, workers=2, access_log=log) as server:
         base = server.url
         headers = {"Authorization": f"Bearer {kept['access_token']}"}
-        ok = httpx.get(f"{base}/protected", headers=headers)
+        ok = httpx.get(f"{base}/protected", headers=headers, timeout=60)
         assert ok.status_code == 200 and ok.json() == {"logged_in_as": "alice"}
-        dead = httpx.get(f"{base}/protected", headers=new_access)
+        dead = httpx.get(f"{base}/protected", headers=new_access, timeout=60)
         assert dead.status_code == 401 and dead.json()["msg"] == "Token has been revoked"
-        assert httpx.post(f"{base}/login", json=CREDENTIALS).status_code == 200
+        assert httpx.post(f"{base}/login", json=CREDENTIALS, timeout=60).status_code == 200
 
 
 def installed(server: Server) -> int:
@@ -102,8 +104,10 @@ def test_a_burst_of_connections_is_accepted_and_served(tmp_path: Path) -> None:
     the workers accept through quart_app.serving.acceptor (not libuv's one-per-iteration accept)."""
     env = {"LOG_LEVEL": "DEBUG", "ACCESS_LOG": "false"}
     with Server(tmp_path / "instance", workers=2, env=env) as server:
-        assert httpx.post(f"{server.url}/register", json=CREDENTIALS).status_code == 201
-        token = httpx.post(f"{server.url}/login", json=CREDENTIALS).json()["access_token"]
+        assert httpx.post(f"{server.url}/register", json=CREDENTIALS, timeout=60).status_code == 201
+        token = httpx.post(f"{server.url}/login", json=CREDENTIALS, timeout=60).json()[
+            "access_token"
+        ]
         request = (
             f"GET /protected HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
         ).encode()

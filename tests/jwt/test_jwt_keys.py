@@ -317,9 +317,9 @@ def test_two_processes_share_the_generated_key_and_jwks(tmp_path: Path) -> None:
     instance = tmp_path / "instance"
     env = {"JWT_ALGORITHM": "EdDSA", "RATELIMIT_ENABLED": "false"}
     with Server(instance, env=env) as a, Server(instance, env=env) as b:
-        assert httpx.post(f"{a.url}/register", json=CREDENTIALS).status_code == 201
-        token = httpx.post(f"{a.url}/login", json=CREDENTIALS).json()["access_token"]
-        assert httpx.get(f"{b.url}/protected", headers=bearer(token)).status_code == 200
-        jwks_a = httpx.get(f"{a.url}/.well-known/jwks.json").json()
-        assert jwks_a == httpx.get(f"{b.url}/.well-known/jwks.json").json()
+        assert httpx.post(f"{a.url}/register", json=CREDENTIALS, timeout=60).status_code == 201
+        token = httpx.post(f"{a.url}/login", json=CREDENTIALS, timeout=60).json()["access_token"]
+        assert httpx.get(f"{b.url}/protected", headers=bearer(token), timeout=60).status_code == 200
+        jwks_a = httpx.get(f"{a.url}/.well-known/jwks.json", timeout=60).json()
+        assert jwks_a == httpx.get(f"{b.url}/.well-known/jwks.json", timeout=60).json()
         assert jwks_a["keys"][0]["kid"] == pyjwt.get_unverified_header(token)["kid"]

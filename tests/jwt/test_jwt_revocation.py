@@ -188,29 +188,30 @@ def test_revocation_reaches_another_process_within_the_bound(tmp_path: Path) -> 
     instance = tmp_path / "instance"
     env = {"JWT_SECRET_KEY": SECRET, "RATELIMIT_ENABLED": "false"}
     with Server(instance, env=env) as a, Server(instance, env=env) as b:
-        assert httpx.post(f"{a.url}/register", json=CREDENTIALS).status_code == 201
+        assert httpx.post(f"{a.url}/register", json=CREDENTIALS, timeout=60).status_code == 201
         delays = []
         for _ in range(3):
-            pair = httpx.post(f"{a.url}/login", json=CREDENTIALS).json()
+            pair = httpx.post(f"{a.url}/login", json=CREDENTIALS, timeout=60).json()
             headers = {"Authorization": f"Bearer {pair['access_token']}"}
-            assert httpx.get(f"{b.url}/protected", headers=headers).status_code == 200
+            assert httpx.get(f"{b.url}/protected", headers=headers, timeout=60).status_code == 200
             start = time.monotonic()
-            assert httpx.post(f"{a.url}/logout", headers=headers).status_code == 200
+            assert httpx.post(f"{a.url}/logout", headers=headers, timeout=60).status_code == 200
             # The worker that revoked enforces it at once.
-            assert httpx.get(f"{a.url}/protected", headers=headers).status_code == 401
+            assert httpx.get(f"{a.url}/protected", headers=headers, timeout=60).status_code == 401
             delays.append(_wait_refused(f"{b.url}/protected", headers, start))
         print(f"revocation reached the other process after {[round(d, 3) for d in delays]} s")
         assert max(delays) <= BOUND, delays
 
         # A password change on b reaches a just as fast.
-        pair = httpx.post(f"{b.url}/login", json=CREDENTIALS).json()
+        pair = httpx.post(f"{b.url}/login", json=CREDENTIALS, timeout=60).json()
         headers = {"Authorization": f"Bearer {pair['access_token']}"}
-        assert httpx.get(f"{a.url}/protected", headers=headers).status_code == 200
+        assert httpx.get(f"{a.url}/protected", headers=headers, timeout=60).status_code == 200
         start = time.monotonic()
         changed = httpx.put(
             f"{b.url}/me/password",
             headers=headers,
             json={"old_password": CREDENTIALS["password"], "new_password": "battery-staple"},
+            timeout=60,
         )
         assert changed.status_code == 200
         assert _wait_refused(f"{a.url}/protected", headers, start) <= BOUND

@@ -58,12 +58,12 @@ def rendered_dom(browser: str, url: str, profile: Path) -> str:
 
 def test_docs_page_is_local_and_locked_down(tmp_path: Path) -> None:
     with Server(tmp_path / "instance") as server:
-        page = httpx.get(f"{server.url}/docs")
+        page = httpx.get(f"{server.url}/docs", timeout=60)
         assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
         for asset in assets:
             assert asset.startswith("/docs/static/"), asset
-            assert httpx.get(f"{server.url}{asset}").status_code == 200, asset
-        assert httpx.get(f"{server.url}/docs/static/app.py").status_code == 404
+            assert httpx.get(f"{server.url}{asset}", timeout=60).status_code == 200, asset
+        assert httpx.get(f"{server.url}/docs/static/app.py", timeout=60).status_code == 404
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
@@ -75,7 +75,7 @@ def test_docs_page_is_local_and_locked_down(tmp_path: Path) -> None:
 def test_docs_renders_every_operation_in_chromium(tmp_path: Path) -> None:
     browser = chromium()
     with Server(tmp_path / "instance") as server:
-        paths = set(httpx.get(f"{server.url}/openapi.json").json()["paths"])
+        paths = set(httpx.get(f"{server.url}/openapi.json", timeout=60).json()["paths"])
         dom = rendered_dom(browser, f"{server.url}/docs", tmp_path / "profile")
     shown = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom))
     assert {"/login", "/register", "/protected", "/token/refresh"} <= shown

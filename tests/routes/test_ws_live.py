@@ -87,7 +87,7 @@ async def test_logout_closes_the_sockets_on_every_worker_in_time(two_workers: Se
     sockets = [(await open_socket(two_workers.url, pair["access_token"]))[0] for _ in range(16)]
     other = await session(two_workers.url, "bob")
     bystander, _ = await open_socket(two_workers.url, other["access_token"])
-    async with httpx.AsyncClient(base_url=two_workers.url) as client:
+    async with httpx.AsyncClient(base_url=two_workers.url, timeout=60) as client:
         response = await client.post("/logout", headers=bearer(pair["access_token"]))
         assert response.status_code == 200
     done = time.perf_counter()
@@ -108,7 +108,7 @@ async def test_a_revocation_on_another_host_closes_the_socket_in_time(tmp_path: 
     with Server(instance, env=env) as host_a, Server(instance, env=env) as host_b:
         pair = await session(host_a.url)
         ws, _ = await open_socket(host_a.url, pair["access_token"])
-        async with httpx.AsyncClient(base_url=host_b.url) as client:
+        async with httpx.AsyncClient(base_url=host_b.url, timeout=60) as client:
             response = await client.put(
                 "/me/password",
                 headers=bearer(pair["access_token"]),
@@ -127,7 +127,7 @@ async def test_expiry_closes_and_reauth_extends(tmp_path: Path) -> None:
         keeps, first = await open_socket(server.url, pair["access_token"])
         lapses, _ = await open_socket(server.url, pair["access_token"])
         await asyncio.sleep(1.1)  # so that the refreshed token's whole-second exp is later
-        async with httpx.AsyncClient(base_url=server.url) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             refreshed = await client.post("/token/refresh", headers=bearer(pair["refresh_token"]))
         newer = refreshed.json()["access_token"]
         await keeps.send(json.dumps({"type": "auth", "token": newer}))
@@ -188,7 +188,7 @@ async def test_the_readme_python_client_runs_as_written(two_workers: Server) -> 
     try:
         ready = await asyncio.wait_for(client.stdout.readline(), WAIT)
         echo = await asyncio.wait_for(client.stdout.readline(), WAIT)
-        async with httpx.AsyncClient(base_url=two_workers.url) as http:
+        async with httpx.AsyncClient(base_url=two_workers.url, timeout=60) as http:
             response = await http.post("/logout", headers=bearer(pair["access_token"]))
             assert response.status_code == 200
         rest, _ = await asyncio.wait_for(client.communicate(), WAIT)
@@ -219,7 +219,7 @@ async def in_process(tmp_path: Path) -> AsyncIterator[tuple[str, Any]]:
     stop = asyncio.Event()
     server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
     base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         async with asyncio.timeout(WAIT):
             while True:
                 try:
@@ -270,7 +270,7 @@ async def test_no_task_outlives_its_socket(in_process: tuple[str, Any]) -> None:
     # Revoked.
     pair = await session(base)
     revoked = [(await open_socket(base, pair["access_token"]))[0] for _ in range(5)]
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         response = await client.post("/logout", headers=bearer(pair["access_token"]))
         assert response.status_code == 200
     for ws in revoked:

@@ -36,7 +36,7 @@ def python_blocks(path: Path) -> list[str]:
 
 def bound_login(base: str, key: ProofKey, public: str | None = None) -> str:
     proof = key.proof("POST", f"{public or base}/login")
-    response = httpx.post(f"{base}/login", json=ALICE, headers={"DPoP": proof})
+    response = httpx.post(f"{base}/login", json=ALICE, headers={"DPoP": proof}, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json()["token_type"] == "DPoP"
     return str(response.json()["access_token"])
@@ -46,7 +46,7 @@ def test_docs_client_helper_runs_as_written(tmp_path: Path) -> None:
     """docs/dpop.md's helper and its five lines, against a live server."""
     helper, usage = python_blocks(ROOT / "docs" / "dpop.md")[:2]
     with running(tmp_path / "instance", workers=2, env={"JWT_SECRET_KEY": SECRET}) as server:
-        assert httpx.post(f"{server.url}/register", json=ALICE).status_code == 201
+        assert httpx.post(f"{server.url}/register", json=ALICE, timeout=60).status_code == 201
         namespace: dict[str, Any] = {"BASE": server.url}
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -54,7 +54,9 @@ def test_docs_client_helper_runs_as_written(tmp_path: Path) -> None:
             exec(compile(usage, "docs/dpop.md usage", "exec"), namespace)  # noqa: S102
         assert out.getvalue().strip() == "{'logged_in_as': 'alice'}"
         token = namespace["auth"].token
-        stolen = httpx.get(f"{server.url}/protected", headers={"Authorization": f"Bearer {token}"})
+        stolen = httpx.get(
+            f"{server.url}/protected", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
         assert stolen.status_code == 401
         # The helper answers a server nonce too.
     with running(
@@ -84,7 +86,7 @@ def _fire(urls: list[str], token: str, proof: str) -> list[int]:
 def test_a_proof_is_accepted_once_across_the_workers(tmp_path: Path) -> None:
     key = ProofKey("ES256")
     with running(tmp_path / "instance", workers=2, env={"JWT_SECRET_KEY": SECRET}) as server:
-        assert httpx.post(f"{server.url}/register", json=ALICE).status_code == 201
+        assert httpx.post(f"{server.url}/register", json=ALICE, timeout=60).status_code == 201
         token = bound_login(server.url, key)
         url = f"{server.url}/protected"
         # Warm both workers' caches (the fast path then answers), one proof per request.
@@ -96,6 +98,7 @@ def test_a_proof_is_accepted_once_across_the_workers(tmp_path: Path) -> None:
                     "DPoP": key.proof("GET", url, token),
                     **CLOSE,
                 },
+                timeout=60,
             )
             assert warm.status_code == 200
         for _ in range(5):
@@ -130,7 +133,7 @@ def test_a_proof_is_accepted_once_across_two_hosts(
         running(tmp_path / "a" / "instance", workers=2, env=env) as one,
         running(tmp_path / "b" / "instance", workers=2, env=env) as two,
     ):
-        assert httpx.post(f"{one.url}/register", json=ALICE).status_code == 201
+        assert httpx.post(f"{one.url}/register", json=ALICE, timeout=60).status_code == 201
         token = bound_login(one.url, key, "http://api.example.test")
         public = "http://api.example.test/protected"
         for _ in range(4):
@@ -180,7 +183,7 @@ def test_introspection_client_guessing_is_throttled(tmp_path: Path, argon2_hash:
         assert statuses.count(401) <= 20
         assert statuses.count(429) >= 580
         # The right secret from this address is locked out too while the lock holds.
-        locked = httpx.post(url, data={"token": "x"}, auth=("gateway", GATEWAY_SECRET))
+        locked = httpx.post(url, data={"token": "x"}, auth=("gateway", GATEWAY_SECRET), timeout=60)
         assert locked.status_code == 429
 
 
@@ -202,7 +205,7 @@ def _login_under_flood(
     }
     (tmp_path / str(slots)).mkdir()
     with running(tmp_path / str(slots) / "instance", workers=2, env=env) as server:
-        assert httpx.post(f"{server.url}/register", json=ALICE).status_code == 201
+        assert httpx.post(f"{server.url}/register", json=ALICE, timeout=60).status_code == 201
         _latency(server.url, 3)  # warm up
         quiet = _latency(server.url, 10)
         stop = time.monotonic() + 60
@@ -257,6 +260,7 @@ def test_metadata_never_names_a_host_from_the_request(tmp_path: Path) -> None:
             response = httpx.get(
                 f"{server.url}/.well-known/oauth-authorization-server",
                 headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example", **CLOSE},
+                timeout=60,
             )
             assert response.status_code == 200
             assert "evil.example" not in response.text
@@ -265,6 +269,7 @@ def test_metadata_never_names_a_host_from_the_request(tmp_path: Path) -> None:
         response = httpx.get(
             f"{server.url}/.well-known/oauth-authorization-server",
             headers={"Host": "evil.example"},
+            timeout=60,
         )
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Vary"] == "Host"

@@ -36,7 +36,9 @@ async def test_a_413_on_one_http2_stream_costs_no_other_stream(
     body = b"x" * (MAX_CONTENT_LENGTH * 60)  # well past the limit and the first window
     async with (
         serving(early_app, cert, key) as url,
-        httpx.AsyncClient(http2=True, verify=client_context(cert), base_url=url) as client,
+        httpx.AsyncClient(
+            http2=True, verify=client_context(cert), base_url=url, timeout=60
+        ) as client,
     ):
         assert (await client.get("/healthz")).http_version == "HTTP/2"
 

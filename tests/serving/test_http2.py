@@ -43,7 +43,7 @@ async def test_http2_by_alpn_with_hsts_and_no_connection_header(
     tls_server: tuple[Server, Path],
 ) -> None:
     server, cert = tls_server
-    async with httpx.AsyncClient(http2=True, verify=client_context(cert)) as client:
+    async with httpx.AsyncClient(http2=True, verify=client_context(cert), timeout=60) as client:
         response = await client.get(f"{server.url}/healthz")
     assert response.http_version == "HTTP/2"
     assert response.json() == {"status": "ok"}
@@ -145,7 +145,7 @@ def test_h2c_is_off_and_framing_is_strict_over_cleartext(tmp_path: Path) -> None
         )
         answer, closed = raw_exchange(server.port, smuggle)
         assert answer == b"400 close" and closed
-        plain = httpx.get(f"{server.url}/healthz")
+        plain = httpx.get(f"{server.url}/healthz", timeout=60)
         assert "strict-transport-security" not in plain.headers  # not over cleartext
         assert "server" not in plain.headers
 

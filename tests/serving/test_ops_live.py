@@ -99,7 +99,7 @@ def json_lines(log: str) -> list[dict[str, Any]]:
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     assert response.status_code == 200, response.text
     found = {}
     for family in text_string_to_metric_families(response.text):
@@ -132,7 +132,9 @@ def test_metrics_add_up_across_workers_and_logs_hold_no_secrets(tmp_path: Path) 
     with hypercorn(tmp_path, env, "--workers", "2", "--access-logfile", str(access_log)) as server:
         assert server.process is not None
         tokens = httpx.post(
-            f"{server.url}/login", json={"username": "erin", "password": password}
+            f"{server.url}/login",
+            json={"username": "erin", "password": password},
+            timeout=60,
         ).json()
         access = tokens["access_token"]
         sent, pids = 0, set[int]()
@@ -141,6 +143,7 @@ def test_metrics_add_up_across_workers_and_logs_hold_no_secrets(tmp_path: Path) 
             response = httpx.get(
                 f"{server.url}/protected?jwt={access}",
                 headers={"Authorization": f"Bearer {access}", "X-Request-ID": f"req-{sent}"},
+                timeout=60,
             )
             assert response.status_code == 200 and response.headers["X-Request-ID"] == f"req-{sent}"
             sent += 1
@@ -156,7 +159,7 @@ def test_metrics_add_up_across_workers_and_logs_hold_no_secrets(tmp_path: Path) 
             assert found[protected] == sent
             assert found[("quart_app_logins_total", (("outcome", "ok"),))] == 1
             assert found[("quart_app_jwt_verifications_total", (("outcome", "ok"),))] == sent
-        unauthorised = httpx.get(f"{server.url}/metrics")
+        unauthorised = httpx.get(f"{server.url}/metrics", timeout=60)
         assert unauthorised.status_code == 401
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(30) == 0

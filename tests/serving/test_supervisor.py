@@ -75,8 +75,10 @@ def _state(pid: int) -> str:
 
 
 def token_for(server: Server) -> str:
-    assert httpx.post(f"{server.url}/register", json=CREDENTIALS).status_code == 201
-    return str(httpx.post(f"{server.url}/login", json=CREDENTIALS).json()["access_token"])
+    assert httpx.post(f"{server.url}/register", json=CREDENTIALS, timeout=60).status_code == 201
+    return str(
+        httpx.post(f"{server.url}/login", json=CREDENTIALS, timeout=60).json()["access_token"]
+    )
 
 
 async def under_load(server: Server, token: str, action: Callable[[], object]) -> Recording:
@@ -110,7 +112,9 @@ def test_each_worker_has_its_own_socket_and_stops_cleanly(tmp_path: Path) -> Non
         token = token_for(server)
         for _ in range(20):
             response = httpx.get(
-                f"{server.url}/protected", headers={"Authorization": f"Bearer {token}"}
+                f"{server.url}/protected",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
             )
             assert response.json() == {"logged_in_as": "alice"}
             assert "server" not in response.headers  # the stack is not named
@@ -145,7 +149,7 @@ def test_a_killed_worker_is_logged_and_replaced_while_the_other_serves(tmp_path:
         assert recording.lost <= 30
         assert recording.answered > 100
         for _ in range(10):  # the replacement serves too: new connections reach both sockets
-            assert httpx.get(f"{server.url}/healthz").status_code == 200
+            assert httpx.get(f"{server.url}/healthz", timeout=60).status_code == 200
 
 
 def connection_owner(port: int, client_port: int, pids: list[int]) -> int | None:
@@ -292,7 +296,7 @@ def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
         wait_for(lambda: not listening_pids(server.port), timeout=10)
         # Nothing holds the port: a new server starts on it, alone.
         with Server(tmp_path / "instance2", workers=1, port=server.port, launcher=SERVE) as again:
-            assert httpx.get(f"{again.url}/healthz").status_code == 200
+            assert httpx.get(f"{again.url}/healthz", timeout=60).status_code == 200
     finally:
         server.stop()
 
@@ -318,7 +322,7 @@ def test_a_second_server_on_the_same_port_fails_at_once(tmp_path: Path) -> None:
         assert len(lines) == 1, second.stderr
         assert f"127.0.0.1:{server.port} is already in use" in lines[0]
         assert f"another quart_app/Hypercorn server (pid {server.process.pid}" in lines[0]
-        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert httpx.get(f"{server.url}/healthz", timeout=60).status_code == 200
 
 
 def test_a_port_held_with_so_reuseport_by_anything_else_is_named(tmp_path: Path) -> None:
@@ -400,7 +404,7 @@ def test_sighup_reloads_with_new_workers_and_no_failed_request(tmp_path: Path) -
         wait_for(lambda: len(serving_workers(server)) == 2)
         old = serving_workers(server)
         token = token_for(server)
-        assert "server" not in httpx.get(f"{server.url}/healthz").headers
+        assert "server" not in httpx.get(f"{server.url}/healthz", timeout=60).headers
         # The reload reads the configuration file again.
         config.write_text(config.read_text().replace("include_server_header = false", ""))
         assert server.process is not None
@@ -416,7 +420,9 @@ def test_sighup_reloads_with_new_workers_and_no_failed_request(tmp_path: Path) -
         assert failures == {}, recording.outcomes
         assert recording.answered > 100
         assert "reload: new workers serve; draining 2 old worker(s)" in log(server)
-        assert httpx.get(f"{server.url}/healthz").headers["server"].startswith("hypercorn")
+        assert (
+            httpx.get(f"{server.url}/healthz", timeout=60).headers["server"].startswith("hypercorn")
+        )
         assert process.poll() is None
 
 
@@ -434,7 +440,7 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
         text = log(server)
         assert f"worker {hung} timed out; killing it" in text
         assert f"worker {hung} died (killed by signal SIGKILL)" in text
-        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert httpx.get(f"{server.url}/healthz", timeout=60).status_code == 200
 
 
 def test_a_bad_setting_stops_start_up_in_one_line(tmp_path: Path) -> None:

@@ -57,11 +57,14 @@ def test_workers_start_while_postgresql_is_down_and_catch_up(
     env = env_for(url, DATABASE_CREATE_TABLES="false")
     # Before the outage: alice logs in twice and logs one session out.
     with Server(tmp_path / "first", env=env) as first:
-        assert httpx.post(f"{first.url}/register", json=credentials("alice")).is_success
+        assert httpx.post(f"{first.url}/register", json=credentials("alice"), timeout=60).is_success
         kept, revoked = (
-            httpx.post(f"{first.url}/login", json=credentials("alice")).json() for _ in range(2)
+            httpx.post(f"{first.url}/login", json=credentials("alice"), timeout=60).json()
+            for _ in range(2)
         )
-        logout = httpx.post(f"{first.url}/logout", headers=bearer(revoked["access_token"]))
+        logout = httpx.post(
+            f"{first.url}/logout", headers=bearer(revoked["access_token"]), timeout=60
+        )
         assert logout.status_code == 200
 
     proxy.refuse()
@@ -108,8 +111,11 @@ def test_a_token_of_a_known_key_waits_for_the_revocations(
     env = env_for(url, DATABASE_CREATE_TABLES="false")
     token = signed_token("7", "carol")
     with Server(tmp_path / "instance", workers=WORKERS, env=env, healthz=503) as server:
-        assert_unavailable(httpx.get(f"{server.url}/protected", headers=bearer(token)))
+        assert_unavailable(httpx.get(f"{server.url}/protected", headers=bearer(token), timeout=60))
         proxy.restore()
         assert eventually(
-            lambda: httpx.get(f"{server.url}/protected", headers=bearer(token)).status_code == 200
+            lambda: (
+                httpx.get(f"{server.url}/protected", headers=bearer(token), timeout=60).status_code
+                == 200
+            )
         )

@@ -128,15 +128,19 @@ def two_hosts(
 @pytest.mark.serial  # propagation deadlines
 def test_tokens_and_revocations_cross_hosts(two_hosts: tuple[Server, Server, str]) -> None:
     a, b, _ = two_hosts
-    assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
-    assert httpx.post(f"{b.url}/register", json=ALICE).status_code == 409  # one user table
-    from_a = httpx.post(f"{a.url}/login", json=ALICE).json()
-    me = httpx.get(f"{b.url}/me", headers=auth(from_a["access_token"]))
+    assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
+    assert (
+        httpx.post(f"{b.url}/register", json=ALICE, timeout=60).status_code == 409
+    )  # one user table
+    from_a = httpx.post(f"{a.url}/login", json=ALICE, timeout=60).json()
+    me = httpx.get(f"{b.url}/me", headers=auth(from_a["access_token"]), timeout=60)
     assert me.status_code == 200 and me.json()["username"] == "alice"
     # Rotation on B, replay on A: the used refresh token is refused on the other host.
-    rotated = httpx.post(f"{b.url}/token/refresh", headers=auth(from_a["refresh_token"]))
+    rotated = httpx.post(
+        f"{b.url}/token/refresh", headers=auth(from_a["refresh_token"]), timeout=60
+    )
     assert rotated.status_code == 200
-    replay = httpx.post(f"{a.url}/token/refresh", headers=auth(from_a["refresh_token"]))
+    replay = httpx.post(f"{a.url}/token/refresh", headers=auth(from_a["refresh_token"]), timeout=60)
     assert replay.status_code == 401 and replay.json() == {"msg": "Token has been revoked"}
 
     # Every logout is enforced by B within the documented 1.5 s, and (Redis) within 100 ms but
@@ -158,7 +162,7 @@ def test_dropped_redis_connections_lose_no_revocation(
     two_hosts: tuple[Server, Server, str], redis_server: RedisRun
 ) -> None:
     a, b, prefix = two_hosts
-    assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
+    assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
     # Kill every Redis connection of both hosts' workers (ours only: by client name).
     assert run(kill_clients(redis_server.url, prefix)) >= 4
     delay = propagation(a, b, budget=1.5)  # Redis or SQL poll, whichever comes first
@@ -180,12 +184,14 @@ def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresR
             Server(instance(tmp_path, "a"), workers=2, env=env) as a,
             Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
         ):
-            assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
+            assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
             # Precondition: the Redis path is up on every worker (subscriptions are made
             # in the background at start-up, so allow the first few tries to miss).
             assert any(propagation(a, b, budget=0.1) is not None for _ in range(20))
-            before = httpx.post(f"{a.url}/login", json=ALICE).json()["access_token"]
-            assert httpx.post(f"{a.url}/logout", headers=auth(before)).status_code == 200
+            before = httpx.post(f"{a.url}/login", json=ALICE, timeout=60).json()["access_token"]
+            assert (
+                httpx.post(f"{a.url}/logout", headers=auth(before), timeout=60).status_code == 200
+            )
 
             redis.stop()
             # Redis is gone: both hosts keep serving, and the SQL poll carries logouts.
@@ -197,7 +203,9 @@ def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresR
                     break
             else:
                 pytest.fail("the Redis fast path did not come back after the restart")
-            assert httpx.get(f"{b.url}/protected", headers=auth(before)).status_code == 401
+            assert (
+                httpx.get(f"{b.url}/protected", headers=auth(before), timeout=60).status_code == 401
+            )
             print(f"\nduring the Redis outage, SQL poll: {during * 1000:.0f} ms")
         log_b = b.log_path.read_text()
         assert "falling back to the SQL poll" in log_b
@@ -215,7 +223,7 @@ def test_without_redis_the_sql_poll_bounds_propagation(
         Server(instance(tmp_path, "a"), workers=2, env=env) as a,
         Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
     ):
-        assert httpx.post(f"{a.url}/register", json=ALICE).status_code == 201
+        assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
         delays = [propagation(a, b, budget=1.5) for _ in range(5)]
     assert None not in delays, f"not enforced within 1.5 s without Redis: {delays}"
     measured = [d for d in delays if d is not None]
