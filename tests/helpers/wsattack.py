@@ -11,6 +11,7 @@ import asyncio
 import base64
 import functools
 import os
+import socket
 import struct
 import threading
 import time
@@ -59,11 +60,10 @@ def frame(payload: bytes, *, opcode: int = 0x1, rsv1: bool = False, fin: bool = 
     return header + key + _mask(payload, key)
 
 
-async def raw_socket(
+def handshake(
     host: str, port: int, *, deflate: bool = True, headers: dict[str, str] | None = None
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
-    """A handshake to ``/ws``: reader, writer and the server's response head."""
-    reader, writer = await asyncio.open_connection(host, port)
+) -> bytes:
+    """The bytes of a WebSocket upgrade request to ``/ws``."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         "GET /ws HTTP/1.1",
@@ -76,10 +76,49 @@ async def raw_socket(
     if deflate:
         lines.append("Sec-WebSocket-Extensions: permessage-deflate")
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def raw_socket(
+    host: str, port: int, *, deflate: bool = True, headers: dict[str, str] | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A handshake to ``/ws``: reader, writer and the server's response head."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(handshake(host, port, deflate=deflate, headers=headers))
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
     return reader, writer, head
+
+
+def send_and_read(host: str, port: int, message: bytes, timeout: float) -> tuple[bytes, bytes]:
+    """Upgrade a plain blocking socket, send ``message`` from a second thread while this one
+    reads: the response head and the first bytes the server sends after it.
+
+    A server that closes the socket before the whole message is in (a limit it enforces as
+    the frames arrive) makes the send fail with a broken pipe; what it sent before closing
+    is still read here, which a stream whose writer failed first would no longer give."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(handshake(host, port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return head, b""
+            head += chunk
+        head, _, after = head.partition(b"\r\n\r\n")
+
+        def send() -> None:
+            with suppress(OSError):
+                sock.sendall(message)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            return head + b"\r\n\r\n", after or sock.recv(64)
+        finally:
+            with suppress(OSError):  # not connected any more, once the server has reset it
+                sock.shutdown(socket.SHUT_RDWR)
+            sender.join(timeout)
 
 
 async def send_bomb(host: str, port: int, wire_size: int = MiB) -> bytes:

@@ -27,7 +27,15 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.helpers.live import Server
 from tests.helpers.ws_client import WAIT, session, ws_url
-from tests.helpers.wsattack import MiB, deflate_bomb, peak_growth, send_bomb, workers
+from tests.helpers.wsattack import (
+    MiB,
+    deflate_bomb,
+    frame,
+    peak_growth,
+    send_and_read,
+    send_bomb,
+    workers,
+)
 
 pytestmark = pytest.mark.live
 
@@ -79,16 +87,11 @@ async def test_four_deflate_bombs_at_once_stay_within_the_bound(server: Server) 
 
 
 async def test_a_bomb_is_closed_with_1009(server: Server) -> None:
-    from tests.helpers.wsattack import frame, raw_socket
-
-    reader, writer, head = await raw_socket("127.0.0.1", server.port)
+    head, data = await asyncio.to_thread(
+        send_and_read, "127.0.0.1", server.port, frame(deflate_bomb(), rsv1=True), WAIT
+    )
     assert head.startswith(b"HTTP/1.1 101")
     assert b"permessage-deflate" in head.lower()
-    writer.write(frame(deflate_bomb(), rsv1=True))
-    with contextlib.suppress(ConnectionError):
-        await asyncio.wait_for(writer.drain(), WAIT)
-    data = await asyncio.wait_for(reader.read(64), WAIT)
-    writer.close()
     # A close frame from the server (unmasked): 0x88, length, code 1009.
     assert data[:1] == b"\x88" and int.from_bytes(data[2:4], "big") == 1009, data
 
