@@ -86,7 +86,10 @@ test: lint $(BENCH_STAMP)
 	$(call side_by_side_then_serial,$(TEST_WORKERS),,)
 
 # The edit loop: the tests marked `live` (they start servers) and `bench` (they need the
-# bench extra) are left to `make test`.
+# bench extra) are left to `make test`; the OpenAPI fuzzer tries CHECK_FUZZ_EXAMPLES cases
+# per operation and kind of data instead of the 100 `make test` tries.
+CHECK_FUZZ_EXAMPLES ?= 25
+check: export FUZZ_EXAMPLES = $(CHECK_FUZZ_EXAMPLES)
 check: lint
 	$(call side_by_side_then_serial,$(CHECK_WORKERS),not live and not bench and ,-q)
 

@@ -5,7 +5,8 @@ ones), each answer checked for: no 5xx, a documented status code, a documented c
 type, a body matching the documented schema, documented headers. Protected operations
 get a freshly minted valid token, so the fuzzer reaches the code behind the token check
 (the hostile-token corpus covers the check itself). The number of examples per
-operation is bounded (``FUZZ_EXAMPLES``, default 100) so CI stays within a minute or two.
+operation and kind of data is ``FUZZ_EXAMPLES``: 100 by default (``make test``), 25 in the
+edit loop (``make check``).
 """
 
 from __future__ import annotations
