@@ -37,6 +37,18 @@ class PatientTestApp(TestApp):
 Quart.test_app_class = PatientTestApp
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Live tests that share a module-scoped fixture (a server started once for the module)
+    run on one pytest-xdist worker: side by side, each worker would start its own."""
+    for item in items:
+        if item.get_closest_marker("live") is None or not isinstance(item, pytest.Function):
+            continue
+        fixtures = item._fixtureinfo.name2fixturedefs.values()
+        if any(fixture.scope == "module" for defs in fixtures for fixture in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture
 def app_factory(tmp_path: Path, backend_config: dict[str, Any]) -> Callable[..., Quart]:
     """``app_factory(**overrides)`` builds an app on this test's own database, with what a
