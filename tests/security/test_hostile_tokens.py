@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -34,7 +36,7 @@ from cryptography.x509.oid import NameOID
 from quart import Quart
 
 from quart_app import create_app
-from tests.helpers.support import SECRET, make_config, send
+from tests.helpers.support import SECRET, make_config, send, started
 
 NOT_ALLOWED = "The specified alg value is not allowed"
 BAD_SIGNATURE = "Signature verification failed"
@@ -844,7 +846,7 @@ def test_corpus_is_complete_and_unique() -> None:
 # --- the apps and the trap server ---------------------------------------------------------
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")  # on the loop the module's apps serve on
 async def trap() -> AsyncIterator[str]:
     """A loopback HTTP server that records any connection: jku/x5u must never reach it."""
     hits: list[bytes] = []
@@ -867,11 +869,14 @@ async def trap() -> AsyncIterator[str]:
 
 
 def _config(kind: str, tmp_path: Path) -> dict[str, Any]:
+    # The whole corpus goes to one app: the per-address limit of /token/refresh would
+    # answer 429 before the token is read (the limits have tests of their own).
     if kind == "hs":
-        return make_config(tmp_path)
+        return make_config(tmp_path, RATELIMIT_AUTH_LIMIT=100_000)
     private = keys().rsa if kind == "rs" else keys().ec
     return make_config(
         tmp_path,
+        RATELIMIT_AUTH_LIMIT=100_000,
         JWT_ALGORITHM="RS256" if kind == "rs" else "ES256",
         JWT_PRIVATE_KEY=Keys.private_pem(private),
         JWT_PUBLIC_KEY=Keys.pem(private).decode(),
@@ -887,20 +892,30 @@ def _matches(msg: Any, expected: str | tuple[str, ...]) -> bool:
     return bool(msg == expected)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def apps(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Quart]]:
+    """One serving app per kind of key, shared by the corpus: a refused token changes
+    nothing a later case could see."""
+    async with contextlib.AsyncExitStack() as stack:
+        serving = {}
+        for kind in ("hs", "rs", "es"):
+            app = create_app(_config(kind, tmp_path_factory.mktemp(f"hostile-{kind}")))
+            await stack.enter_async_context(started(app))
+            serving[kind] = app
+        yield serving
+
+
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("case", CORPUS, ids=[case.name for case in CORPUS])
-async def test_hostile_token(case: Case, trap: str, tmp_path: Path) -> None:
-    app: Quart = create_app(_config(case.app, tmp_path))
+async def test_hostile_token(case: Case, trap: str, apps: dict[str, Quart]) -> None:
+    client = apps[case.app].test_client()
     token = case.build(trap)
-    async with app.test_app():
-        client = app.test_client()
-        targets = ENDPOINTS if case.everywhere else {case.endpoint: ENDPOINTS[case.endpoint]}
-        for path, method in targets.items():
-            response = await send(
-                client, path, method, headers={"Authorization": f"Bearer {token}"}
-            )
-            body = await response.get_json()
-            assert response.status_code in (401, 422), (path, response.status_code, body)
-            assert set(body) == {"msg"}, (path, body)
-            if path == case.endpoint:
-                assert response.status_code == case.status, (path, body)
-                assert _matches(body["msg"], case.msg), (path, body)
+    targets = ENDPOINTS if case.everywhere else {case.endpoint: ENDPOINTS[case.endpoint]}
+    for path, method in targets.items():
+        response = await send(client, path, method, headers={"Authorization": f"Bearer {token}"})
+        body = await response.get_json()
+        assert response.status_code in (401, 422), (path, response.status_code, body)
+        assert set(body) == {"msg"}, (path, body)
+        if path == case.endpoint:
+            assert response.status_code == case.status, (path, body)
+            assert _matches(body["msg"], case.msg), (path, body)
