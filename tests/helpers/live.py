@@ -94,6 +94,11 @@ class Server:
     START_TIMEOUT = 180.0
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
+        self.launch()
+        self.wait_serving(time.monotonic() + timeout)
+
+    def launch(self) -> None:
+        """Start the master; :meth:`wait_serving` waits for its answer."""
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.args,
@@ -103,18 +108,22 @@ class Server:
             stderr=subprocess.STDOUT,
             process_group=0 if self.own_group else None,
         )
-        deadline = time.monotonic() + timeout
+
+    def wait_serving(self, deadline: float) -> None:
+        """Until /healthz answers as :attr:`healthz` says; stopped and an error at
+        ``deadline`` (``time.monotonic()``) or if the master exits."""
+        assert self.process is not None, "launch() first"
+        verify = ssl.create_default_context(cafile=self.tls[0]) if self.tls else True
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hypercorn exited: {self.log_path.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                verify = ssl.create_default_context(cafile=self.tls[0]) if self.tls else True
                 status = httpx.get(f"{self.url}/healthz", timeout=3, verify=verify).status_code
                 if self.healthz in (None, status):
                     return
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"hypercorn did not answer in {timeout}s: {self.log_path.read_text()}")
+        raise RuntimeError(f"hypercorn did not answer in time: {self.log_path.read_text()}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -144,3 +153,18 @@ def running(instance: Path, **kwargs: object) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def started(*servers: Server) -> Iterator[tuple[Server, ...]]:
+    """Several servers (hosts of one deployment) started at once, not one after another:
+    on two cores one start mostly waits on imports the other core can run meanwhile.
+    All are stopped at the end, whatever happens."""
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            stack.callback(server.stop)
+            server.launch()
+        deadline = time.monotonic() + Server.START_TIMEOUT
+        for server in servers:
+            server.wait_serving(deadline)
+        yield servers

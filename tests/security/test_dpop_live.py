@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.backend_servers import PostgresRun, RedisRun, run
 from tests.helpers.dpop_proofs import ProofKey
-from tests.helpers.live import ROOT, running
+from tests.helpers.live import ROOT, Server, running, started
 from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
@@ -130,8 +130,10 @@ def test_a_proof_is_accepted_once_across_two_hosts(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with (
-        running(tmp_path / "a" / "instance", workers=2, env=env) as one,
-        running(tmp_path / "b" / "instance", workers=2, env=env) as two,
+        started(
+            Server(tmp_path / "a" / "instance", workers=2, env=env),
+            Server(tmp_path / "b" / "instance", workers=2, env=env),
+        ) as (one, two),
     ):
         assert httpx.post(f"{one.url}/register", json=ALICE, timeout=60).status_code == 201
         token = bound_login(one.url, key, "http://api.example.test")

@@ -24,7 +24,7 @@ import pytest
 
 from tests.helpers.backend_servers import PostgresRun, RedisRun
 from tests.helpers.debian import ensure_tool
-from tests.helpers.live import Server, server_env
+from tests.helpers.live import Server, server_env, started
 from tests.helpers.support import SECRET, bearer
 
 pytestmark = pytest.mark.live
@@ -78,11 +78,10 @@ async def hosts(
         # breaks libfaketime's timed waits, which CPython's GIL hand-over uses: the
         # host would spin and run about ten times slower than a real one.
         faked = {"LD_PRELOAD": library, "FAKETIME": f"+{skew}s"}
-    host_a = Server(tmp_path / "a", workers=2, env=env)
-    host_b = Server(tmp_path / "b", workers=2, env={**env, **faked})
-    host_a.start()
-    try:
-        host_b.start()
+    with started(
+        Server(tmp_path / "a", workers=2, env=env),
+        Server(tmp_path / "b", workers=2, env={**env, **faked}),
+    ) as (host_a, host_b):
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
         async with (
             httpx.AsyncClient(base_url=host_a.url, timeout=60, limits=limits) as a,
@@ -93,9 +92,6 @@ async def hosts(
             )
             assert created.status_code == 201, created.text
             yield a, b
-    finally:
-        host_b.stop()
-        host_a.stop()
 
 
 async def _attack(

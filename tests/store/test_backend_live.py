@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers.backend_servers import PostgresRun, PrivateRedis, RedisRun, kill_clients, run
-from tests.helpers.live import Server
+from tests.helpers.live import Server, started
 from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
@@ -119,8 +119,10 @@ def two_hosts(
     prefix = redis_server.next_prefix()
     env = host_env(postgres, REDIS_URL=redis_server.url, REDIS_PREFIX=prefix)
     with (
-        Server(instance(tmp_path, "a"), workers=2, env=env) as a,
-        Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
+        started(
+            Server(instance(tmp_path, "a"), workers=2, env=env),
+            Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log"),
+        ) as (a, b),
     ):
         yield a, b, prefix
 
@@ -181,8 +183,10 @@ def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresR
     env = host_env(postgres, REDIS_URL=redis.url, REDIS_PREFIX="live:")
     try:
         with (
-            Server(instance(tmp_path, "a"), workers=2, env=env) as a,
-            Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
+            started(
+                Server(instance(tmp_path, "a"), workers=2, env=env),
+                Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log"),
+            ) as (a, b),
         ):
             assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
             # Precondition: the Redis path is up on every worker (subscriptions are made
@@ -220,8 +224,10 @@ def test_without_redis_the_sql_poll_bounds_propagation(
 ) -> None:
     env = host_env(postgres, REDIS_URL="")
     with (
-        Server(instance(tmp_path, "a"), workers=2, env=env) as a,
-        Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log") as b,
+        started(
+            Server(instance(tmp_path, "a"), workers=2, env=env),
+            Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log"),
+        ) as (a, b),
     ):
         assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
         delays = [propagation(a, b, budget=1.5) for _ in range(5)]
