@@ -133,13 +133,7 @@ async def scratch_url(
         scratch.drop()
 
 
-@pytest.fixture
-def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings that put this test's apps on its backend (PostgreSQL tables emptied first)."""
-    if "backend" in request.fixturenames:
-        name = str(request.getfixturevalue("backend"))
-    else:
-        name = os.environ.get("TEST_BACKEND", "sqlite")
+def _backend_config(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if name == "sqlite":
         return {}
     if name != "postgres":
@@ -152,6 +146,23 @@ def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
         "REDIS_URL": redis.url,
         "REDIS_PREFIX": redis.next_prefix(),
     }
+
+
+@pytest.fixture
+def backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings that put this test's apps on its backend (PostgreSQL tables emptied first)."""
+    if "backend" in request.fixturenames:
+        name = str(request.getfixturevalue("backend"))
+    else:
+        name = os.environ.get("TEST_BACKEND", "sqlite")
+    return _backend_config(name, request)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The same, once per module and backend: for a server the module's tests share (each
+    test then works with users of its own; the tables are emptied once, at the start)."""
+    return _backend_config(str(request.param), request)
 
 
 # The HTTP/1.1 parser a live server runs with (HTTP1_PARSER, quart_app/serving/http1.py):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,22 @@ GRACE = 2.0
 PASSWORD = "correct-horse-9"
 
 
-@pytest.fixture
-async def live(
-    tmp_path: Path, backend: str, backend_config: dict[str, Any]
-) -> AsyncIterator[tuple[Server, httpx.AsyncClient]]:
+@dataclass
+class Live:
+    """The module's server, a client of it, and this test's own two users."""
+
+    server: Server
+    http: httpx.AsyncClient
+    alice: str
+    alice_id: int
+    root: str
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, module_backend_config: dict[str, Any]
+) -> Iterator[Server]:
+    """One server per backend for the module: every test logs in users of its own."""
     env = {
         "JWT_SECRET_KEY": SECRET,
         "RATELIMIT_AUTH_LIMIT": "100000",
@@ -45,23 +59,26 @@ async def live(
         "SQLITE_BUSY_TIMEOUT": "60",
         "SESSION_LIMIT": str(LIMIT),
         "REFRESH_REUSE_GRACE_SECONDS": str(GRACE),
-        **server_env(backend_config),
+        **server_env(module_backend_config),
     }
-    server = Server(tmp_path / "instance", workers=2, env=env)
-    server.start()
+    with Server(tmp_path_factory.mktemp("sessions") / "instance", workers=2, env=env) as server:
+        yield server
+
+
+@pytest.fixture
+async def live(server: Server) -> AsyncIterator[Live]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
-            for name in ("alice", "root"):
-                body = {"username": name, "password": PASSWORD}
-                response = await http.post("/register", json=body)
-                assert response.status_code == 201, response.text
-            yield server, http
-    finally:
-        server.stop()
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+        names = [f"{role}_{uuid.uuid4().hex[:12]}" for role in ("alice", "root")]
+        ids = []
+        for name in names:
+            response = await http.post("/register", json={"username": name, "password": PASSWORD})
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        yield Live(server, http, names[0], ids[0], names[1])
 
 
-async def _login(http: httpx.AsyncClient, name: str = "alice") -> dict[str, Any]:
+async def _login(http: httpx.AsyncClient, name: str) -> dict[str, Any]:
     response = await http.post("/login", json={"username": name, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -88,13 +105,13 @@ async def _eventually_refused(http: httpx.AsyncClient, token: str) -> None:
 
 
 async def test_ending_a_session_while_its_refresh_is_in_flight(
-    live: tuple[Server, httpx.AsyncClient],
+    live: Live,
 ) -> None:
-    _, http = live
+    http = live.http
     won = survived = 0
     for _ in range(12):
-        me = await _login(http)
-        target = await _login(http)
+        me = await _login(http, live.alice)
+        target = await _login(http, live.alice)
         session_id = next(
             s["id"] for s in await _sessions(http, me["access_token"]) if not s["current"]
         )
@@ -116,10 +133,10 @@ async def test_ending_a_session_while_its_refresh_is_in_flight(
     assert survived == 0
 
 
-async def test_two_tabs_refreshing_at_once(live: tuple[Server, httpx.AsyncClient]) -> None:
-    _, http = live
+async def test_two_tabs_refreshing_at_once(live: Live) -> None:
+    http = live.http
     for _ in range(6):
-        pair = await _login(http)
+        pair = await _login(http, live.alice)
         first, second = await asyncio.gather(
             _refresh(http, pair["refresh_token"]), _refresh(http, pair["refresh_token"])
         )
@@ -139,10 +156,10 @@ async def test_two_tabs_refreshing_at_once(live: tuple[Server, httpx.AsyncClient
 
 
 async def test_the_previous_token_after_the_grace_ends_the_session(
-    live: tuple[Server, httpx.AsyncClient],
+    live: Live,
 ) -> None:
-    _, http = live
-    pair = await _login(http)
+    http = live.http
+    pair = await _login(http, live.alice)
     rotated = (await _refresh(http, pair["refresh_token"])).json()
     await asyncio.sleep(GRACE + 0.5)
     late = await asyncio.gather(
@@ -154,12 +171,12 @@ async def test_the_previous_token_after_the_grace_ends_the_session(
 
 
 async def test_session_limit_under_concurrent_logins(
-    live: tuple[Server, httpx.AsyncClient],
+    live: Live,
 ) -> None:
-    _, http = live
-    pairs = await asyncio.gather(*(_login(http) for _ in range(20)))
+    http = live.http
+    pairs = await asyncio.gather(*(_login(http, live.alice) for _ in range(20)))
     # One more login, to look: it ends the least recently used of the LIMIT alive.
-    me = await _login(http)
+    me = await _login(http, live.alice)
     alive = await _sessions(http, me["access_token"])
     assert len(alive) == LIMIT, alive
     refreshed = await asyncio.gather(*(_refresh(http, p["refresh_token"]) for p in pairs))
@@ -169,23 +186,23 @@ async def test_session_limit_under_concurrent_logins(
 
 
 async def test_disabling_an_account_while_it_logs_in(
-    live: tuple[Server, httpx.AsyncClient],
+    live: Live,
 ) -> None:
-    server, http = live
+    server, http = live.server, live.http
     granted = await asyncio.to_thread(
         subprocess.run,
-        [str(QUART_APP), "admin", "grant", "root"],
+        [str(QUART_APP), "admin", "grant", live.root],
         env=server.env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert granted.returncode == 0, granted.stderr
-    admin = bearer((await _login(http, "root"))["access_token"])
-    alice = 1
+    admin = bearer((await _login(http, live.root))["access_token"])
+    alice = live.alice_id
 
     async def log_in(won: list[dict[str, Any]]) -> None:
-        body = {"username": "alice", "password": PASSWORD}
+        body = {"username": live.alice, "password": PASSWORD}
         response = await http.post("/login", json=body)
         assert response.status_code in (200, 403), response.text
         if response.status_code == 200:
@@ -203,7 +220,7 @@ async def test_disabling_an_account_while_it_logs_in(
         for pair in won:
             assert (await _refresh(http, pair["refresh_token"])).status_code == 401
             await _eventually_refused(http, pair["access_token"])
-        refused = await http.post("/login", json={"username": "alice", "password": PASSWORD})
+        refused = await http.post("/login", json={"username": live.alice, "password": PASSWORD})
         assert (refused.status_code, refused.json()) == (403, {"msg": "Account disabled"})
         enabled = await http.post(f"/admin/users/{alice}/enable", headers=admin)
         assert enabled.status_code == 200
