@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +30,44 @@ ROUNDS = 20
 QUART_APP = Path(sys.executable).with_name("quart-app")
 
 
-@pytest.fixture
-async def live(
-    tmp_path: Path, backend: str, backend_config: dict[str, Any]
-) -> AsyncIterator[tuple[Server, httpx.AsyncClient]]:
+@dataclass
+class Live:
+    """The module's server, a client of it, and this test's own user (``password-0``)."""
+
+    server: Server
+    http: httpx.AsyncClient
+    user: str
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, module_backend_config: dict[str, Any]
+) -> Iterator[Server]:
+    """One server per backend for the module: every test's sessions are its own user's."""
     env = {
         "JWT_SECRET_KEY": SECRET,
         "RATELIMIT_AUTH_LIMIT": "100000",
         "LOGIN_LOCKOUT_THRESHOLD": "100000",
-        **server_env(backend_config),
+        **server_env(module_backend_config),
     }
-    server = Server(tmp_path / "instance", workers=2, env=env)
-    server.start()
+    with Server(tmp_path_factory.mktemp("ends") / "instance", workers=2, env=env) as server:
+        yield server
+
+
+@pytest.fixture
+async def live(server: Server) -> AsyncIterator[Live]:
     # No keep-alive: every request is a new connection, which the kernel spreads over
     # both workers' sockets.
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
-            response = await http.post(
-                "/register", json={"username": "alice", "password": "password-0"}
-            )
-            assert response.status_code == 201, response.text
-            yield server, http
-    finally:
-        server.stop()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
+        user = f"victim_{uuid.uuid4().hex[:12]}"
+        response = await http.post("/register", json={"username": user, "password": "password-0"})
+        assert response.status_code == 201, response.text
+        yield Live(server, http, user)
 
 
-async def _login(http: httpx.AsyncClient, password: str) -> dict[str, Any]:
-    response = await http.post("/login", json={"username": "alice", "password": password})
+async def _login(live: Live, password: str) -> dict[str, Any]:
+    response = await live.http.post("/login", json={"username": live.user, "password": password})
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -99,14 +111,12 @@ async def _eventually_revoked(http: httpx.AsyncClient, token: str) -> None:
     pytest.fail("an access token of an ended session still works after 3 s")
 
 
-async def test_password_change_race_yields_no_pair(
-    live: tuple[Server, httpx.AsyncClient],
-) -> None:
-    _, http = live
+async def test_password_change_race_yields_no_pair(live: Live) -> None:
+    http = live.http
     during = after = 0
     for n in range(ROUNDS):
         old, new = f"password-{n}", f"password-{n + 1}"
-        pair = await _login(http, old)
+        pair = await _login(live, old)
 
         async def change(old: str = old, new: str = new, pair: dict[str, Any] = pair) -> None:
             response = await http.put(
@@ -119,18 +129,18 @@ async def test_password_change_race_yields_no_pair(
         won, late = await _race(http, pair, change, race=n % 2 == 1)
         during, after = during + won, after + late
         # The session begun after the change lives: only earlier ones ended.
-        fresh = await _login(http, new)
+        fresh = await _login(live, new)
         again = await http.post("/token/refresh", headers=bearer(fresh["refresh_token"]))
         assert again.status_code == 200, again.text
     print(f"\npairs won while the change was in flight: {during}; after its 200: {after}")
     assert after == 0
 
 
-async def test_logout_race_yields_no_pair(live: tuple[Server, httpx.AsyncClient]) -> None:
-    _, http = live
+async def test_logout_race_yields_no_pair(live: Live) -> None:
+    http = live.http
     after = 0
     for n in range(6):
-        pair = await _login(http, "password-0")
+        pair = await _login(live, "password-0")
 
         async def logout(pair: dict[str, Any] = pair) -> None:
             response = await http.post("/logout", headers=bearer(pair["access_token"]))
@@ -140,16 +150,16 @@ async def test_logout_race_yields_no_pair(live: tuple[Server, httpx.AsyncClient]
     assert after == 0
 
 
-async def test_revoke_user_ends_every_session(live: tuple[Server, httpx.AsyncClient]) -> None:
-    server, http = live
+async def test_revoke_user_ends_every_session(live: Live) -> None:
+    server, http = live.server, live.http
     after = 0
     for n in range(4):
-        pair = await _login(http, "password-0")
+        pair = await _login(live, "password-0")
 
         async def revoke() -> None:
             result = await asyncio.to_thread(
                 subprocess.run,
-                [str(QUART_APP), "revoke-user", "alice"],
+                [str(QUART_APP), "revoke-user", live.user],
                 env=server.env,
                 capture_output=True,
                 text=True,
