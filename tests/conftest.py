@@ -39,14 +39,19 @@ Quart.test_app_class = PatientTestApp
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Live tests that share a module-scoped fixture (a server started once for the module)
-    run on one pytest-xdist worker: side by side, each worker would start its own."""
+    """Side by side (pytest-xdist), for the shortest run:
+
+    * live tests that share a module-scoped fixture (a server started once for the module)
+      run on one worker: each worker would otherwise start its own;
+    * live tests come first (in their order): the workers then end on short tests instead
+      of one of them ending on a minute-long live one."""
     for item in items:
         if item.get_closest_marker("live") is None or not isinstance(item, pytest.Function):
             continue
         fixtures = item._fixtureinfo.name2fixturedefs.values()
         if any(fixture.scope == "module" for defs in fixtures for fixture in defs):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: item.get_closest_marker("live") is None)
 
 
 @pytest.fixture

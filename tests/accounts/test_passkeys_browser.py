@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,6 @@ from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
 
-ALICE = {"username": "alice", "password": "correct-horse"}
 THRESHOLD = 5
 FAILED = {"msg": "Passkey verification failed"}
 CHROMIUM_FLAGS = [
@@ -51,8 +51,11 @@ def chromium() -> str:
     return ensure_tool(lambda: shutil.which("chromium"), "chromium")
 
 
-@pytest.fixture
-def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, module_backend_config: dict[str, Any]
+) -> Iterator[Server]:
+    """One server per backend for the module: every test enrols a user of its own."""
     port = free_port()
     env = {
         "JWT_SECRET_KEY": SECRET,
@@ -63,16 +66,19 @@ def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Iter
         "WEBAUTHN_ORIGINS": f"http://localhost:{port}",
         "DATABASE_OPERATION_TIMEOUT": "60",
         "DATABASE_POOL_TIMEOUT": "60",
-        **server_env(backend_config),
+        **server_env(module_backend_config),
     }
-    live = Server(
-        tmp_path / "instance", workers=2, port=port, env=env, access_log=tmp_path / "access.log"
-    )
-    live.start()
-    try:
+    home = tmp_path_factory.mktemp("passkeys")
+    with Server(
+        home / "instance", workers=2, port=port, env=env, access_log=home / "access.log"
+    ) as live:
         yield live
-    finally:
-        live.stop()
+
+
+@pytest.fixture
+def alice() -> dict[str, str]:
+    """This test's own account (not yet registered)."""
+    return {"username": f"alice_{uuid.uuid4().hex[:12]}", "password": "correct-horse"}
 
 
 def _pids(server: Server) -> list[str]:
@@ -206,11 +212,13 @@ def _tampered(assertion: dict[str, Any]) -> dict[str, Any]:
     return {**assertion, "response": response}
 
 
-def test_passkey_ceremonies_span_workers(server: Server, browser: Browser) -> None:
+def test_passkey_ceremonies_span_workers(
+    server: Server, browser: Browser, alice: dict[str, str]
+) -> None:
     one, two = pinned_clients(server)
     assert worker_of(server, one) != worker_of(server, two)
-    assert one.post("/register", json=ALICE).status_code == 201
-    access = one.post("/login", json=ALICE).json()["access_token"]
+    assert one.post("/register", json=alice).status_code == 201
+    access = one.post("/login", json=alice).json()["access_token"]
 
     # Registration: begin on one worker, finish on the other.
     options = one.post("/webauthn/register/begin", headers=bearer(access)).json()
@@ -235,8 +243,10 @@ def test_passkey_ceremonies_span_workers(server: Server, browser: Browser) -> No
     assert logged_in.status_code == 200, logged_in.text
     pair = logged_in.json()
     claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
-    assert claims["fresh"] is True and claims["username"] == "alice"
-    assert two.get("/me", headers=bearer(pair["access_token"])).json()["username"] == "alice"
+    assert claims["fresh"] is True and claims["username"] == alice["username"]
+    assert (
+        two.get("/me", headers=bearer(pair["access_token"])).json()["username"] == alice["username"]
+    )
     # The same assertion once more, on either worker: refused.
     for client in (one, two):
         replay = client.post("/webauthn/login/finish", json=assertion)
@@ -249,12 +259,14 @@ def test_passkey_ceremonies_span_workers(server: Server, browser: Browser) -> No
     # Tampered assertions are refused and counted as failed logins of the account, like
     # the two replays: THRESHOLD failures lock it.
     for _ in range(THRESHOLD - 2):
-        fresh_options = one.post("/webauthn/login/begin", json={"username": "alice"}).json()
+        fresh_options = one.post(
+            "/webauthn/login/begin", json={"username": alice["username"]}
+        ).json()
         assert fresh_options["allowCredentials"]
         bad = two.post("/webauthn/login/finish", json=_tampered(browser.get(fresh_options)))
         assert bad.status_code == 401
         assert bad.json() == FAILED
-    locked = one.post("/login", json=ALICE)
+    locked = one.post("/login", json=alice)
     assert locked.status_code == 429
     good_but_locked = two.post(
         "/webauthn/login/finish",
@@ -263,10 +275,10 @@ def test_passkey_ceremonies_span_workers(server: Server, browser: Browser) -> No
     assert good_but_locked.status_code == 429
 
 
-def test_totp_codes_are_single_use_across_workers(server: Server) -> None:
+def test_totp_codes_are_single_use_across_workers(server: Server, alice: dict[str, str]) -> None:
     one, two = pinned_clients(server)
-    assert one.post("/register", json=ALICE).status_code == 201
-    access = one.post("/login", json=ALICE).json()["access_token"]
+    assert one.post("/register", json=alice).status_code == 201
+    access = one.post("/login", json=alice).json()["access_token"]
     secret = one.post("/me/mfa/totp", headers=bearer(access)).json()["secret"]
     totp = pyotp.TOTP(secret)
     confirmed = two.post(
@@ -274,11 +286,11 @@ def test_totp_codes_are_single_use_across_workers(server: Server) -> None:
     )
     assert confirmed.status_code == 200
     code = totp.at(time.time() + 30)  # a later step than the one that confirmed
-    first = one.post("/login", json=ALICE)
+    first = one.post("/login", json=alice)
     assert first.status_code == 401 and first.json()["msg"] == "MFA required"
     ok = one.post("/login/mfa", json={"mfa_token": first.json()["mfa_token"], "code": code})
     assert ok.status_code == 200
-    second = two.post("/login", json=ALICE).json()["mfa_token"]
+    second = two.post("/login", json=alice).json()["mfa_token"]
     replay = two.post("/login/mfa", json={"mfa_token": second, "code": code})
     assert replay.status_code == 401
     assert replay.json() == {"msg": "Invalid code"}
@@ -291,11 +303,13 @@ def test_totp_codes_are_single_use_across_workers(server: Server) -> None:
     assert used.json() == {"msg": "Invalid or expired MFA token"}
 
 
-async def test_concurrent_wrong_codes_are_counted_once_each(server: Server) -> None:
+async def test_concurrent_wrong_codes_are_counted_once_each(
+    server: Server, alice: dict[str, str]
+) -> None:
     limits = httpx.Limits(max_connections=40, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as http:
-        assert (await http.post("/register", json=ALICE)).status_code == 201
-        access = (await http.post("/login", json=ALICE)).json()["access_token"]
+        assert (await http.post("/register", json=alice)).status_code == 201
+        access = (await http.post("/login", json=alice)).json()["access_token"]
         secret = (await http.post("/me/mfa/totp", headers=bearer(access))).json()["secret"]
         totp = pyotp.TOTP(secret)
         code = totp.at(time.time())
@@ -303,7 +317,7 @@ async def test_concurrent_wrong_codes_are_counted_once_each(server: Server) -> N
             "/me/mfa/totp/confirm", json={"code": code}, headers=bearer(access)
         )
         assert confirmed.status_code == 200
-        token = (await http.post("/login", json=ALICE)).json()["mfa_token"]
+        token = (await http.post("/login", json=alice)).json()["mfa_token"]
         valid = {totp.at(time.time() + 30 * k) for k in (-1, 0, 1)}
         wrong = next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in valid)
         responses = await asyncio.gather(
@@ -316,16 +330,16 @@ async def test_concurrent_wrong_codes_are_counted_once_each(server: Server) -> N
 
 
 def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
-    server: Server, browser: Browser
+    server: Server, browser: Browser, alice: dict[str, str]
 ) -> None:
     page = browser.page
     with httpx.Client(base_url=server.url, timeout=60) as http:
-        assert http.post("/register", json=ALICE).status_code == 201
-    page.fill("#username", "alice")
-    page.fill("#password", ALICE["password"])
+        assert http.post("/register", json=alice).status_code == 201
+    page.fill("#username", alice["username"])
+    page.fill("#password", alice["password"])
     page.click("#login-button")
     page.wait_for_selector("#account:not([hidden])")
-    assert page.text_content("#whoami") == "alice"
+    assert page.text_content("#whoami") == alice["username"]
 
     page.click("#totp-enable")
     page.wait_for_selector("#totp-enrol:not([hidden])")
@@ -348,8 +362,8 @@ def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
     # Password, then the code the page asks for.
     page.click("#logout")
     page.wait_for_selector("#login:not([hidden])")
-    page.fill("#username", "alice")
-    page.fill("#password", ALICE["password"])
+    page.fill("#username", alice["username"])
+    page.fill("#password", alice["password"])
     page.click("#login-button")
     page.wait_for_selector("#code-form:not([hidden])")
     page.fill("#login-code", totp.at(time.time() + 30))  # later than the confirming step
@@ -360,12 +374,12 @@ def test_account_page_enrols_totp_and_a_passkey_and_logs_in_with_it(
     page.click("#logout")
     page.wait_for_selector("#login:not([hidden])")
     with httpx.Client(base_url=server.url, timeout=60) as http:
-        token = http.post("/login", json=ALICE).json()["mfa_token"]
+        token = http.post("/login", json=alice).json()["mfa_token"]
         other = http.post("/login/mfa", json={"mfa_token": token, "recovery_code": recovery[0]})
         assert other.status_code == 200
     page.click("#passkey-login")
     page.wait_for_selector("#account:not([hidden])")
-    assert page.text_content("#whoami") == "alice"
+    assert page.text_content("#whoami") == alice["username"]
     page.wait_for_selector("li.passkey")
     assert "last used" in (page.text_content("#passkeys") or "")
     assert page.is_hidden("#code-form")
