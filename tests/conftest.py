@@ -21,8 +21,9 @@ from tests.helpers.clock import FrozenClock
 from tests.helpers.reaper import pytest_configure, pytest_runtest_setup, pytest_sessionfinish  # noqa: F401
 from tests.helpers.support import login, make_config, register
 
-# The fault-injection fixtures: the run's PostgreSQL behind a fault proxy, a small tmpfs.
-pytest_plugins = ["tests.helpers.fault_fixtures"]
+# The fault-injection fixtures (the run's PostgreSQL behind a fault proxy, a small tmpfs),
+# and pytest-xdist's groups kept on one worker under pytest 9.2.
+pytest_plugins = ["tests.helpers.fault_fixtures", "tests.helpers.xdist_loadgroup"]
 
 
 class PatientTestApp(TestApp):
