@@ -12,11 +12,19 @@ id pytest-xdist meant. Upstream: https://github.com/pytest-dev/pytest-xdist/issu
 from __future__ import annotations
 
 import pytest
-from _pytest.nodeid import coerce_node_id
+
+try:
+    from _pytest.nodeid import coerce_node_id
+except ImportError:  # a pytest before 9.2, which reads ``_nodeid``: nothing to mend
+    STRUCTURED_IDS = False
+else:
+    STRUCTURED_IDS = True
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook has named the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not STRUCTURED_IDS:
+        return
     for item in items:
         meant = item.__dict__.get("_nodeid")
         if isinstance(meant, str) and meant != item.nodeid and hasattr(item, "_id"):
