@@ -100,6 +100,20 @@ def describe_validation_error(error: Exception) -> str:
     return str(error) or "Invalid request"
 
 
+def error_headers(error: HTTPException) -> dict[str, Any]:
+    """The headers an HTTP error carries (Retry-After, Allow...), without its HTML type."""
+    return {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
+
+
+def http_error_response(error: HTTPException) -> Response:
+    """An HTTP error (404, 405, 413, 429...) as the service answers it: ``{"msg"}``."""
+    status = error.code or 500
+    msg = HTTP_MESSAGES.get(status) or error.name
+    if status == 400 and error.description and "JSON" in error.description:
+        msg = "Request body is not valid JSON"
+    return _json(status, msg, error_headers(error))
+
+
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(AppError)
     async def app_error(error: AppError) -> Response:
@@ -111,14 +125,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        headers: dict[str, Any] = {
-            key: value for key, value in error.get_headers() if key.lower() != "content-type"
-        }
-        msg = HTTP_MESSAGES.get(status) or error.name
-        if status == 400 and error.description and "JSON" in error.description:
-            msg = "Request body is not valid JSON"
-        return _json(status, msg, headers)
+        return http_error_response(error)
 
     async def dependency_error(error: Exception) -> Response:
         reason = unavailable_reason(error)

@@ -31,7 +31,7 @@ from quart_schema import DataSource, document_request, document_response
 
 from ..accounts.events import SESSION_ENDED
 from ..accounts.sessions import revoke_token, user_id_of
-from ..errors import HTTP_MESSAGES, AppError, Throttled
+from ..errors import HTTP_MESSAGES, AppError, Throttled, error_headers, http_error_response
 from ..jwt import JWTExtendedException, create_access_token, get_manager
 from ..jwt.dpop import ALGORITHMS, PROOF_KEY, DPoP, DPoPError, bound_thumbprint, init_dpop
 from ..jwt.revocation import FAMILY_CLAIM
@@ -232,12 +232,9 @@ def _token_error(error: OAuthError) -> Response:
 async def _address_limited(error: RateLimitExceeded) -> Response:
     """The per-address limit (RATELIMIT_AUTH_*) on /oauth/token answers like its other
     errors, as documented; elsewhere in the blueprint, the service's ``{"msg"}``."""
-    headers = {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
     if request.endpoint != "oauth.token":
-        response = jsonify({"msg": HTTP_MESSAGES[429]})
-        response.status_code = 429
-        response.headers.update(headers)
-        return response
+        return http_error_response(error)
+    headers = error_headers(error)
     return _token_error(OAuthError("invalid_request", HTTP_MESSAGES[429], 429, headers))
 
 
