@@ -107,13 +107,13 @@ async def issue_token(
     session: AsyncSession,
     user_id: int,
     purpose: str,
-    ttl: float,
+    expires_at: float,
     *,
     email: str | None = None,
     stamp: str | None = None,
-    now: float | None = None,
 ) -> str:
-    """A new token for ``purpose``, voiding the user's older ones of that purpose."""
+    """A new token for ``purpose`` that ends at ``expires_at``, voiding the user's older
+    ones of that purpose."""
     await session.execute(
         delete(RecoveryToken).where(
             RecoveryToken.user_id == user_id, RecoveryToken.purpose == purpose
@@ -127,7 +127,7 @@ async def issue_token(
             purpose=purpose,
             email=email,
             password_stamp=stamp,
-            expires_at=(time.time() if now is None else now) + ttl,
+            expires_at=expires_at,
         )
     )
     return token
@@ -190,7 +190,7 @@ class RecoveryStore:
             )
         )
         ttl = float(self.config["EMAIL_VERIFY_TTL"])
-        token = await issue_token(session, user_id, VERIFY, ttl, email=email, now=self.clock())
+        token = await issue_token(session, user_id, VERIFY, self.clock() + ttl, email=email)
         await queue_mail(
             session,
             recipient=email,
@@ -312,12 +312,7 @@ class RecoveryStore:
                 return False
             ttl = float(self.config["PASSWORD_RESET_TTL"])
             token = await issue_token(
-                session,
-                user.id,
-                RESET,
-                ttl,
-                stamp=password_stamp(user.password_hash),
-                now=self.clock(),
+                session, user.id, RESET, now + ttl, stamp=password_stamp(user.password_hash)
             )
             await queue_mail(
                 session,
