@@ -156,7 +156,7 @@ def running(instance: Path, **kwargs: object) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def started(*servers: Server) -> Iterator[tuple[Server, ...]]:
+def running_together(*servers: Server) -> Iterator[tuple[Server, ...]]:
     """Several servers (hosts of one deployment) started at once, not one after another:
     on two cores one start mostly waits on imports the other core can run meanwhile.
     All are stopped at the end, whatever happens."""

@@ -16,7 +16,7 @@ from sqlalchemy import event
 
 from quart_app.jwt import JWTManager, get_manager
 from quart_app.services import services
-from tests.helpers.live import Server, started
+from tests.helpers.live import Server, running_together
 from tests.helpers.support import SECRET, bearer, login, register
 
 CREDENTIALS = {"username": "alice", "password": "correct-horse"}
@@ -187,7 +187,7 @@ def test_revocation_reaches_another_process_within_the_bound(tmp_path: Path) -> 
     """Logout on one Hypercorn process, refused by the other within 1.5 s (docs/jwt.md)."""
     instance = tmp_path / "instance"
     env = {"JWT_SECRET_KEY": SECRET, "RATELIMIT_ENABLED": "false"}
-    with started(Server(instance, env=env), Server(instance, env=env)) as (a, b):
+    with running_together(Server(instance, env=env), Server(instance, env=env)) as (a, b):
         assert httpx.post(f"{a.url}/register", json=CREDENTIALS, timeout=60).status_code == 201
         delays = []
         for _ in range(3):

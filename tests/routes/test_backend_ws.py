@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.live import ROOT, Server, started
+from tests.helpers.live import ROOT, Server, running_together
 from tests.helpers.support import SECRET, bearer
 from tests.helpers.ws_client import WAIT, ended_within, open_socket, session
 
@@ -46,7 +46,10 @@ def hosts(
         env["DATABASE_CREATE_TABLES"] = "false"
     # One instance directory: on SQLite it holds the shared database file.
     instance = tmp_path / "instance"
-    with started(Server(instance, workers=2, env=env), Server(instance, env=env)) as (a, b):
+    with running_together(Server(instance, workers=2, env=env), Server(instance, env=env)) as (
+        a,
+        b,
+    ):
         yield a, b, {**env, "INSTANCE_PATH": str(instance)}
 
 

@@ -27,7 +27,7 @@ from websockets.typing import Origin
 from quart_app import create_app
 from quart_app.jwt import get_registry
 from quart_app.serving.worker_hooks import install_worker_hooks
-from tests.helpers.live import ROOT, Server, free_port, started
+from tests.helpers.live import ROOT, Server, free_port, running_together
 from tests.helpers.support import bearer, make_config
 from tests.helpers.ws_client import (
     CREDENTIALS,
@@ -105,7 +105,7 @@ async def test_a_revocation_on_another_host_closes_the_socket_in_time(tmp_path: 
     password change on the other."""
     instance = tmp_path / "instance"
     env = {"REVOCATION_SYNC_INTERVAL": str(SYNC_INTERVAL)}
-    with started(Server(instance, env=env), Server(instance, env=env)) as (host_a, host_b):
+    with running_together(Server(instance, env=env), Server(instance, env=env)) as (host_a, host_b):
         pair = await session(host_a.url)
         ws, _ = await open_socket(host_a.url, pair["access_token"])
         async with httpx.AsyncClient(base_url=host_b.url, timeout=60) as client:

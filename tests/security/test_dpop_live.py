@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.backend_servers import PostgresRun, RedisRun, run
 from tests.helpers.dpop_proofs import ProofKey
-from tests.helpers.live import ROOT, Server, running, started
+from tests.helpers.live import ROOT, Server, running, running_together
 from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
@@ -130,7 +130,7 @@ def test_a_proof_is_accepted_once_across_two_hosts(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with (
-        started(
+        running_together(
             Server(tmp_path / "a" / "instance", workers=2, env=env),
             Server(tmp_path / "b" / "instance", workers=2, env=env),
         ) as (one, two),

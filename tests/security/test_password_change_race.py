@@ -24,7 +24,7 @@ import pytest
 
 from tests.helpers.backend_servers import PostgresRun, RedisRun
 from tests.helpers.debian import ensure_tool
-from tests.helpers.live import Server, server_env, started
+from tests.helpers.live import Server, running_together, server_env
 from tests.helpers.support import SECRET, bearer
 
 pytestmark = pytest.mark.live
@@ -78,7 +78,7 @@ async def hosts(
         # breaks libfaketime's timed waits, which CPython's GIL hand-over uses: the
         # host would spin and run about ten times slower than a real one.
         faked = {"LD_PRELOAD": library, "FAKETIME": f"+{skew}s"}
-    with started(
+    with running_together(
         Server(tmp_path / "a", workers=2, env=env),
         Server(tmp_path / "b", workers=2, env={**env, **faked}),
     ) as (host_a, host_b):

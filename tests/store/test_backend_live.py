@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers.backend_servers import PostgresRun, PrivateRedis, RedisRun, kill_clients, run
-from tests.helpers.live import Server, started
+from tests.helpers.live import Server, running_together
 from tests.helpers.support import SECRET
 
 pytestmark = pytest.mark.live
@@ -119,7 +119,7 @@ def two_hosts(
     prefix = redis_server.next_prefix()
     env = host_env(postgres, REDIS_URL=redis_server.url, REDIS_PREFIX=prefix)
     with (
-        started(
+        running_together(
             Server(instance(tmp_path, "a"), workers=2, env=env),
             Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log"),
         ) as (a, b),
@@ -183,7 +183,7 @@ def test_a_redis_restart_loses_no_revocation(tmp_path: Path, postgres: PostgresR
     env = host_env(postgres, REDIS_URL=redis.url, REDIS_PREFIX="live:")
     try:
         with (
-            started(
+            running_together(
                 Server(instance(tmp_path, "a"), workers=2, env=env),
                 Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log"),
             ) as (a, b),
@@ -224,7 +224,7 @@ def test_without_redis_the_sql_poll_bounds_propagation(
 ) -> None:
     env = host_env(postgres, REDIS_URL="")
     with (
-        started(
+        running_together(
             Server(instance(tmp_path, "a"), workers=2, env=env),
             Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log"),
         ) as (a, b),
