@@ -82,10 +82,13 @@ def test_date_checks_give_pyjwt_s_verdicts(allow_expired: bool) -> None:
         encoded = pyjwt.encode(_claims(dates, others, 0), SECRET, algorithm="HS256")
         expected = _outcome(
             partial(
-                lambda encoded: plain.decode_complete(
-                    encoded, SECRET, ["HS256"], options=options, audience="api", issuer="us"
-                ),
-                encoded=encoded,
+                plain.decode_complete,
+                encoded,
+                SECRET,
+                ["HS256"],
+                options=options,
+                audience="api",
+                issuer="us",
             )
         )
         for shift in (0, 86_400):
@@ -93,17 +96,14 @@ def test_date_checks_give_pyjwt_s_verdicts(allow_expired: bool) -> None:
             now = None if shift == 0 else time.time() - shift
             got = _outcome(
                 partial(
-                    lambda shifted, now: tokens.decode_complete(
-                        shifted,
-                        key=SECRET,
-                        algorithms=["HS256"],
-                        audience="api",
-                        issuer="us",
-                        required_claims=["scope"],
-                        allow_expired=allow_expired,
-                        now=now,
-                    ),
-                    shifted=shifted,
+                    tokens.decode_complete,
+                    shifted,
+                    key=SECRET,
+                    algorithms=["HS256"],
+                    audience="api",
+                    issuer="us",
+                    required_claims=["scope"],
+                    allow_expired=allow_expired,
                     now=now,
                 )
             )
