@@ -17,6 +17,11 @@ STAMP := $(VENV)/.installed
 WANT_PYTHON := $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))' 2>/dev/null)
 HAVE_PYTHON := $(shell $(BIN)/python -c 'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null)
 
+# Python caches compiled modules (__pycache__/, ignored by git) even where the environment
+# says not to: without them every server worker and test process compiles the package and
+# the tests anew, a third of a server's start-up and half of pytest's.
+unexport PYTHONDONTWRITEBYTECODE
+
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # One worker per core: token checks are CPU-bound Python.
