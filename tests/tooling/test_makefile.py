@@ -85,3 +85,44 @@ def test_the_documented_start_up_error_names_the_run_recipe_line() -> None:
     recipe = lines.index("run: $(RUN_STAMP)") + 2  # 1-based line of its command
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert f"make: *** [Makefile:{recipe}: run] Error 3" in page
+
+
+def fake_tools(project: Path) -> None:
+    """ruff, mypy and pytest that say they ran and exit as MYPY_STATUS and PYTEST_STATUS
+    say; mypy waits for pytest's first phase to start (it runs beside it)."""
+    fake_venv(project, os.path.realpath(sys.executable))
+    venv = project / ".venv"
+    scripts = {
+        "ruff": "echo ruff $* >> calls\n",
+        "mypy": (
+            "for i in $(seq 600); do [ -e started ] && break; sleep 0.1; done\n"
+            "echo mypy >> calls; echo 'mypy: an error'; exit ${MYPY_STATUS:-0}\n"
+        ),
+        "pytest": "echo pytest $* >> calls; touch started; exit ${PYTEST_STATUS:-0}\n",
+    }
+    for name, body in scripts.items():
+        tool = venv / "bin" / name
+        tool.write_text(f"#!/bin/sh\n{body}")
+        tool.chmod(0o755)
+    for stamp in (".installed", ".installed-run", ".installed-bench"):
+        (venv / stamp).touch()  # newer than pyproject.toml: nothing to install
+
+
+@pytest.mark.parametrize("target", ["check", "test"])
+@pytest.mark.parametrize(
+    ("types", "tests", "fails"), [(0, 0, False), (1, 0, True), (0, 1, True), (1, 1, True)]
+)
+def test_types_are_checked_beside_the_tests_and_either_fails_the_run(
+    project: Path, target: str, types: int, tests: int, fails: bool
+) -> None:
+    fake_tools(project)
+    env = {**os.environ, "MYPY_STATUS": str(types), "PYTEST_STATUS": str(tests)}
+    result = subprocess.run(
+        ["make", "-C", str(project), target], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert (result.returncode != 0) is fails, result.stdout + result.stderr
+    calls = (project / "calls").read_text().splitlines()
+    assert calls[:2] == ["ruff check .", "ruff format --check ."]
+    assert "mypy" in calls  # it ran, after pytest's first phase had started
+    assert calls.index("mypy") > calls.index(next(c for c in calls if c.startswith("pytest")))
+    assert "mypy: an error" in result.stdout  # its report is shown, pass or fail
