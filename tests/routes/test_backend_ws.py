@@ -12,8 +12,9 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -32,12 +33,24 @@ INTERVAL = {"sqlite": "1.0", "postgres": "30"}
 SOCKETS = 8
 
 
-@pytest.fixture
+@dataclass
+class Hosts:
+    """The module's two hosts on one backend, and the settings they run with."""
+
+    a: Server
+    b: Server
+    env: dict[str, str]
+    backend: str
+
+
+@pytest.fixture(scope="module")
 def hosts(
-    tmp_path: Path, backend: str, backend_config: dict[str, Any]
-) -> Iterator[tuple[Server, Server, dict[str, str]]]:
+    tmp_path_factory: pytest.TempPathFactory, module_backend_config: dict[str, Any]
+) -> Iterator[Hosts]:
+    """Two hosts per backend for the module: each test's sockets are its own users'."""
+    backend = "postgres" if "DATABASE_URL" in module_backend_config else "sqlite"
     env = {
-        **{key: str(value) for key, value in backend_config.items()},
+        **{key: str(value) for key, value in module_backend_config.items()},
         "JWT_SECRET_KEY": SECRET,
         "REVOCATION_SYNC_INTERVAL": INTERVAL[backend],
         "RATELIMIT_AUTH_LIMIT": "10000",
@@ -45,20 +58,22 @@ def hosts(
     if backend == "postgres":
         env["DATABASE_CREATE_TABLES"] = "false"
     # One instance directory: on SQLite it holds the shared database file.
-    instance = tmp_path / "instance"
+    instance = tmp_path_factory.mktemp("hosts") / "instance"
     with running_together(Server(instance, workers=2, env=env), Server(instance, env=env)) as (
         a,
         b,
     ):
-        yield a, b, {**env, "INSTANCE_PATH": str(instance)}
+        yield Hosts(a, b, {**env, "INSTANCE_PATH": str(instance)}, backend)
+
+
+def user(name: str) -> str:
+    return f"{name}_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.mark.serial  # a closing deadline
-async def test_logout_on_another_host_closes_every_socket_in_time(
-    hosts: tuple[Server, Server, dict[str, str]], backend: str
-) -> None:
-    a, b, _ = hosts
-    pair = await session(a.url)
+async def test_logout_on_another_host_closes_every_socket_in_time(hosts: Hosts) -> None:
+    a, b, backend = hosts.a, hosts.b, hosts.backend
+    pair = await session(a.url, user("alice"))
     sockets = [(await open_socket(a.url, pair["access_token"]))[0] for _ in range(SOCKETS)]
     async with httpx.AsyncClient(base_url=b.url, timeout=WAIT) as client:
         response = await client.post("/logout", headers=bearer(pair["access_token"]))
@@ -70,18 +85,17 @@ async def test_logout_on_another_host_closes_every_socket_in_time(
 
 
 @pytest.mark.serial  # a closing deadline
-async def test_revoke_user_closes_every_socket_of_the_user_in_time(
-    hosts: tuple[Server, Server, dict[str, str]], backend: str
-) -> None:
-    a, b, env = hosts
-    alice = [await session(a.url), await session(b.url)]  # two logins, one per host
+async def test_revoke_user_closes_every_socket_of_the_user_in_time(hosts: Hosts) -> None:
+    a, b, env, backend = hosts.a, hosts.b, hosts.env, hosts.backend
+    name = user("alice")
+    alice = [await session(a.url, name), await session(b.url, name)]  # one login per host
     sockets = [
         (await open_socket(host.url, pair["access_token"]))[0]
         for host, pair in ((a, alice[0]), (b, alice[1]), (a, alice[1]), (b, alice[0]))
     ]
-    bob = await session(a.url, "bob")
+    bob = await session(a.url, user("bob"))
     bystander, _ = await open_socket(a.url, bob["access_token"])
-    command = [sys.executable, "-m", "quart_app.cli", "revoke-user", "alice"]
+    command = [sys.executable, "-m", "quart_app.cli", "revoke-user", name]
     result = await asyncio.to_thread(
         subprocess.run,
         command,
