@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import statistics
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -85,8 +87,9 @@ class Workers:
         raise AssertionError("the access log did not record the request")
 
 
-def propagation(a: Server, b: Server, budget: float) -> float | None:
-    """Log in and out on A; seconds until every worker of B refuses the token, or None.
+def propagation(a: Server, b: Server, budget: float, user: dict[str, str] = ALICE) -> float | None:
+    """Log in and out on A as ``user``; seconds until every worker of B refuses the token,
+    or None.
 
     Each probe is a new connection (the kernel hands it to either worker) and the access
     log says which worker answered; the result is when the last worker was first seen
@@ -95,7 +98,7 @@ def propagation(a: Server, b: Server, budget: float) -> float | None:
     """
     workers = Workers(b)
     with httpx.Client(timeout=5) as client:  # one client: no TLS context per probe
-        token = client.post(f"{a.url}/login", json=ALICE).json()["access_token"]
+        token = client.post(f"{a.url}/login", json=user).json()["access_token"]
         assert workers.get(client, "/protected", token)[1] == 200
         assert client.post(f"{a.url}/logout", headers=auth(token)).status_code == 200
         start = time.perf_counter()
@@ -110,70 +113,6 @@ def propagation(a: Server, b: Server, budget: float) -> float | None:
                 assert status == 200
                 assert pid not in learned, "a worker accepted a token it had refused"
         return None
-
-
-@pytest.fixture
-def two_hosts(
-    tmp_path: Path, postgres: PostgresRun, redis_server: RedisRun
-) -> Iterator[tuple[Server, Server, str]]:
-    prefix = redis_server.next_prefix()
-    env = host_env(postgres, REDIS_URL=redis_server.url, REDIS_PREFIX=prefix)
-    with (
-        running_together(
-            Server(instance(tmp_path, "a"), workers=2, env=env),
-            Server(instance(tmp_path, "b"), workers=2, env=env, access_log=tmp_path / "b.log"),
-        ) as (a, b),
-    ):
-        yield a, b, prefix
-
-
-@pytest.mark.serial  # propagation deadlines
-def test_tokens_and_revocations_cross_hosts(two_hosts: tuple[Server, Server, str]) -> None:
-    a, b, _ = two_hosts
-    assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
-    assert (
-        httpx.post(f"{b.url}/register", json=ALICE, timeout=60).status_code == 409
-    )  # one user table
-    from_a = httpx.post(f"{a.url}/login", json=ALICE, timeout=60).json()
-    me = httpx.get(f"{b.url}/me", headers=auth(from_a["access_token"]), timeout=60)
-    assert me.status_code == 200 and me.json()["username"] == "alice"
-    # Rotation on B, replay on A: the used refresh token is refused on the other host.
-    rotated = httpx.post(
-        f"{b.url}/token/refresh", headers=auth(from_a["refresh_token"]), timeout=60
-    )
-    assert rotated.status_code == 200
-    replay = httpx.post(f"{a.url}/token/refresh", headers=auth(from_a["refresh_token"]), timeout=60)
-    assert replay.status_code == 401 and replay.json() == {"msg": "Token has been revoked"}
-
-    # Every logout is enforced by B within the documented 1.5 s, and (Redis) within 100 ms but
-    # for at most one round a loaded CI machine may deschedule a worker in.
-    delays = [propagation(a, b, budget=1.5) for _ in range(10)]
-    assert None not in delays, f"logout on A not enforced by B within 1.5 s: {delays}"
-    measured = [d for d in delays if d is not None]
-    assert sum(d < 0.1 for d in measured) >= 9, f"not within 100 ms via Redis: {measured}"
-    # An upper bound: the time until probes (new connections) had reached and been refused
-    # by both workers of B; 0 would mean the very first probes already were.
-    print(
-        f"\nlogout on A -> refused by B via Redis: median {statistics.median(measured) * 1e3:.2f}"
-        f" ms, max {max(measured) * 1e3:.2f} ms over {len(measured)}"
-    )
-
-
-@pytest.mark.serial  # propagation deadlines
-def test_dropped_redis_connections_lose_no_revocation(
-    two_hosts: tuple[Server, Server, str], redis_server: RedisRun
-) -> None:
-    a, b, prefix = two_hosts
-    assert httpx.post(f"{a.url}/register", json=ALICE, timeout=60).status_code == 201
-    # Kill every Redis connection of both hosts' workers (ours only: by client name).
-    assert run(kill_clients(redis_server.url, prefix)) >= 4
-    delay = propagation(a, b, budget=1.5)  # Redis or SQL poll, whichever comes first
-    assert delay is not None, "a logout made while Redis connections were down was lost"
-    for _ in range(100):  # the subscribers reconnect within the back-off (<= 2 s)
-        if propagation(a, b, budget=0.1) is not None:
-            break
-    else:
-        pytest.fail("the Redis fast path did not come back")
 
 
 @pytest.mark.serial  # propagation deadlines
@@ -237,3 +176,88 @@ def test_without_redis_the_sql_poll_bounds_propagation(
         f"\nlogout on A -> refused by B via the 1 s SQL poll: median"
         f" {statistics.median(measured) * 1000:.0f} ms, max {max(measured) * 1000:.0f} ms"
     )
+
+
+# Last in the module: the hosts below live until its end, and the tests above empty the
+# tables they share.
+@dataclass
+class TwoHosts:
+    """The module's two hosts on PostgreSQL + Redis, and this test's own user."""
+
+    a: Server
+    b: Server
+    prefix: str
+    user: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def shared_hosts(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresRun, redis_server: RedisRun
+) -> Iterator[tuple[Server, Server, str]]:
+    run(postgres_server.reset())
+    prefix = redis_server.next_prefix()
+    env = host_env(postgres_server, REDIS_URL=redis_server.url, REDIS_PREFIX=prefix)
+    where = tmp_path_factory.mktemp("hosts")
+    with (
+        running_together(
+            Server(instance(where, "a"), workers=2, env=env),
+            Server(instance(where, "b"), workers=2, env=env, access_log=where / "b.log"),
+        ) as (a, b),
+    ):
+        yield a, b, prefix
+
+
+@pytest.fixture
+def two_hosts(shared_hosts: tuple[Server, Server, str]) -> TwoHosts:
+    """Two hosts shared by the module's tests, each test with a user of its own."""
+    user = {**ALICE, "username": f"alice_{uuid.uuid4().hex[:12]}"}
+    return TwoHosts(*shared_hosts, user)
+
+
+@pytest.mark.serial  # propagation deadlines
+def test_tokens_and_revocations_cross_hosts(two_hosts: TwoHosts) -> None:
+    a, b, alice = two_hosts.a, two_hosts.b, two_hosts.user
+    assert httpx.post(f"{a.url}/register", json=alice, timeout=60).status_code == 201
+    assert (
+        httpx.post(f"{b.url}/register", json=alice, timeout=60).status_code == 409
+    )  # one user table
+    from_a = httpx.post(f"{a.url}/login", json=alice, timeout=60).json()
+    me = httpx.get(f"{b.url}/me", headers=auth(from_a["access_token"]), timeout=60)
+    assert me.status_code == 200 and me.json()["username"] == alice["username"]
+    # Rotation on B, replay on A: the used refresh token is refused on the other host.
+    rotated = httpx.post(
+        f"{b.url}/token/refresh", headers=auth(from_a["refresh_token"]), timeout=60
+    )
+    assert rotated.status_code == 200
+    replay = httpx.post(f"{a.url}/token/refresh", headers=auth(from_a["refresh_token"]), timeout=60)
+    assert replay.status_code == 401 and replay.json() == {"msg": "Token has been revoked"}
+
+    # Every logout is enforced by B within the documented 1.5 s, and (Redis) within 100 ms but
+    # for at most one round a loaded CI machine may deschedule a worker in.
+    delays = [propagation(a, b, budget=1.5, user=alice) for _ in range(10)]
+    assert None not in delays, f"logout on A not enforced by B within 1.5 s: {delays}"
+    measured = [d for d in delays if d is not None]
+    assert sum(d < 0.1 for d in measured) >= 9, f"not within 100 ms via Redis: {measured}"
+    # An upper bound: the time until probes (new connections) had reached and been refused
+    # by both workers of B; 0 would mean the very first probes already were.
+    print(
+        f"\nlogout on A -> refused by B via Redis: median {statistics.median(measured) * 1e3:.2f}"
+        f" ms, max {max(measured) * 1e3:.2f} ms over {len(measured)}"
+    )
+
+
+@pytest.mark.serial  # propagation deadlines
+def test_dropped_redis_connections_lose_no_revocation(
+    two_hosts: TwoHosts, redis_server: RedisRun
+) -> None:
+    a, b, alice = two_hosts.a, two_hosts.b, two_hosts.user
+    assert httpx.post(f"{a.url}/register", json=alice, timeout=60).status_code == 201
+    # Kill every Redis connection of both hosts' workers (ours only: by client name).
+    assert run(kill_clients(redis_server.url, two_hosts.prefix)) >= 4
+    delay = propagation(a, b, budget=1.5, user=alice)  # Redis or SQL poll, whichever first
+    assert delay is not None, "a logout made while Redis connections were down was lost"
+    for _ in range(100):  # the subscribers reconnect within the back-off (<= 2 s)
+        if propagation(a, b, budget=0.1, user=alice) is not None:
+            break
+    else:
+        pytest.fail("the Redis fast path did not come back")
