@@ -12,6 +12,7 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Collection
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
@@ -97,19 +98,30 @@ class SmtpSink:
             self.controller.stop()
             self.controller = None
 
-    def count(self) -> int:
+    def received(self, to: Collection[str] | None = None) -> list[EmailMessage]:
+        """The messages accepted so far, in their order of arrival; with ``to``, only those
+        to one of these addresses (a sink several tests share holds all their mails)."""
         with self.lock:
-            return len(self.messages)
+            return [
+                message
+                for message, (_, recipients) in zip(self.messages, self.envelopes, strict=True)
+                if to is None or not set(recipients).isdisjoint(to)
+            ]
 
-    async def wait_for(self, count: int, timeout: float = 30.0) -> list[EmailMessage]:
-        """The first ``count`` messages, once they have arrived (fails after ``timeout``)."""
+    def count(self, to: Collection[str] | None = None) -> int:
+        return len(self.received(to))
+
+    async def wait_for(
+        self, count: int, timeout: float = 30.0, to: Collection[str] | None = None
+    ) -> list[EmailMessage]:
+        """The first ``count`` messages (to ``to``), once they have arrived (fails after
+        ``timeout``)."""
         deadline = time.monotonic() + timeout
-        while self.count() < count:
+        while len(messages := self.received(to)) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.count()} of {count} mails arrived in {timeout}s")
+                raise AssertionError(f"{len(messages)} of {count} mails arrived in {timeout}s")
             await asyncio.sleep(0.05)
-        with self.lock:
-            return list(self.messages[:count])
+        return messages[:count]
 
 
 def text_of(message: EmailMessage) -> str:
