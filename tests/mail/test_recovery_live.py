@@ -1,12 +1,19 @@
 """Recovery on live Hypercorn (two workers) with a real SMTP server, on both storage
 profiles: the links come from the received mail, an SMTP outage during a reset delays
 the mail (which then arrives exactly once), and two workers' senders send each mail once.
+
+The outage test stops its SMTP server and counts every mail of its outbox: it has a
+server, an SMTP server and storage of its own. The others share one server per storage
+profile and one SMTP server for the module, each with users and addresses of its own
+(uuid-suffixed), and look only at the mails to their own addresses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +23,7 @@ import pytest
 
 from quart_app.mail.outbox import OutboxStore
 from quart_app.store import Database
+from tests.helpers.backend_servers import PostgresRun, RedisRun
 from tests.helpers.live import Server, server_env
 from tests.helpers.smtp_server import SmtpSink, token_in
 from tests.helpers.support import SECRET
@@ -27,8 +35,8 @@ NEW_PASSWORD = "battery-staple-2"
 CLOSE = {"Connection": "close"}  # new connection per request: either worker answers
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
+@contextlib.contextmanager
+def running_sink() -> Iterator[SmtpSink]:
     sink = SmtpSink()
     sink.start()
     try:
@@ -37,11 +45,8 @@ def smtp() -> Iterator[SmtpSink]:
         sink.stop()
 
 
-@pytest.fixture
-def server(
-    tmp_path: Path, backend: str, backend_config: dict[str, Any], smtp: SmtpSink
-) -> Iterator[Server]:
-    env = server_env(backend_config) | {
+def mail_env(backend_config: dict[str, Any], smtp: SmtpSink) -> dict[str, str]:
+    return server_env(backend_config) | {
         "JWT_SECRET_KEY": SECRET,
         "SMTP_URL": smtp.url,
         "MAIL_FROM": "Accounts <accounts@app.example>",
@@ -50,6 +55,63 @@ def server(
         "MAIL_POLL_INTERVAL": "0.5",
         "RATELIMIT_AUTH_LIMIT": "10000",
     }
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    """The module's SMTP server: every test reads only the mails to its own addresses."""
+    with running_sink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory,
+    module_backend_config: dict[str, Any],
+    smtp: SmtpSink,
+) -> Iterator[Server]:
+    """One server per backend for the module: every test registers users of its own."""
+    instance = tmp_path_factory.mktemp("recovery") / "instance"
+    with Server(instance, workers=2, env=mail_env(module_backend_config, smtp)) as live:
+        yield live
+
+
+@pytest.fixture
+def own_smtp() -> Iterator[SmtpSink]:
+    """An SMTP server of the test's own (the outage test stops it)."""
+    with running_sink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def own_backend_config(backend: str, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The backend, on storage of the test's own: its own SQLite file, or a PostgreSQL
+    database of its own (migrated to head, dropped after) and its own Redis prefix. No
+    other server sends from its outbox, and the run's database, which the module's
+    shared server may be using, is left alone."""
+    if backend == "sqlite":
+        yield {}  # the app.db in the server's own instance directory
+        return
+    main: PostgresRun = request.getfixturevalue("postgres_server")
+    redis: RedisRun = request.getfixturevalue("redis_server")
+    database = PostgresRun(main.admin_url, name=f"{main.name}_{uuid.uuid4().hex[:8]}")
+    database.create()
+    try:
+        yield {
+            "DATABASE_URL": database.url,
+            "REDIS_URL": redis.url,
+            "REDIS_PREFIX": redis.next_prefix(),
+        }
+    finally:
+        database.drop()
+
+
+@pytest.fixture
+def own_server(
+    tmp_path: Path, own_backend_config: dict[str, Any], own_smtp: SmtpSink
+) -> Iterator[Server]:
+    """A server of the test's own, on its own storage, sending to its own SMTP server."""
+    env = mail_env(own_backend_config, own_smtp)
     with Server(tmp_path / "instance", workers=2, env=env) as live:
         yield live
 
@@ -73,9 +135,10 @@ def post(client: httpx.Client, server: Server, path: str, body: dict[str, Any]) 
 
 
 async def test_reset_through_an_smtp_outage(
-    server: Server, smtp: SmtpSink, backend_config: dict[str, Any]
+    own_server: Server, own_smtp: SmtpSink, own_backend_config: dict[str, Any]
 ) -> None:
-    with httpx.Client(timeout=30) as client:
+    server, smtp = own_server, own_smtp  # stopped during the test: of its own
+    with httpx.Client(timeout=60) as client:
         body = {"username": "alice", "password": PASSWORD, "email": "alice@example.com"}
         assert post(client, server, "/register", body).status_code == 201
         [verify] = await smtp.wait_for(1)
@@ -86,7 +149,7 @@ async def test_reset_through_an_smtp_outage(
         smtp.stop()  # the mail server goes down just as the reset is asked for
         answer = post(client, server, "/password/forgot", {"username": "alice"})
         assert answer.status_code == 202
-        url = database_url(server, backend_config)
+        url = database_url(server, own_backend_config)
         deadline = time.monotonic() + 30
         while (await outbox_counts(url))["failing"] < 1:
             assert time.monotonic() < deadline, "the sender never tried"
@@ -121,29 +184,33 @@ async def test_reset_through_an_smtp_outage(
 
 async def test_two_workers_send_each_mail_once(server: Server, smtp: SmtpSink) -> None:
     count = 12
-    with httpx.Client(timeout=30) as client:
-        for n in range(count):
-            body = {"username": f"user{n}", "password": PASSWORD, "email": f"u{n}@example.com"}
+    tag = uuid.uuid4().hex[:12]
+    addresses = [f"u{n}_{tag}@example.com" for n in range(count)]
+    with httpx.Client(timeout=60) as client:
+        for n, address in enumerate(addresses):
+            body = {"username": f"user{n}_{tag}", "password": PASSWORD, "email": address}
             assert post(client, server, "/register", body).status_code == 201
-    mails = await smtp.wait_for(count, timeout=60)
+    mails = await smtp.wait_for(count, timeout=60, to=addresses)
     await asyncio.sleep(2)
-    assert smtp.count() == count
+    assert smtp.count(to=addresses) == count
     assert len({m["Message-ID"] for m in mails}) == count
-    assert sorted(m["To"] for m in mails) == sorted(f"u{n}@example.com" for n in range(count))
+    assert sorted(m["To"] for m in mails) == sorted(addresses)
 
 
 async def test_a_reset_racing_logins_with_the_old_password(server: Server, smtp: SmtpSink) -> None:
     """Logins with the old password in flight on both workers while the reset commits:
     whatever pair one of them got, none outlives the reset."""
-    with httpx.Client(timeout=30) as client:
-        body = {"username": "alice", "password": PASSWORD, "email": "alice@example.com"}
+    alice = f"alice_{uuid.uuid4().hex[:12]}"
+    mine = [f"{alice}@example.com"]
+    with httpx.Client(timeout=60) as client:
+        body = {"username": alice, "password": PASSWORD, "email": mine[0]}
         assert post(client, server, "/register", body).status_code == 201
-        [verify] = await smtp.wait_for(1)
+        [verify] = await smtp.wait_for(1, to=mine)
         assert post(client, server, "/email/verify", {"token": token_in(verify)}).is_success
-        assert post(client, server, "/password/forgot", {"username": "alice"}).status_code == 202
-    token = token_in((await smtp.wait_for(2))[-1])
+        assert post(client, server, "/password/forgot", {"username": alice}).status_code == 202
+    token = token_in((await smtp.wait_for(2, to=mine))[-1])
 
-    old = {"username": "alice", "password": PASSWORD}
+    old = {"username": alice, "password": PASSWORD}
     async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=CLOSE) as http:
         first_in = asyncio.Event()
 
@@ -183,7 +250,7 @@ async def test_a_reset_racing_logins_with_the_old_password(server: Server, smtp:
                     "/me", headers={"Authorization": f"Bearer {pair['access_token']}"}
                 )
                 assert me.status_code == 401, me.text
-        new = await http.post("/login", json={"username": "alice", "password": NEW_PASSWORD})
+        new = await http.post("/login", json={"username": alice, "password": NEW_PASSWORD})
         assert new.status_code == 200
         sessions = await http.get(
             "/sessions", headers={"Authorization": f"Bearer {new.json()['access_token']}"}
