@@ -3,18 +3,23 @@ against live Hypercorn with two workers, on each storage profile.
 
 Each admitted wrong guess is answered 401 after a password check, each refused one 429
 without a check, so counting the 401s counts the password checks. Distinct client
-addresses are distinct loopback addresses (127.0.0.x) bound by the client. The first
+addresses are distinct loopback addresses (127.0.x.y) bound by the client. The first
 lock lasts a minute here (1 s by default): on a busy machine a burst can outlast a
 one-second lock, and the back-off then rightly admits one more check per lapse.
+
+One server per storage profile serves the module: every test guesses at accounts of its
+own (uuid-suffixed names) from addresses of its own (no earlier test of this process
+used them), so no lock, count or block of another test is in its way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +37,11 @@ LOCKED = {"msg": "Too many failed login attempts; try later"}
 BLOCKED = {"msg": "Too many failed logins from this address; try later"}
 
 
-@pytest.fixture
-def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, module_backend_config: dict[str, Any]
+) -> Iterator[Server]:
+    """One server per backend for the module (see the module docstring)."""
     env = {
         "JWT_SECRET_KEY": SECRET,
         "RATELIMIT_AUTH_LIMIT": "100000",  # these tests are about the limits behind it
@@ -43,12 +51,24 @@ def server(tmp_path: Path, backend: str, backend_config: dict[str, Any]) -> Iter
         # the time bound of each database operation, is under test.
         "DATABASE_OPERATION_TIMEOUT": "60",
         "DATABASE_POOL_TIMEOUT": "60",
-        **server_env(backend_config),
+        **server_env(module_backend_config),
     }
-    live = Server(tmp_path / "instance", workers=2, env=env)
-    live.start()
-    yield live
-    live.stop()
+    with Server(tmp_path_factory.mktemp("limits") / "instance", workers=2, env=env) as live:
+        yield live
+
+
+_addresses = itertools.count()
+
+
+def fresh_address() -> str:
+    """A loopback address no earlier test of this process has used: the per-address
+    counts and blocks start from nothing on it, whatever ran on the server before."""
+    n = next(_addresses)
+    return f"127.0.{1 + n // 250}.{1 + n % 250}"
+
+
+def fresh_name(role: str) -> str:
+    return f"{role}_{uuid.uuid4().hex[:12]}"
 
 
 def client_from(server: Server, stack: AsyncExitStack, address: str) -> Callable[..., Any]:
@@ -75,10 +95,11 @@ async def _register(http: httpx.AsyncClient, names: list[str]) -> None:
 
 
 async def test_concurrent_guesses_get_at_most_threshold_checks(server: Server) -> None:
+    alice = fresh_name("alice")
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(client_from(server, stack, "127.0.0.1")())
-        await _register(http, ["alice"])
-        wrong = {"username": "alice", "password": "wrong-password"}
+        http = await stack.enter_async_context(client_from(server, stack, fresh_address())())
+        await _register(http, [alice])
+        wrong = {"username": alice, "password": "wrong-password"}
         responses = await asyncio.gather(*(http.post("/login", json=wrong) for _ in range(GUESSES)))
         statuses = Counter(r.status_code for r in responses)
         print(f"\n{GUESSES} concurrent guesses: {dict(statuses)}")
@@ -87,16 +108,16 @@ async def test_concurrent_guesses_get_at_most_threshold_checks(server: Server) -
         for response in responses:
             if response.status_code == 429:
                 assert response.json() == LOCKED and int(response.headers["Retry-After"]) >= 1
-        right = await http.post("/login", json={"username": "alice", "password": "correct-horse"})
+        right = await http.post("/login", json={"username": alice, "password": "correct-horse"})
         assert right.status_code == 429 and right.json() == LOCKED
 
 
 async def test_one_address_is_blocked_across_accounts(server: Server) -> None:
-    names = [f"user{n}" for n in range(GUESSES)]
+    names = [fresh_name(f"user{n}") for n in range(GUESSES)]
     async with AsyncExitStack() as stack:
-        setup = await stack.enter_async_context(client_from(server, stack, "127.0.0.3")())
-        attacker = await stack.enter_async_context(client_from(server, stack, "127.0.0.1")())
-        other = await stack.enter_async_context(client_from(server, stack, "127.0.0.2")())
+        setup = await stack.enter_async_context(client_from(server, stack, fresh_address())())
+        attacker = await stack.enter_async_context(client_from(server, stack, fresh_address())())
+        other = await stack.enter_async_context(client_from(server, stack, fresh_address())())
         await _register(setup, names)
         responses = await asyncio.gather(
             *(
@@ -113,9 +134,9 @@ async def test_one_address_is_blocked_across_accounts(server: Server) -> None:
                 # 600 s from the attempt that began it (a little later than some starts)
                 assert 1 <= int(response.headers["Retry-After"]) <= 602
         # Blocked for every account, the right password included ...
-        right = {"username": "user0", "password": "correct-horse"}
+        right = {"username": names[0], "password": "correct-horse"}
         assert (await attacker.post("/login", json=right)).status_code == 429
         # ... and only that address.
         assert (await other.post("/login", json=right)).status_code == 200
-        wrong = {"username": "user1", "password": "wrong-password"}
+        wrong = {"username": names[1], "password": "wrong-password"}
         assert (await other.post("/login", json=wrong)).status_code == 401
