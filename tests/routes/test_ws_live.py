@@ -2,7 +2,9 @@
 
 Hypercorn processes (2 workers, one SQLite file) for the cross-process bounds; one
 Hypercorn served inside the test's own event loop for counting the tasks a socket leaves
-behind (none).
+behind (none). The tests that need two workers and nothing else share one such server
+per HTTP/1.1 parser, each with users of its own (uuid-suffixed); the serial one, which
+times a close, has one of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,11 +50,30 @@ SQL_BOUND = SYNC_INTERVAL + 0.5
 ORIGIN = "https://app.example.com"
 
 
-@pytest.fixture
-def two_workers(tmp_path: Path, http1_parser: str) -> Iterator[Server]:
+def two_worker_server(instance: Path, http1_parser: str) -> Server:
     env = {"REVOCATION_SYNC_INTERVAL": str(SYNC_INTERVAL), "HTTP1_PARSER": http1_parser}
-    with Server(tmp_path / "instance", workers=2, env=env) as server:
+    return Server(instance, workers=2, env=env)
+
+
+@pytest.fixture(scope="module")
+def two_workers(
+    tmp_path_factory: pytest.TempPathFactory, http1_parser_module: str
+) -> Iterator[Server]:
+    """One server per parser for the module: every test logs in users of its own."""
+    instance = tmp_path_factory.mktemp("ws") / "instance"
+    with two_worker_server(instance, http1_parser_module) as server:
         yield server
+
+
+@pytest.fixture
+def own_two_workers(tmp_path: Path, http1_parser: str) -> Iterator[Server]:
+    """The same, for one test alone."""
+    with two_worker_server(tmp_path / "instance", http1_parser) as server:
+        yield server
+
+
+def own_name() -> str:
+    return f"alice_{uuid.uuid4().hex[:12]}"
 
 
 async def test_a_bad_handshake_is_refused_with_the_http_answer(two_workers: Server) -> None:
@@ -72,7 +94,7 @@ async def test_a_bad_handshake_is_refused_with_the_http_answer(two_workers: Serv
 
 
 async def test_a_message_over_the_limit_closes_1009(two_workers: Server) -> None:
-    pair = await session(two_workers.url)
+    pair = await session(two_workers.url, own_name())
     ws, _ = await open_socket(two_workers.url, pair["access_token"])
     await ws.send(json.dumps({"type": "echo", "data": "x" * 60_000}))
     assert len(await asyncio.wait_for(ws.recv(), WAIT)) > 60_000
@@ -81,13 +103,13 @@ async def test_a_message_over_the_limit_closes_1009(two_workers: Server) -> None
 
 
 @pytest.mark.serial  # a closing deadline
-async def test_logout_closes_the_sockets_on_every_worker_in_time(two_workers: Server) -> None:
-    pair = await session(two_workers.url)
+async def test_logout_closes_the_sockets_on_every_worker_in_time(own_two_workers: Server) -> None:
+    pair = await session(own_two_workers.url)
     # Sixteen connections: the kernel spreads them over both workers (all on one: 2**-15).
-    sockets = [(await open_socket(two_workers.url, pair["access_token"]))[0] for _ in range(16)]
-    other = await session(two_workers.url, "bob")
-    bystander, _ = await open_socket(two_workers.url, other["access_token"])
-    async with httpx.AsyncClient(base_url=two_workers.url, timeout=60) as client:
+    sockets = [(await open_socket(own_two_workers.url, pair["access_token"]))[0] for _ in range(16)]
+    other = await session(own_two_workers.url, "bob")
+    bystander, _ = await open_socket(own_two_workers.url, other["access_token"])
+    async with httpx.AsyncClient(base_url=own_two_workers.url, timeout=60) as client:
         response = await client.post("/logout", headers=bearer(pair["access_token"]))
         assert response.status_code == 200
     done = time.perf_counter()
@@ -176,7 +198,7 @@ def readme_snippet() -> str:
 
 
 async def test_the_readme_python_client_runs_as_written(two_workers: Server) -> None:
-    pair = await session(two_workers.url)
+    pair = await session(two_workers.url, own_name())
     script = readme_snippet()
     assert 'connect("ws://localhost:8000/ws"' in script and "main(sys.argv[1])" in script
     script = script.replace("ws://localhost:8000/ws", ws_url(two_workers.url))
