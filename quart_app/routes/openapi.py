@@ -89,7 +89,8 @@ TAGS = {
 #: What a ``{"msg"}`` answer of each status means, whatever the route.
 STATUS = {
     400: "Invalid request: the body is not JSON, or a field or query parameter is missing"
-    " or invalid; `msg` names it.",
+    " or invalid; `msg` names it. Or, before any view runs, the request is framed by both"
+    " `Content-Length` and `Transfer-Encoding`, and the connection is closed.",
     401: "Not authenticated: bad username or password, or a token that is missing, expired"
     " or revoked; `msg` says which (Flask-JWT-Extended's texts).",
     403: "Not allowed for these credentials.",
@@ -112,6 +113,12 @@ RETRY_AFTER = {
     "description": "Seconds to wait before trying again.",
     "schema": {"type": "integer", "minimum": 1},
 }
+#: What any operation answers to a request framed by both Content-Length and
+#: Transfer-Encoding (quart_app/middleware/connection.py), before any view runs.
+AMBIGUOUS_FRAMING = (
+    "Refused before any view runs: the request is framed by both `Content-Length` and"
+    " `Transfer-Encoding` (a request smuggling vector), and the connection is closed."
+)
 
 
 _DOCUMENTED_METHODS = "_documented_methods"
@@ -134,7 +141,7 @@ class OpenAPIDocument(OpenAPIProvider):
         self._named: dict[str, dict[str, Any]] = {}
         document: dict[str, Any] = super().schema()
         document.setdefault("servers", [SERVER])
-        _complete_operations(document["paths"])
+        _complete_operations(document["paths"], document["components"]["schemas"])
         operations = [op for path in document["paths"].values() for op in path.values()]
         used = {tag for operation in operations for tag in operation.get("tags", ())}
         document["tags"] = [
@@ -256,7 +263,7 @@ NEEDS = {
 BASIC = {("/oauth/introspect", "post")}
 
 
-def _complete_operations(paths: dict[str, Any]) -> None:
+def _complete_operations(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     for path, methods in paths.items():
         for method, operation in methods.items():
             note = NEEDS.get((path, method))
@@ -266,12 +273,40 @@ def _complete_operations(paths: dict[str, Any]) -> None:
                 operation["security"] = [{"basic": []}]
             answers = operation.get("responses", {})
             codes = {str(code): code for code in answers}  # quart-schema's may be ints
+            _add_ambiguous_framing(answers, codes.get("400"), schemas)
             if "422" in codes and "503" not in codes:
                 # Every token check may find this worker without its revocations yet.
                 unavailable = copy.deepcopy(answers[codes["422"]])
                 unavailable["description"] = STATUS[503]
                 unavailable.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
                 answers["503"] = unavailable
+
+
+def _add_ambiguous_framing(answers: dict[Any, Any], status: Any, schemas: dict[str, Any]) -> None:
+    """Every operation may answer 400 with a ``{"msg"}`` body (:data:`AMBIGUOUS_FRAMING`):
+    added where the operation has no 400; where its 400 has a body of another kind, that
+    body becomes a named choice of the two."""
+    message = {"$ref": COMPONENT + "Message"}
+    if status is None:
+        answers["400"] = {
+            "description": AMBIGUOUS_FRAMING,
+            "content": {"application/json": {"schema": message}},
+            "headers": {"X-Request-ID": REQUEST_ID},
+        }
+        return
+    answer = answers[status]
+    media = answer.setdefault("content", {}).setdefault("application/json", {})
+    schema = media.get("schema", message)
+    if schema == message or "$ref" not in schema:
+        return
+    name = schema["$ref"].removeprefix(COMPONENT) + "OrMessage"
+    schemas[name] = {
+        "anyOf": [schema, message],
+        "description": f"{name.removesuffix('OrMessage')}, or a `msg` when refused before"
+        " any view ran.",
+    }
+    media["schema"] = {"$ref": COMPONENT + name}
+    answer["description"] = f"{answer.get('description', '')} {AMBIGUOUS_FRAMING}".strip()
 
 
 def _markdown(value: Any) -> Any:

@@ -5,6 +5,7 @@ use with every method it answers."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -151,3 +152,27 @@ async def test_auth_verify_is_listed_once_per_use_and_says_every_method(
             assert response.status_code == 401, (method, path)
             assert response.headers["WWW-Authenticate"] == "Bearer"
     assert (await send(client, "/auth/verify", "TRACE")).status_code == 405
+
+
+async def test_every_operation_documents_the_refusal_of_ambiguous_framing(client: Client) -> None:
+    """Every route refuses a request framed by both Content-Length and Transfer-Encoding
+    before its view runs (a request smuggling vector): each operation lists that 400."""
+    doc = await document(client)
+    operations = [
+        (path, method, operation)
+        for path, methods in doc["paths"].items()
+        for method, operation in methods.items()
+    ]
+    assert len(operations) > 20
+    framing = {"Content-Length": "0", "Transfer-Encoding": "chunked"}
+    for path, method, operation in operations:
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        response = await send(client, concrete, method.upper(), data=b"", headers=framing)
+        assert response.status_code == 400, (method, path)
+        answer = operation["responses"].get("400")
+        assert answer is not None, (method, path)
+        named = answer["content"]["application/json"]["schema"]["$ref"]
+        schema = doc["components"]["schemas"][named.removeprefix("#/components/schemas/")]
+        message = {"$ref": "#/components/schemas/Message"}
+        assert named == message["$ref"] or message in schema["anyOf"], (method, path)
+        assert "Transfer-Encoding" in answer["description"], (method, path)
