@@ -18,8 +18,8 @@ import asyncio
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -71,20 +71,14 @@ def fresh_name(role: str) -> str:
     return f"{role}_{uuid.uuid4().hex[:12]}"
 
 
-def client_from(server: Server, stack: AsyncExitStack, address: str) -> Callable[..., Any]:
+def client_from(server: Server, address: str) -> httpx.AsyncClient:
     """A client whose connections come from ``address``; one connection per request, so
     the kernel spreads them over both workers."""
     transport = httpx.AsyncHTTPTransport(
         local_address=address,
         limits=httpx.Limits(max_connections=GUESSES, max_keepalive_connections=0),
     )
-
-    @asynccontextmanager
-    async def opened() -> AsyncIterator[httpx.AsyncClient]:
-        async with httpx.AsyncClient(base_url=server.url, transport=transport, timeout=120) as http:
-            yield http
-
-    return opened
+    return httpx.AsyncClient(base_url=server.url, transport=transport, timeout=120)
 
 
 async def _register(http: httpx.AsyncClient, names: list[str]) -> None:
@@ -97,7 +91,7 @@ async def _register(http: httpx.AsyncClient, names: list[str]) -> None:
 async def test_concurrent_guesses_get_at_most_threshold_checks(server: Server) -> None:
     alice = fresh_name("alice")
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(client_from(server, stack, fresh_address())())
+        http = await stack.enter_async_context(client_from(server, fresh_address()))
         await _register(http, [alice])
         wrong = {"username": alice, "password": "wrong-password"}
         responses = await asyncio.gather(*(http.post("/login", json=wrong) for _ in range(GUESSES)))
@@ -115,9 +109,9 @@ async def test_concurrent_guesses_get_at_most_threshold_checks(server: Server) -
 async def test_one_address_is_blocked_across_accounts(server: Server) -> None:
     names = [fresh_name(f"user{n}") for n in range(GUESSES)]
     async with AsyncExitStack() as stack:
-        setup = await stack.enter_async_context(client_from(server, stack, fresh_address())())
-        attacker = await stack.enter_async_context(client_from(server, stack, fresh_address())())
-        other = await stack.enter_async_context(client_from(server, stack, fresh_address())())
+        setup = await stack.enter_async_context(client_from(server, fresh_address()))
+        attacker = await stack.enter_async_context(client_from(server, fresh_address()))
+        other = await stack.enter_async_context(client_from(server, fresh_address()))
         await _register(setup, names)
         responses = await asyncio.gather(
             *(
