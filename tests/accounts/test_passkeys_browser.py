@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import pytest
 
 from tests.helpers.debian import ensure_tool
 from tests.helpers.live import Server, free_port, server_env
-from tests.helpers.support import SECRET
+from tests.helpers.support import SECRET, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -78,7 +77,7 @@ def server(
 @pytest.fixture
 def alice() -> dict[str, str]:
     """This test's own account (not yet registered)."""
-    return {"username": f"alice_{uuid.uuid4().hex[:12]}", "password": "correct-horse"}
+    return {"username": unique_name(), "password": "correct-horse"}
 
 
 def _pids(server: Server) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ Client = TestClientProtocol
 #: Cheap argon2 parameters: the tests exercise behaviour, not hashing cost.
 FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
 SECRET = "test-secret-" + "x" * 40
+
+
+def unique_name(prefix: str = "alice") -> str:
+    """A username no other test registers: for a server or store several tests share."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from quart_app.store import Database
 from tests.helpers.backend_servers import PostgresRun, RedisRun
 from tests.helpers.live import Server, server_env
 from tests.helpers.smtp_server import SmtpSink, token_in
-from tests.helpers.support import SECRET
+from tests.helpers.support import SECRET, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -200,7 +200,7 @@ async def test_two_workers_send_each_mail_once(server: Server, smtp: SmtpSink) -
 async def test_a_reset_racing_logins_with_the_old_password(server: Server, smtp: SmtpSink) -> None:
     """Logins with the old password in flight on both workers while the reset commits:
     whatever pair one of them got, none outlives the reset."""
-    alice = f"alice_{uuid.uuid4().hex[:12]}"
+    alice = unique_name()
     mine = [f"{alice}@example.com"]
     with httpx.Client(timeout=60) as client:
         body = {"username": alice, "password": PASSWORD, "email": mine[0]}

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.helpers.live import ROOT, Server, running_together
-from tests.helpers.support import SECRET, bearer
+from tests.helpers.support import SECRET, bearer, unique_name
 from tests.helpers.ws_client import WAIT, ended_within, open_socket, session
 
 pytestmark = pytest.mark.live
@@ -66,14 +65,10 @@ def hosts(
         yield Hosts(a, b, {**env, "INSTANCE_PATH": str(instance)}, backend)
 
 
-def user(name: str) -> str:
-    return f"{name}_{uuid.uuid4().hex[:12]}"
-
-
 @pytest.mark.serial  # a closing deadline
 async def test_logout_on_another_host_closes_every_socket_in_time(hosts: Hosts) -> None:
     a, b, backend = hosts.a, hosts.b, hosts.backend
-    pair = await session(a.url, user("alice"))
+    pair = await session(a.url, unique_name("alice"))
     sockets = [(await open_socket(a.url, pair["access_token"]))[0] for _ in range(SOCKETS)]
     async with httpx.AsyncClient(base_url=b.url, timeout=WAIT) as client:
         response = await client.post("/logout", headers=bearer(pair["access_token"]))
@@ -87,13 +82,13 @@ async def test_logout_on_another_host_closes_every_socket_in_time(hosts: Hosts) 
 @pytest.mark.serial  # a closing deadline
 async def test_revoke_user_closes_every_socket_of_the_user_in_time(hosts: Hosts) -> None:
     a, b, env, backend = hosts.a, hosts.b, hosts.env, hosts.backend
-    name = user("alice")
+    name = unique_name("alice")
     alice = [await session(a.url, name), await session(b.url, name)]  # one login per host
     sockets = [
         (await open_socket(host.url, pair["access_token"]))[0]
         for host, pair in ((a, alice[0]), (b, alice[1]), (a, alice[1]), (b, alice[0]))
     ]
-    bob = await session(a.url, user("bob"))
+    bob = await session(a.url, unique_name("bob"))
     bystander, _ = await open_socket(a.url, bob["access_token"])
     command = [sys.executable, "-m", "quart_app.cli", "revoke-user", name]
     result = await asyncio.to_thread(

@@ -14,7 +14,6 @@ import contextlib
 import json
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from quart_app import create_app
 from quart_app.jwt import get_registry
 from quart_app.serving.worker_hooks import install_worker_hooks
 from tests.helpers.live import ROOT, Server, free_port, running_together
-from tests.helpers.support import bearer, make_config
+from tests.helpers.support import bearer, make_config, unique_name
 from tests.helpers.ws_client import (
     CREDENTIALS,
     WAIT,
@@ -72,10 +71,6 @@ def own_two_workers(tmp_path: Path, http1_parser: str) -> Iterator[Server]:
         yield server
 
 
-def own_name() -> str:
-    return f"alice_{uuid.uuid4().hex[:12]}"
-
-
 async def test_a_bad_handshake_is_refused_with_the_http_answer(two_workers: Server) -> None:
     for headers, status, msg in [
         ({}, None, None),  # no token: the first-message path, not a refusal
@@ -94,7 +89,7 @@ async def test_a_bad_handshake_is_refused_with_the_http_answer(two_workers: Serv
 
 
 async def test_a_message_over_the_limit_closes_1009(two_workers: Server) -> None:
-    pair = await session(two_workers.url, own_name())
+    pair = await session(two_workers.url, unique_name())
     ws, _ = await open_socket(two_workers.url, pair["access_token"])
     await ws.send(json.dumps({"type": "echo", "data": "x" * 60_000}))
     assert len(await asyncio.wait_for(ws.recv(), WAIT)) > 60_000
@@ -198,7 +193,7 @@ def readme_snippet() -> str:
 
 
 async def test_the_readme_python_client_runs_as_written(two_workers: Server) -> None:
-    pair = await session(two_workers.url, own_name())
+    pair = await session(two_workers.url, unique_name())
     script = readme_snippet()
     assert 'connect("ws://localhost:8000/ws"' in script and "main(sys.argv[1])" in script
     script = script.replace("ws://localhost:8000/ws", ws_url(two_workers.url))

@@ -14,7 +14,6 @@ import re
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from quart_app.startup.settings import DEFAULTS
 from tests.helpers.backend_servers import PostgresRun, RedisRun, run
 from tests.helpers.dpop_proofs import ProofKey
 from tests.helpers.live import ROOT, Server, running, running_together
-from tests.helpers.support import SECRET
+from tests.helpers.support import SECRET, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -45,7 +44,7 @@ def python_blocks(path: Path) -> list[str]:
 
 def new_user() -> dict[str, str]:
     """A user no other test registers (on a server tests share)."""
-    return {"username": f"user-{uuid.uuid4().hex[:12]}", "password": "correct-horse"}
+    return {"username": unique_name("user"), "password": "correct-horse"}
 
 
 @pytest.fixture(scope="module")

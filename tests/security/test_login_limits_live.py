@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from tests.helpers.live import Server, server_env
-from tests.helpers.support import SECRET
+from tests.helpers.support import SECRET, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -67,10 +66,6 @@ def fresh_address() -> str:
     return f"127.0.{1 + n // 250}.{1 + n % 250}"
 
 
-def fresh_name(role: str) -> str:
-    return f"{role}_{uuid.uuid4().hex[:12]}"
-
-
 def client_from(server: Server, address: str) -> httpx.AsyncClient:
     """A client whose connections come from ``address``; one connection per request, so
     the kernel spreads them over both workers."""
@@ -89,7 +84,7 @@ async def _register(http: httpx.AsyncClient, names: list[str]) -> None:
 
 
 async def test_concurrent_guesses_get_at_most_threshold_checks(server: Server) -> None:
-    alice = fresh_name("alice")
+    alice = unique_name("alice")
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(client_from(server, fresh_address()))
         await _register(http, [alice])
@@ -107,7 +102,7 @@ async def test_concurrent_guesses_get_at_most_threshold_checks(server: Server) -
 
 
 async def test_one_address_is_blocked_across_accounts(server: Server) -> None:
-    names = [fresh_name(f"user{n}") for n in range(GUESSES)]
+    names = [unique_name(f"user{n}") for n in range(GUESSES)]
     async with AsyncExitStack() as stack:
         setup = await stack.enter_async_context(client_from(server, fresh_address()))
         attacker = await stack.enter_async_context(client_from(server, fresh_address()))

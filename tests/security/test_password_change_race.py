@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import pytest
 from tests.helpers.backend_servers import PostgresRun, RedisRun, run
 from tests.helpers.debian import ensure_tool
 from tests.helpers.live import Server, running_together, server_env
-from tests.helpers.support import SECRET, bearer
+from tests.helpers.support import SECRET, bearer, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -116,7 +115,7 @@ async def hosts(deployment: tuple[Server, dict[int, Server]], skew: int) -> Asyn
         httpx.AsyncClient(base_url=host_a.url, timeout=60, limits=limits) as a,
         httpx.AsyncClient(base_url=host_b.url, timeout=60, limits=limits) as b,
     ):
-        user = f"alice_{uuid.uuid4().hex[:12]}"
+        user = unique_name()
         created = await a.post("/register", json={"username": user, "password": "pw-0-horse"})
         assert created.status_code == 201, created.text
         yield Hosts(a, b, user)

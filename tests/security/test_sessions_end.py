@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 from tests.helpers.live import Server, server_env
-from tests.helpers.support import SECRET, bearer
+from tests.helpers.support import SECRET, bearer, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -60,7 +59,7 @@ async def live(server: Server) -> AsyncIterator[Live]:
     # both workers' sockets.
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
-        user = f"victim_{uuid.uuid4().hex[:12]}"
+        user = unique_name("victim")
         response = await http.post("/register", json={"username": user, "password": "password-0"})
         assert response.status_code == 201, response.text
         yield Live(server, http, user)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 from tests.helpers.live import Server, server_env
-from tests.helpers.support import SECRET, bearer
+from tests.helpers.support import SECRET, bearer, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -69,7 +68,7 @@ def server(
 async def live(server: Server) -> AsyncIterator[Live]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
-        names = [f"{role}_{uuid.uuid4().hex[:12]}" for role in ("alice", "root")]
+        names = [unique_name(role) for role in ("alice", "root")]
         ids = []
         for name in names:
             response = await http.post("/register", json={"username": name, "password": PASSWORD})

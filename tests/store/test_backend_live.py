@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import statistics
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from tests.helpers.backend_servers import PostgresRun, PrivateRedis, RedisRun, kill_clients, run
 from tests.helpers.live import Server, running_together
-from tests.helpers.support import SECRET
+from tests.helpers.support import SECRET, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -210,7 +209,7 @@ def shared_hosts(
 @pytest.fixture
 def two_hosts(shared_hosts: tuple[Server, Server, str]) -> TwoHosts:
     """Two hosts shared by the module's tests, each test with a user of its own."""
-    user = {**ALICE, "username": f"alice_{uuid.uuid4().hex[:12]}"}
+    user = {**ALICE, "username": unique_name()}
     return TwoHosts(*shared_hosts, user)
 
 
