@@ -299,11 +299,11 @@ def _add_ambiguous_framing(answers: dict[Any, Any], status: Any, schemas: dict[s
     schema = media.get("schema", message)
     if schema == message or "$ref" not in schema:
         return
-    name = schema["$ref"].removeprefix(COMPONENT) + "OrMessage"
+    own = schema["$ref"].removeprefix(COMPONENT)
+    name = f"{own}OrMessage"
     schemas[name] = {
         "anyOf": [schema, message],
-        "description": f"{name.removesuffix('OrMessage')}, or a `msg` when refused before"
-        " any view ran.",
+        "description": f"{own}, or a `msg` when refused before any view ran.",
     }
     media["schema"] = {"$ref": COMPONENT + name}
     answer["description"] = f"{answer.get('description', '')} {AMBIGUOUS_FRAMING}".strip()
